@@ -1,0 +1,28 @@
+# The two commands of the README's quick start are `make up` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK ?= local
+
+.PHONY: help bootstrap lint test test-unit up preview destroy policy cost bench
+
+help:
+	@echo "make up       set up everything, then pulumi up on the local stack (renders to build/manifests/local)"
+	@echo "make test     set up everything, then lint, type-check and run every test"
+	@echo "make policy STACK=prod   run the policy pack over a stack under mocks"
+	@echo "make cost STACK=prod     print the stack's estimated monthly cost"
+
+bootstrap:
+	@scripts/bootstrap
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+test: lint
+	$(VENV)/bin/pytest
+
+test-unit: bootstrap
+	$(VENV)/bin/pytest -m "not engine"
