@@ -1,0 +1,1 @@
+"""Reference agentic service deployed by the agent-platform stack."""

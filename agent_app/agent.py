@@ -1,0 +1,210 @@
+"""The agent loop: plan, then tool calls, then a final answer, in a bounded number of steps."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
+from redis.asyncio import Redis
+
+from agent_app.cache import ResponseCache, cache_key
+from agent_app.cost import BudgetLedger, call_cost
+from agent_app.llm import ChatResult, LLMClient
+from agent_app.metrics import Metrics
+from agent_app.redaction import redact
+from agent_app.runtime import text
+from agent_app.settings import Settings
+from agent_app.tasks import task_key
+from agent_app.tools import ToolContext, ToolError, ToolRegistry
+
+_SYSTEM_PROMPTS = {
+    "control": "You are a careful assistant. Use the tools when they help, then answer.",
+    "concise": "You are a terse assistant. Use the tools when they help; answer in one line.",
+}
+_PLAN_PROMPT = (
+    "Write a short plan for the user's task: which tools to use and in what order. "
+    "Do not answer yet."
+)
+_HISTORY_TURNS = 3
+
+
+@dataclass
+class TaskContext:
+    task_id: str
+    tenant: str
+    session_id: str
+    task: str
+    model: str
+    variant: str
+    cache_ttl_s: int
+
+
+@dataclass
+class AgentResult:
+    status: str
+    answer: str | None
+    error: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_calls: int = 0
+    redactions: int = 0
+
+    @property
+    def tokens(self) -> dict[str, int]:
+        return {
+            "input": self.input_tokens,
+            "output": self.output_tokens,
+            "total": self.input_tokens + self.output_tokens,
+            "cached_calls": self.cached_calls,
+        }
+
+
+def history_key(tenant: str, session_id: str) -> str:
+    return f"agent:session:{tenant}:{session_id}"
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: Settings,
+        llm: LLMClient,
+        cache: ResponseCache,
+        tools: ToolRegistry,
+        ledger: BudgetLedger,
+        redis: Redis,
+        http: httpx.AsyncClient,
+        metrics: Metrics,
+        tracer: trace.Tracer,
+    ) -> None:
+        self._settings = settings
+        self._llm = llm
+        self._cache = cache
+        self._tools = tools
+        self._ledger = ledger
+        self._redis = redis
+        self._http = http
+        self._metrics = metrics
+        self._tracer = tracer
+
+    async def run(self, ctx: TaskContext) -> AgentResult:
+        with self._tracer.start_as_current_span("invoke_agent") as span:
+            span.set_attribute("gen_ai.operation.name", "invoke_agent")
+            span.set_attribute("gen_ai.agent.name", "agent-app")
+            span.set_attribute("gen_ai.request.model", ctx.model)
+            span.set_attribute("agent.task.id", ctx.task_id)
+            span.set_attribute("agent.tenant", ctx.tenant)
+            result = await self._run(ctx)
+            if result.status != "completed":
+                span.set_status(StatusCode.ERROR, result.error or result.status)
+            return result
+
+    async def _run(self, ctx: TaskContext) -> AgentResult:
+        result = AgentResult(status="completed", answer=None)
+        system = _SYSTEM_PROMPTS.get(ctx.variant, _SYSTEM_PROMPTS["control"])
+        history = await self._history(ctx)
+
+        with self._tracer.start_as_current_span("plan"):
+            plan = await self._chat(
+                ctx, result, [{"role": "system", "content": _PLAN_PROMPT},
+                              {"role": "user", "content": ctx.task}], None,
+            )  # fmt: skip
+        result.steps.append({"type": "plan", "content": plan.content or ""})
+
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": system},
+            *history,
+            {"role": "user", "content": ctx.task},
+        ]
+        tool_ctx = ToolContext(self._redis, self._http, self._settings, ctx.tenant, ctx.session_id)
+        for _ in range(self._settings.max_steps):
+            reply = await self._chat(ctx, result, messages, self._tools.schemas())
+            if not reply.tool_calls:
+                cleaned = redact(reply.content or "")
+                for kind, n in cleaned.counts.items():
+                    self._metrics.redactions.labels(
+                        **self._metrics.rel(kind=kind, where="answer")
+                    ).inc(n)
+                result.redactions = cleaned.total
+                result.answer = cleaned.text
+                result.steps.append({"type": "answer", "content": cleaned.text})
+                await self._remember(ctx, cleaned.text)
+                return result
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": reply.content,
+                    "tool_calls": [
+                        {"id": c.id, "type": "function",
+                         "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in reply.tool_calls
+                    ],
+                }
+            )  # fmt: skip
+            for call in reply.tool_calls:
+                output = await self._tool(tool_ctx, call.name, call.arguments)
+                result.steps.append(
+                    {"type": "tool", "tool": call.name, "arguments": call.arguments,
+                     "result": output}
+                )  # fmt: skip
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
+        result.status = "failed"
+        result.error = f"no final answer within the step limit of {self._settings.max_steps}"
+        return result
+
+    async def _tool(self, ctx: ToolContext, name: str, arguments: str) -> str:
+        with self._tracer.start_as_current_span(f"execute_tool {name}") as span:
+            span.set_attribute("gen_ai.operation.name", "execute_tool")
+            span.set_attribute("gen_ai.tool.name", name)
+            outcome = "ok"
+            try:
+                output = await self._tools.call(ctx, name, arguments)
+            except ToolError as exc:
+                outcome, output = "error", f"error: {exc}"
+            except httpx.HTTPError as exc:
+                outcome, output = "error", f"error: {type(exc).__name__} while fetching"
+            if outcome == "error":
+                span.set_status(StatusCode.ERROR, output)
+            self._metrics.tool_calls.labels(**self._metrics.rel(tool=name, outcome=outcome)).inc()
+            return redact(output).text
+
+    async def _chat(
+        self,
+        ctx: TaskContext,
+        result: AgentResult,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+    ) -> ChatResult:
+        key = cache_key(ctx.model, messages, tools)
+        cached = await self._cache.get(key)
+        if cached is not None:
+            result.cached_calls += 1
+            return cached
+        reply = await self._llm.chat(ctx.model, messages, tools)
+        result.input_tokens += reply.prompt_tokens
+        result.output_tokens += reply.completion_tokens
+        usd = call_cost(self._settings.model(ctx.model), reply.prompt_tokens,
+                        reply.completion_tokens)  # fmt: skip
+        self._metrics.cost.labels(**self._metrics.rel(model=ctx.model)).inc(usd)
+        await self._ledger.charge(ctx.tenant, usd, task_key(ctx.task_id))
+        await self._cache.put(key, reply, ctx.cache_ttl_s)
+        return reply
+
+    async def _history(self, ctx: TaskContext) -> list[dict[str, Any]]:
+        raw = await self._redis.lrange(
+            history_key(ctx.tenant, ctx.session_id), -2 * _HISTORY_TURNS, -1
+        )
+        return [json.loads(text(item)) for item in raw]
+
+    async def _remember(self, ctx: TaskContext, answer: str) -> None:
+        key = history_key(ctx.tenant, ctx.session_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, json.dumps({"role": "user", "content": ctx.task}),
+                       json.dumps({"role": "assistant", "content": answer}))  # fmt: skip
+            pipe.ltrim(key, -2 * _HISTORY_TURNS, -1)
+            pipe.expire(key, self._settings.memory_ttl_s)
+            await pipe.execute()

@@ -1,0 +1,332 @@
+"""The HTTP API: task submission and lookup, probes and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from opentelemetry.sdk.trace import SpanProcessor
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agent_app.auth import Authenticator, key_from_headers
+from agent_app.cost import BudgetLedger
+from agent_app.logging import get_logger
+from agent_app.queue import TaskQueue
+from agent_app.releases import assign_variant
+from agent_app.runtime import BreakerBoard, Runtime, text
+from agent_app.selection import estimate_tokens, select_model
+from agent_app.settings import Settings
+from agent_app.tasks import FINAL_STATUSES, TaskStore
+from agent_app.validation import IDEMPOTENCY_KEY, TaskRequest, check_injection
+
+log = get_logger(__name__)
+
+_PUBLIC_FIELDS = (
+    "id", "status", "result", "error", "steps", "tokens", "cost_usd", "model", "selection",
+    "injection", "attempts", "variant", "session_id", "redactions", "created_at", "finished_at",
+)  # fmt: skip
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.extra = extra or {}
+        self.headers = headers
+
+
+class _BodyLimit:
+    """Refuses bodies over the limit before they are parsed, chunked ones included."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body.extend(message.get("body", b""))
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                response = JSONResponse(
+                    {"error": f"request body larger than {self.limit} bytes", "field": "body"},
+                    status_code=413,
+                )
+                await response(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _error_body(exc: ApiError) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    body.update(exc.extra)
+    return body
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "header", "path"):
+        parts = parts[1:] or parts
+    return ".".join(parts) or "body"
+
+
+def create_app(settings: Settings, span_processor: SpanProcessor | None = None) -> FastAPI:
+    runtime = Runtime.build(settings, "api", span_processor)
+    m = runtime.metrics
+    store = TaskStore(runtime.redis, settings.task_ttl_s)
+    queue = TaskQueue(runtime.redis, settings)
+    ledger = BudgetLedger(runtime.redis, settings)
+    board = BreakerBoard(runtime.redis, settings)
+    authenticator = Authenticator(settings.api_keys_sha256)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            await queue.ensure_group()
+        except Exception as exc:
+            # Readiness reports it; the API still starts so liveness can succeed.
+            log.warning("could not create the consumer group yet", error=type(exc).__name__)
+        log.info("api started", port=settings.port)
+        yield
+        await runtime.aclose()
+
+    app = FastAPI(title="agent-app", version=settings.release_version, lifespan=lifespan)
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+
+    @app.middleware("http")
+    async def release_and_inflight(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        gauge = m.inflight_requests.labels(**m.rel())
+        gauge.inc()
+        try:
+            response = await call_next(request)
+        finally:
+            gauge.dec()
+        response.headers.update(runtime.release.headers())
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(_error_body(exc), exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"field": _field_name(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()
+        ]
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return JSONResponse({"error": f"invalid request: {summary}", "fields": fields}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+
+    async def tenant(
+        x_api_key: Annotated[str | None, Header()] = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> str:
+        key = key_from_headers(x_api_key, authorization)
+        if key is None:
+            raise ApiError(
+                401,
+                "missing API key: send it in the X-API-Key header or as 'Authorization: "
+                "Bearer <key>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        found = authenticator.tenant_for(key)
+        if found is None:
+            raise ApiError(403, "API key not recognised")
+        return found
+
+    @app.post("/v1/tasks", status_code=202)
+    async def submit(
+        body: TaskRequest,
+        tenant: Annotated[str, Depends(tenant)],
+        response: Response,
+        wait: Annotated[
+            float | None, Query(ge=0, description="Seconds to wait for the result.")
+        ] = None,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        if len(body.task) > settings.max_task_chars:
+            raise ApiError(422, f"task: longer than {settings.max_task_chars} characters", "task")
+        if wait is not None and wait > settings.max_wait_s:
+            raise ApiError(422, f"wait: at most {settings.max_wait_s:g} seconds", "wait")
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+            raise ApiError(
+                422, "Idempotency-Key: 1 to 128 printable ASCII characters", "Idempotency-Key"
+            )
+        verdict = check_injection(
+            body.task, settings.injection_flag_score, settings.injection_reject_score
+        )
+        for reason in verdict.reasons:
+            m.injection_flags.labels(**m.rel(reason=reason, action=verdict.action)).inc()
+        if verdict.action == "reject":
+            raise ApiError(
+                422,
+                "task: rejected as a likely prompt injection (" + ", ".join(verdict.reasons) + ")",
+                "task",
+                {"reasons": verdict.reasons, "score": verdict.score},
+            )
+        budget = await ledger.status(tenant)
+        if budget.exhausted:
+            m.budget_actions.labels(**m.rel(action="reject")).inc()
+            raise ApiError(429, budget.message(), headers={"Retry-After": str(_until_next_month())})
+
+        task_id = uuid.uuid4().hex
+        if idempotency_key is not None:
+            fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+            idem = f"agent:idem:{tenant}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+            claimed = await runtime.redis.set(
+                idem, f"{task_id}:{fingerprint}", nx=True, ex=settings.idempotency_ttl_s
+            )
+            if not claimed:
+                stored = await runtime.redis.get(idem)
+                existing_id, _, existing_fp = text(stored or "").partition(":")
+                if existing_fp != fingerprint:
+                    raise ApiError(
+                        409,
+                        "Idempotency-Key was already used with a different request",
+                        "Idempotency-Key",
+                    )
+                record = await store.get(existing_id)
+                if record is not None:
+                    response.status_code = 200
+                    response.headers["Idempotent-Replayed"] = "true"
+                    return await _maybe_wait(existing_id, record, wait, response)
+                task_id = existing_id  # the first request died before creating it
+
+        if budget.limited:
+            m.budget_actions.labels(**m.rel(action="cheaper_model")).inc()
+        required = body.quality if body.quality is not None else settings.default_quality
+        selection = select_model(
+            settings.models,
+            required,
+            budget.remaining_usd,
+            estimate_tokens(body.task) + 200,
+            settings.expected_completion_tokens,
+            limited=budget.limited,
+            quality_relief=settings.limited_quality_relief,
+        )
+        m.model_selections.labels(**m.rel(model=selection.model)).inc()
+        variant = assign_variant(settings.experiment_name, tenant, settings.experiment_variants)
+        m.tasks_submitted.labels(**m.rel(variant=variant)).inc()
+        await store.create(
+            task_id,
+            {
+                "tenant": tenant,
+                "request": body.model_dump(),
+                "session_id": body.session_id,
+                "model": selection.model,
+                "selection": selection.to_dict(),
+                "injection": {"action": verdict.action, "score": verdict.score,
+                              "reasons": verdict.reasons},
+                "variant": variant,
+                "budget_limited": budget.limited,
+            },
+        )  # fmt: skip
+        await queue.enqueue(task_id, tenant)
+        log.info("task accepted", task_id=task_id, tenant=tenant, model=selection.model)
+        response.headers["Location"] = f"/v1/tasks/{task_id}"
+        record = await store.get(task_id)
+        assert record is not None
+        return await _maybe_wait(task_id, record, wait, response)
+
+    async def _maybe_wait(
+        task_id: str, record: dict[str, Any], wait: float | None, response: Response
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + (wait or 0)
+        while record["status"] not in FINAL_STATUSES and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            record = await store.get(task_id) or record
+        if wait and record["status"] in FINAL_STATUSES:
+            response.status_code = 200
+        return _public(record)
+
+    @app.get("/v1/tasks/{task_id}")
+    async def get_task(task_id: str, tenant: Annotated[str, Depends(tenant)]) -> dict[str, Any]:
+        if len(task_id) > 64:
+            raise ApiError(422, "task_id: at most 64 characters", "task_id")
+        record = await store.get(task_id)
+        # Another tenant's task is reported as missing, so ids reveal nothing.
+        if record is None or record.get("tenant") != tenant:
+            raise ApiError(404, f"task {task_id!r} not found", "task_id")
+        return _public(record)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        problems = []
+        try:
+            await runtime.redis.ping()
+            open_models = await board.open_models()
+            if len(open_models) == len(settings.models):
+                problems.append("every LLM circuit is open: " + ", ".join(open_models))
+        except Exception as exc:
+            problems.append(f"redis unreachable: {type(exc).__name__}")
+        body = {"status": "not ready" if problems else "ready", "problems": problems}
+        return JSONResponse(body, 503 if problems else 200)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        try:
+            depth = await queue.depth()
+            m.queue_depth.labels(**m.rel(stream=queue.stream, group=queue.group)).set(depth)
+        except Exception as exc:
+            log.warning("queue depth unavailable", error=type(exc).__name__)
+        return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.runtime = runtime
+    return app
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    return {name: record.get(name) for name in _PUBLIC_FIELDS}
+
+
+def _until_next_month() -> int:
+    now = datetime.now(UTC)
+    first = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)
+    return int((first - now).total_seconds()) + 1

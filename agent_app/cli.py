@@ -1,0 +1,55 @@
+"""`agent-app serve | worker | devllm`: one entry point for the one image."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import uvicorn
+
+from agent_app.settings import SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agent-app", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP API (AGENT_PORT, default 8080)")
+    sub.add_parser("worker", help="run a queue worker (probes on AGENT_WORKER_PORT, default 8081)")
+    dev = sub.add_parser("devllm", help="run the deterministic development LLM stand-in")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--latency-ms", type=int, default=0, help="added to every response")
+    dev.add_argument("--error-every", type=int, default=0, help="every Nth request gets a 500")
+    dev.add_argument("--timeout-every", type=int, default=0, help="every Nth request hangs")
+    args = parser.parse_args(argv)
+
+    if args.command == "devllm":
+        from agent_app.devllm import create_app as devllm_app
+
+        uvicorn.run(
+            devllm_app(args.latency_ms, args.error_every, args.timeout_every),
+            host=args.host, port=args.port, log_level="warning",
+        )  # fmt: skip
+        return 0
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"agent-app {args.command}: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        from agent_app.api import create_app
+
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_config=None,
+            access_log=False,
+        )  # fmt: skip
+        return 0
+    from agent_app.worker import serve_worker
+
+    asyncio.run(serve_worker(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Development stand-in for an OpenAI-compatible LLM server (vLLM or a hosted API).
+
+Deterministic: the same request always gets the same answer. It understands just enough
+of a task to call the agent's tools (arithmetic, time, memory, fetch) and then answers
+with their results, and it reports token usage. Latency, HTTP errors and hangs can be
+injected at start (flags) or at run time (`/admin/faults`), so the local stack and the
+tests can exercise retries, timeouts and the circuit breaker. It is not a language model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from collections import Counter
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+_EXPR = re.compile(r"(?<![\w.])[-(]*\d+(?:\.\d+)?(?:\s*[-+*/%^()]+\s*[-(]*\d+(?:\.\d+)?\)*)+")
+_URL = re.compile(r"https?://[^\s'\"<>]+")
+_REMEMBER = re.compile(r"\bremember(?: that)? (?:my )?([A-Za-z_][\w-]{0,40}) is ([^.;\n]+)", re.I)
+_RECALL = re.compile(r"\b(?:recall|what is) my ([A-Za-z_][\w-]{0,40})", re.I)
+_ZONE = re.compile(r"\b([A-Z][a-z]+/[A-Z][A-Za-z_]+)\b")
+
+
+class Fault(BaseModel):
+    model: str = "*"
+    fail_next: int = Field(default=0, ge=0)
+    status: int = Field(default=500, ge=400, le=599)
+    hang_next: int = Field(default=0, ge=0)
+    hang_s: float = Field(default=60.0, ge=0)
+    latency_ms: int = Field(default=0, ge=0)
+
+
+class _FaultState:
+    def __init__(self, latency_ms: int, error_every: int, timeout_every: int) -> None:
+        self.base_latency_ms = latency_ms
+        self.error_every = error_every
+        self.timeout_every = timeout_every
+        self.faults: dict[str, Fault] = {}
+        self.requests: Counter[str] = Counter()
+
+    def fault_for(self, model: str) -> Fault | None:
+        return self.faults.get(model) or self.faults.get("*")
+
+
+def _tokens(text: str) -> int:
+    return len(text) // 4 + 1
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> tuple[str, int]:
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "user":
+            return str(messages[index].get("content") or ""), index
+    return "", -1
+
+
+def _call(name: str, args: dict[str, Any], seed: str) -> dict[str, Any]:
+    call_id = "call_" + hashlib.sha256(f"{seed}:{name}:{args}".encode()).hexdigest()[:16]
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(args)},
+    }
+
+
+def plan_tool_calls(task: str, tool_names: set[str]) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    if "calculator" in tool_names:
+        for match in _EXPR.finditer(task):
+            calls.append(_call("calculator", {"expression": match.group(0).strip()}, task))
+    if "current_time" in tool_names and re.search(r"\btime\b", task, re.I):
+        zone = _ZONE.search(task)
+        calls.append(_call("current_time", {"timezone": zone.group(1) if zone else "UTC"}, task))
+    if "memory_set" in tool_names:
+        for key, value in _REMEMBER.findall(task):
+            calls.append(_call("memory_set", {"key": key, "value": value.strip()}, task))
+    if "memory_get" in tool_names:
+        for key in _RECALL.findall(task):
+            calls.append(_call("memory_get", {"key": key}, task))
+    if "fetch" in tool_names:
+        for url in _URL.findall(task):
+            calls.append(_call("fetch", {"url": url.rstrip(".,)")}, task))
+    return calls
+
+
+def respond(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """The deterministic assistant message for a conversation."""
+    task, user_index = _last_user_text(messages)
+    tool_results = [
+        str(m.get("content") or "") for m in messages[user_index + 1 :] if m.get("role") == "tool"
+    ]
+    names = {t["function"]["name"] for t in tools if t.get("type") == "function"}
+    if names and not tool_results:
+        calls = plan_tool_calls(task, names)
+        if calls:
+            return {"role": "assistant", "content": None, "tool_calls": calls}
+    if not tools and any(m.get("role") == "system" and "plan" in str(m.get("content")).lower()
+                         for m in messages):  # fmt: skip
+        steps = plan_tool_calls(task, {"calculator", "current_time", "memory_set", "memory_get",
+                                       "fetch"})  # fmt: skip
+        used = sorted({c["function"]["name"] for c in steps}) or ["none"]
+        return {"role": "assistant", "content": f"Plan: use tools {', '.join(used)}; then answer."}
+    if tool_results:
+        content = "Answer: " + "; ".join(tool_results) + f" (task: {task})"
+    else:
+        content = f"Answer: {task}"
+    return {"role": "assistant", "content": content}
+
+
+def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0) -> FastAPI:
+    state = _FaultState(latency_ms, error_every, timeout_every)
+    app = FastAPI(title="agent-app devllm (development stand-in)", docs_url=None, redoc_url=None)
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict[str, Any]) -> JSONResponse:
+        model = str(body.get("model") or "")
+        messages = body.get("messages")
+        if not model or not isinstance(messages, list):
+            return JSONResponse(
+                {"error": {"message": "model and messages are required", "type": "invalid"}}, 400
+            )
+        state.requests[model] += 1
+        n = state.requests[model]
+        fault = state.fault_for(model)
+        delay_ms = state.base_latency_ms + (fault.latency_ms if fault else 0)
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        if fault and fault.hang_next:
+            fault.hang_next -= 1
+            await asyncio.sleep(fault.hang_s)
+        if state.timeout_every and n % state.timeout_every == 0:
+            await asyncio.sleep(3600)
+        if fault and fault.fail_next:
+            fault.fail_next -= 1
+            return _error(fault.status)
+        if state.error_every and n % state.error_every == 0:
+            return _error(500)
+        tools = body.get("tools") or []
+        message = respond(messages, tools)
+        prompt = sum(_tokens(json.dumps(m.get("content") or "")) for m in messages)
+        completion = _tokens(json.dumps(message.get("content") or message.get("tool_calls")))
+        return JSONResponse(
+            {
+                "id": "chatcmpl-" + hashlib.sha256(json.dumps(body).encode()).hexdigest()[:24],
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                },
+            }
+        )
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": m, "object": "model"} for m in state.requests]}
+
+    @app.get("/pages/{name}")
+    async def page(name: str) -> PlainTextResponse:
+        # A fixed document for the fetch tool to read in development.
+        return PlainTextResponse(f"Page {name}: the quick brown fox jumps over the lazy dog.")
+
+    @app.post("/admin/faults")
+    async def set_fault(fault: Fault) -> dict[str, Any]:
+        state.faults[fault.model] = fault
+        return fault.model_dump()
+
+    @app.delete("/admin/faults")
+    async def clear_faults() -> dict[str, str]:
+        state.faults.clear()
+        return {"status": "cleared"}
+
+    @app.get("/admin/stats")
+    async def stats() -> dict[str, Any]:
+        return {"requests": dict(state.requests)}
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _error(status: int) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": f"injected error {status}", "type": "injected", "code": status}},
+        status_code=status,
+    )

@@ -1,0 +1,239 @@
+"""LLM client: the openai SDK against any OpenAI-compatible base_url, with our own
+retries (stamina), a circuit breaker per model, timeouts and a concurrency limit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+import stamina
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
+
+from agent_app.breaker import CircuitBreaker, State
+from agent_app.metrics import BREAKER_STATE_VALUES, Metrics
+from agent_app.settings import Settings
+
+# Errors that say the model endpoint is unwell (as opposed to a bad request of ours).
+_TRANSIENT = (
+    openai.APIConnectionError,  # includes APITimeoutError
+    openai.RateLimitError,
+    openai.InternalServerError,
+)
+
+
+class LLMError(Exception):
+    """The LLM call failed after retries; the task may be retried later."""
+
+
+class CircuitOpenError(LLMError):
+    def __init__(self, model: str, retry_in_s: float) -> None:
+        super().__init__(f"circuit for model {model!r} is open; next probe in {retry_in_s:.1f}s")
+        self.model = model
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class ChatResult:
+    model: str
+    content: str | None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "model": self.model,
+                "content": self.content,
+                "tool_calls": [tc.__dict__ for tc in self.tool_calls],
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> ChatResult:
+        data = json.loads(raw)
+        return cls(
+            model=data["model"],
+            content=data["content"],
+            tool_calls=[ToolCall(**tc) for tc in data["tool_calls"]],
+            prompt_tokens=data["prompt_tokens"],
+            completion_tokens=data["completion_tokens"],
+        )
+
+
+BreakerListener = Callable[[str, State], Coroutine[Any, Any, None]]
+
+
+class LLMClient:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        tracer: trace.Tracer,
+        on_breaker_change: BreakerListener | None = None,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._tracer = tracer
+        self._on_breaker_change = on_breaker_change
+        self._client = openai.AsyncOpenAI(
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key.get_secret_value(),
+            timeout=settings.llm_timeout_s,
+            max_retries=0,  # retries are ours, so the breaker sees every attempt
+        )
+        self._semaphore = asyncio.Semaphore(settings.llm_max_concurrency)
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self._pending_notifications: set[asyncio.Task[None]] = set()
+        for spec in settings.models:
+            self.breaker(spec.name)
+
+    def breaker(self, model: str) -> CircuitBreaker:
+        if model not in self.breakers:
+            self.breakers[model] = CircuitBreaker(
+                model,
+                self._settings.breaker_failure_threshold,
+                self._settings.breaker_reset_s,
+                on_change=self._breaker_changed,
+            )
+            self._set_breaker_gauge(model, "closed")
+        return self.breakers[model]
+
+    def _set_breaker_gauge(self, model: str, state: State) -> None:
+        self._metrics.breaker_state.labels(**self._metrics.rel(model=model)).set(
+            BREAKER_STATE_VALUES[state]
+        )
+
+    def _breaker_changed(self, model: str, state: State) -> None:
+        self._set_breaker_gauge(model, state)
+        if self._on_breaker_change is not None:
+            task = asyncio.get_running_loop().create_task(self._on_breaker_change(model, state))
+            self._pending_notifications.add(task)
+            task.add_done_callback(self._pending_notifications.discard)
+
+    def any_circuit_usable(self) -> bool:
+        return any(b.state != "open" for b in self.breakers.values())
+
+    async def chat(
+        self,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        operation: str = "chat",
+    ) -> ChatResult:
+        s = self._settings
+        breaker = self.breaker(model)
+        try:
+            async for attempt in stamina.retry_context(
+                on=_TRANSIENT,
+                attempts=s.llm_retry_attempts,
+                timeout=None,
+                wait_initial=s.llm_retry_wait_initial_s,
+                wait_max=s.llm_retry_wait_max_s,
+                wait_jitter=s.llm_retry_wait_initial_s,
+            ):
+                with attempt:
+                    if not breaker.allow():
+                        raise CircuitOpenError(model, breaker.seconds_until_probe())
+                    return await self._attempt(breaker, model, messages, tools, operation)
+        except openai.OpenAIError as exc:
+            raise LLMError(f"{operation} with model {model!r} failed: {_describe(exc)}") from exc
+        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        breaker: CircuitBreaker,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        operation: str,
+    ) -> ChatResult:
+        m = self._metrics
+        kwargs: dict[str, Any] = {"model": model, "messages": messages}
+        if tools:
+            kwargs["tools"] = tools
+        with self._tracer.start_as_current_span(f"chat {model}") as span:
+            span.set_attribute("gen_ai.operation.name", "chat")
+            span.set_attribute("gen_ai.request.model", model)
+            span.set_attribute("agent.llm.purpose", operation)
+            started = time.perf_counter()
+            error_type = ""
+            inflight = m.inflight_llm.labels(**m.rel(model=model))
+            try:
+                async with self._semaphore:
+                    inflight.inc()
+                    try:
+                        response = await self._client.chat.completions.create(**kwargs)
+                    finally:
+                        inflight.dec()
+            except _TRANSIENT as exc:
+                error_type = type(exc).__name__
+                breaker.record_failure()
+                span.set_status(StatusCode.ERROR, error_type)
+                span.set_attribute("error.type", error_type)
+                raise
+            except BaseException as exc:
+                error_type = type(exc).__name__
+                breaker.release_probe()
+                span.set_status(StatusCode.ERROR, error_type)
+                span.set_attribute("error.type", error_type)
+                raise
+            finally:
+                m.operation_duration.labels(
+                    **m.rel(
+                        gen_ai_operation_name="chat",
+                        gen_ai_request_model=model,
+                        error_type=error_type,
+                    )
+                ).observe(time.perf_counter() - started)
+            breaker.record_success()
+            usage = response.usage
+            prompt_tokens = usage.prompt_tokens if usage else 0
+            completion_tokens = usage.completion_tokens if usage else 0
+            for kind, n in (("input", prompt_tokens), ("output", completion_tokens)):
+                m.token_usage.labels(
+                    **m.rel(
+                        gen_ai_operation_name="chat",
+                        gen_ai_request_model=model,
+                        gen_ai_token_type=kind,
+                    )
+                ).observe(n)
+            span.set_attribute("gen_ai.usage.input_tokens", prompt_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", completion_tokens)
+            message = response.choices[0].message
+            calls = [
+                ToolCall(id=tc.id, name=tc.function.name, arguments=tc.function.arguments)
+                for tc in (message.tool_calls or [])
+                if tc.type == "function"
+            ]
+            return ChatResult(
+                model=model,
+                content=message.content,
+                tool_calls=calls,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _describe(exc: openai.OpenAIError) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code} ({type(exc).__name__})"
+    return type(exc).__name__

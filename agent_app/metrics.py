@@ -1,0 +1,130 @@
+"""Prometheus metrics. Every series carries the release version and track."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+from agent_app.releases import Release
+
+RELEASE_LABELS = ("release_version", "release_track")
+_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+_GENAI_DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+_TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class Metrics:
+    """One registry per process, so tests and the two server roles never share series."""
+
+    def __init__(self, release: Release) -> None:
+        self.registry = CollectorRegistry()
+        self._release = {"release_version": release.version, "release_track": release.track}
+        r = self.registry
+
+        def labels(*names: str) -> Sequence[str]:
+            return (*names, *RELEASE_LABELS)
+
+        self.tasks = Counter(
+            "agent_tasks",
+            "Tasks finished, by final status and experiment variant.",
+            labels("status", "variant"),
+            registry=r,
+        )
+        self.task_duration = Histogram(
+            "agent_task_duration_seconds",
+            "Wall time from a worker taking a task to its final result.",
+            labels("status"),
+            buckets=_TASK_BUCKETS,
+            registry=r,
+        )
+        self.tasks_submitted = Counter(
+            "agent_tasks_submitted",
+            "Tasks accepted by the API, by experiment variant.",
+            labels("variant"),
+            registry=r,
+        )
+        self.tool_calls = Counter(
+            "agent_tool_calls", "Tool invocations by tool and outcome.", labels("tool", "outcome"),
+            registry=r,
+        )  # fmt: skip
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per LLM call (OpenTelemetry gen_ai.client.token.usage).",
+            labels("gen_ai_operation_name", "gen_ai_request_model", "gen_ai_token_type"),
+            buckets=_TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.operation_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "LLM call duration (OpenTelemetry gen_ai.client.operation.duration).",
+            labels("gen_ai_operation_name", "gen_ai_request_model", "error_type"),
+            buckets=_GENAI_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.cost = Counter(
+            "agent_llm_cost_usd", "USD spent on LLM calls, by model.", labels("model"), registry=r
+        )
+        self.cache = Counter(
+            "agent_cache_requests", "LLM response cache lookups.", labels("result"), registry=r
+        )
+        self.breaker_state = Gauge(
+            "agent_llm_circuit_state",
+            "Circuit breaker state per model: 0 closed, 1 half-open, 2 open.",
+            labels("model"),
+            registry=r,
+        )
+        self.inflight_requests = Gauge(
+            "agent_http_inflight_requests", "HTTP requests being served.", labels(), registry=r
+        )
+        self.inflight_llm = Gauge(
+            "agent_llm_inflight_requests", "LLM calls under way.", labels("model"), registry=r
+        )
+        self.inflight_tasks = Gauge(
+            "agent_worker_inflight_tasks", "Tasks a worker is running.", labels(), registry=r
+        )
+        self.queue_depth = Gauge(
+            "agent_queue_depth",
+            "Entries of the task stream not yet acknowledged: pending plus lag.",
+            labels("stream", "group"),
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "agent_dead_letters", "Tasks moved to the dead-letter stream.", labels(), registry=r
+        )
+        self.reclaimed = Counter(
+            "agent_reclaimed_entries", "Stream entries reclaimed from idle consumers.", labels(),
+            registry=r,
+        )  # fmt: skip
+        self.redactions = Counter(
+            "agent_redactions",
+            "Credentials redacted, by kind and where they were found.",
+            labels("kind", "where"),
+            registry=r,
+        )
+        self.injection_flags = Counter(
+            "agent_injection_flags",
+            "Prompt-injection heuristics that fired, by reason and action taken.",
+            labels("reason", "action"),
+            registry=r,
+        )
+        self.budget_actions = Counter(
+            "agent_budget_actions",
+            "Cost-limiting actions applied to tenants near or over budget.",
+            labels("action"),
+            registry=r,
+        )
+        self.model_selections = Counter(
+            "agent_model_selections", "Models chosen for tasks.", labels("model"), registry=r
+        )
+
+    def rel(self, **labels: str) -> dict[str, str]:
+        return {**labels, **self._release}
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

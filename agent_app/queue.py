@@ -1,0 +1,90 @@
+"""The task queue: a Redis Stream read through a consumer group, plus a dead-letter stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from agent_app.runtime import text
+from agent_app.settings import Settings
+from agent_app.tasks import RedisValue
+
+Entry = tuple[str, dict[str, str]]
+
+
+class TaskQueue:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self.stream = settings.task_stream
+        self.group = settings.consumer_group
+        self.dead_stream = settings.dead_letter_stream
+
+    async def ensure_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def enqueue(self, task_id: str, tenant: str) -> str:
+        entry_id = await self._redis.xadd(self.stream, {"task_id": task_id, "tenant": tenant})
+        return text(entry_id)
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[Entry]:
+        response: Any = await self._redis.xreadgroup(
+            self.group, consumer, {self.stream: ">"}, count=count, block=block_ms
+        )
+        entries: list[Entry] = []
+        for _stream, items in response or []:
+            entries.extend((entry_id, fields) for entry_id, fields in items if fields)
+        return entries
+
+    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
+        """Takes over entries another consumer left pending for at least `min_idle_ms`."""
+        response: Any = await self._redis.xautoclaim(
+            self.stream, self.group, consumer, min_idle_time=min_idle_ms, count=count
+        )
+        claimed = response[1]
+        return [(entry_id, fields) for entry_id, fields in claimed if fields]
+
+    async def touch(self, consumer: str, entry_ids: list[str]) -> None:
+        """Resets the idle time of entries still being worked on, so no one reclaims them."""
+        if entry_ids:
+            ids: list[int | bytes | str | memoryview] = list(entry_ids)
+            await self._redis.xclaim(
+                self.stream, self.group, consumer, min_idle_time=0, message_ids=ids,
+                justid=True,
+            )  # fmt: skip
+
+    async def ack(self, entry_id: str) -> None:
+        # Deleting acknowledged entries keeps the stream short; they are all before the
+        # group's last delivered id, so the group's lag stays computable.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, self.group, entry_id)
+            pipe.xdel(self.stream, entry_id)
+            await pipe.execute()
+
+    async def dead_letter(self, entry_id: str, fields: dict[str, str]) -> None:
+        entry: dict[RedisValue, RedisValue] = {k: v for k, v in fields.items()}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.dead_stream, entry)
+            pipe.xack(self.stream, self.group, entry_id)
+            pipe.xdel(self.stream, entry_id)
+            await pipe.execute()
+
+    async def depth(self) -> int:
+        """Pending (delivered, not acknowledged) plus lag (not yet delivered)."""
+        try:
+            groups: list[dict[str, Any]] = await self._redis.xinfo_groups(self.stream)
+        except ResponseError:
+            return 0  # no stream yet: nothing queued
+        for group in groups:
+            if group["name"] == self.group:
+                lag = group.get("lag")
+                if lag is None:
+                    # Redis cannot compute lag across deleted entries; count the stream.
+                    lag = max(0, await self._redis.xlen(self.stream) - int(group["pending"]))
+                return int(group["pending"]) + int(lag)
+        return int(await self._redis.xlen(self.stream))

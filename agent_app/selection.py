@@ -1,0 +1,85 @@
+"""Model selection: the cheapest model good enough for the task that fits the budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_app.cost import call_cost
+from agent_app.settings import ModelSpec
+
+# Plan, at least one tool round and an answer: the usual shape of a task.
+EXPECTED_CALLS = 3
+
+
+@dataclass(frozen=True)
+class Selection:
+    model: str
+    required_quality: float
+    expected_cost_usd: float
+    reason: str
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "required_quality": self.required_quality,
+            "expected_cost_usd": round(self.expected_cost_usd, 8),
+            "reason": self.reason,
+            "candidates": self.candidates,
+        }
+
+
+def estimate_tokens(text: str) -> int:
+    return len(text) // 4 + 1
+
+
+def select_model(
+    models: list[ModelSpec],
+    required_quality: float,
+    remaining_usd: float,
+    prompt_tokens: int,
+    completion_tokens: int,
+    limited: bool = False,
+    quality_relief: float = 0.0,
+) -> Selection:
+    requirement = max(0.0, required_quality - quality_relief) if limited else required_quality
+    note = (
+        f" (budget above limit: requirement relaxed from {required_quality:.2f} by "
+        f"{quality_relief:.2f})"
+        if limited and quality_relief
+        else ""
+    )
+    costed = sorted(
+        ((call_cost(m, prompt_tokens, completion_tokens) * EXPECTED_CALLS, m) for m in models),
+        key=lambda pair: (pair[0], -pair[1].quality),
+    )
+    candidates = [
+        {
+            "model": m.name,
+            "quality": m.quality,
+            "expected_cost_usd": round(cost, 8),
+            "meets_quality": m.quality >= requirement,
+            "fits_budget": cost <= remaining_usd,
+        }
+        for cost, m in costed
+    ]
+    for cost, m in costed:
+        if m.quality >= requirement and cost <= remaining_usd:
+            reason = (
+                f"{m.name} is the cheapest model with quality {m.quality:.2f} >= "
+                f"{requirement:.2f} whose expected cost ${cost:.6f} fits the remaining "
+                f"${remaining_usd:.4f}{note}"
+            )
+            return Selection(m.name, requirement, cost, reason, candidates)
+    fitting = [(c, m) for c, m in costed if c <= remaining_usd]
+    if fitting:
+        cost, m = max(fitting, key=lambda pair: (pair[1].quality, -pair[0]))
+        reason = (
+            f"no model meets quality {requirement:.2f} within the remaining "
+            f"${remaining_usd:.4f}; {m.name} is the best that fits{note}"
+        )
+        return Selection(m.name, requirement, cost, reason, candidates)
+    cost, m = costed[0]
+    reason = f"no model fits the remaining ${remaining_usd:.4f}; {m.name} is the cheapest{note}"
+    return Selection(m.name, requirement, cost, reason, candidates)

@@ -1,0 +1,194 @@
+"""Service configuration, read once from `AGENT_*` environment variables."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class ModelSpec(BaseModel):
+    """One entry of the price table: what a model costs and how good it is expected to be."""
+
+    name: str = Field(min_length=1)
+    input_usd_per_1k: float = Field(ge=0)
+    output_usd_per_1k: float = Field(ge=0)
+    quality: float = Field(ge=0, le=1)
+
+
+DEFAULT_MODELS = [
+    ModelSpec(name="small", input_usd_per_1k=0.0002, output_usd_per_1k=0.0006, quality=0.6),
+    ModelSpec(name="medium", input_usd_per_1k=0.001, output_usd_per_1k=0.003, quality=0.8),
+    ModelSpec(name="large", input_usd_per_1k=0.005, output_usd_per_1k=0.015, quality=0.95),
+]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore", frozen=True)
+
+    host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
+    port: int = Field(default=8080, ge=1, le=65535)
+    worker_port: int = Field(default=8081, ge=1, le=65535)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: SecretStr | None = None
+
+    llm_base_url: str = "http://127.0.0.1:8000/v1"
+    llm_api_key: SecretStr = SecretStr("unused")
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+    llm_max_concurrency: int = Field(default=8, ge=1)
+    llm_retry_attempts: int = Field(default=3, ge=1)
+    llm_retry_wait_initial_s: float = Field(default=0.2, ge=0)
+    llm_retry_wait_max_s: float = Field(default=5.0, ge=0)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_reset_s: float = Field(default=30.0, gt=0)
+
+    # Comma-separated `tenant=sha256hex`; only hashes are stored so the Secret never holds keys.
+    api_keys_sha256: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+
+    release_version: str = "dev"
+    release_track: Literal["stable", "canary"] = "stable"
+    experiment_name: str = "prompt_style"
+    # JSON object variant -> weight; tenants are assigned by rendezvous hashing.
+    experiment_variants: dict[str, float] = Field(
+        default_factory=lambda: {"control": 1.0, "concise": 1.0}
+    )
+
+    task_stream: str = "agent:tasks"
+    dead_letter_stream: str = "agent:tasks:dead"
+    consumer_group: str = "agent-workers"
+    consumer_name: str | None = None
+    worker_concurrency: int = Field(default=4, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
+    claim_idle_ms: int = Field(default=60_000, ge=100)
+    task_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    max_wait_s: float = Field(default=30.0, ge=0)
+
+    otlp_endpoint: str | None = None
+
+    models: list[ModelSpec] = Field(default_factory=lambda: list(DEFAULT_MODELS), min_length=1)
+    default_quality: float = Field(default=0.75, ge=0, le=1)
+    expected_completion_tokens: int = Field(default=300, ge=1)
+    monthly_budget_usd: float = Field(default=100.0, gt=0)
+    # JSON object tenant -> monthly USD; tenants not listed get monthly_budget_usd.
+    tenant_budgets_usd: dict[str, float] = Field(default_factory=dict)
+    budget_limit_ratio: float = Field(default=0.8, gt=0, lt=1)
+    limited_quality_relief: float = Field(default=0.2, ge=0, le=1)
+    limited_tenant_concurrency: int = Field(default=1, ge=1)
+    limited_cache_ttl_factor: float = Field(default=4.0, ge=1)
+
+    cache_ttl_s: int = Field(default=3600, ge=1)
+    memory_ttl_s: int = Field(default=3600, ge=1)
+    max_steps: int = Field(default=6, ge=1, le=50)
+    max_task_chars: int = Field(default=8000, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    injection_flag_score: float = Field(default=0.4, gt=0)
+    injection_reject_score: float = Field(default=0.8, gt=0)
+    # Comma-separated URL prefixes the fetch tool may read.
+    fetch_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    fetch_max_bytes: int = Field(default=64 * 1024, ge=1)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("api_keys_sha256", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        parsed: dict[str, str] = {}
+        for raw in value.split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            tenant, sep, digest = item.partition("=")
+            if not sep:
+                raise ValueError(f"entry {item[:20]!r}... must be tenant=sha256hex")
+            parsed[digest.strip().lower()] = tenant.strip()
+        return parsed
+
+    @field_validator("api_keys_sha256")
+    @classmethod
+    def _check_api_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for digest, tenant in value.items():
+            if not _SHA256_HEX.match(digest):
+                raise ValueError(f"key hash for tenant {tenant!r} is not 64 hex characters")
+            if not _TENANT.match(tenant):
+                raise ValueError(f"tenant name {tenant!r} must match {_TENANT.pattern}")
+        return value
+
+    @field_validator("fetch_allowlist", mode="before")
+    @classmethod
+    def _parse_allowlist(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("fetch_allowlist")
+    @classmethod
+    def _check_allowlist(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not prefix.startswith(("http://", "https://")) or prefix.count("/") < 3:
+                raise ValueError(f"{prefix!r} must be an http(s) URL prefix ending in a path")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        if "@" in value:
+            raise ValueError("must not carry credentials; set AGENT_REDIS_PASSWORD instead")
+        return value
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _check_llm_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("experiment_variants")
+    @classmethod
+    def _check_variants(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value or any(w <= 0 for w in value.values()):
+            raise ValueError("needs at least one variant, each with a positive weight")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError("models: model names must be unique")
+        if self.injection_flag_score > self.injection_reject_score:
+            raise ValueError("injection_flag_score must not exceed injection_reject_score")
+        if self.port == self.worker_port:
+            raise ValueError("port and worker_port must differ")
+        return self
+
+    def budget_for(self, tenant: str) -> float:
+        return self.tenant_budgets_usd.get(tenant, self.monthly_budget_usd)
+
+    def model(self, name: str) -> ModelSpec:
+        return next(m for m in self.models if m.name == name)
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; the message names every bad variable."""
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            env = f"AGENT_{str(err['loc'][0]).upper()}" if err["loc"] else "AGENT_*"
+            lines.append(f"  {env} ({field}): {err['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,90 @@
+"""Task records in Redis: created by the API, advanced by workers, final exactly once."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from agent_app.runtime import text
+
+RedisValue = str | bytes | bytearray | memoryview | int | float
+Status = Literal["queued", "running", "completed", "failed", "dead_lettered"]
+FINAL_STATUSES = frozenset({"completed", "failed", "dead_lettered"})
+
+# Returns -1 for a task that already has its final result, else the new attempt count.
+_START = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+if redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then return -1 end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2])
+return attempts
+"""
+
+# The first final write wins; a redelivered task cannot overwrite it.
+_FINISH = """
+if redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+_JSON_FIELDS = ("steps", "tokens", "selection", "injection", "request")
+
+
+def task_key(task_id: str) -> str:
+    return f"agent:task:{task_id}"
+
+
+class TaskStore:
+    def __init__(self, redis: Redis, ttl_s: int) -> None:
+        self._redis = redis
+        self._ttl_s = ttl_s
+        self._start = redis.register_script(_START)
+        self._finish = redis.register_script(_FINISH)
+
+    async def create(self, task_id: str, fields: dict[str, Any]) -> None:
+        key = task_key(task_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=_encode({**fields, "id": task_id, "status": "queued",
+                                            "created_at": time.time(), "attempts": 0,
+                                            "cost_usd": 0.0}))  # fmt: skip
+            pipe.expire(key, self._ttl_s)
+            await pipe.execute()
+
+    async def get(self, task_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.hgetall(task_key(task_id))
+        if not raw:
+            return None
+        record: dict[str, Any] = {text(k): text(v) for k, v in raw.items()}
+        for name in _JSON_FIELDS:
+            if name in record:
+                record[name] = json.loads(record[name])
+        for name in ("attempts",):
+            record[name] = int(record.get(name, 0))
+        for name in ("cost_usd", "created_at", "started_at", "finished_at"):
+            if name in record:
+                record[name] = float(record[name])
+        return record
+
+    async def start(self, task_id: str, worker: str) -> int:
+        """-2: unknown task, -1: already final, else the attempt number now starting."""
+        return int(await self._start(keys=[task_key(task_id)], args=[worker, time.time()]))
+
+    async def update(self, task_id: str, fields: dict[str, Any]) -> None:
+        await self._redis.hset(task_key(task_id), mapping=_encode(fields))
+
+    async def finish(self, task_id: str, status: Status, fields: dict[str, Any]) -> bool:
+        encoded = _encode({**fields, "status": status, "finished_at": time.time()})
+        args = [item for pair in encoded.items() for item in pair]
+        return bool(await self._finish(keys=[task_key(task_id)], args=args))
+
+
+def _encode(fields: dict[str, Any]) -> dict[RedisValue, RedisValue]:
+    out: dict[RedisValue, RedisValue] = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        out[name] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    return out

@@ -1,0 +1,275 @@
+"""Queue worker: consumes the task stream through a consumer group, at least once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import structlog
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from opentelemetry.sdk.trace import SpanProcessor
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from agent_app.agent import Agent, TaskContext
+from agent_app.cache import ResponseCache
+from agent_app.cost import BudgetLedger
+from agent_app.llm import LLMClient
+from agent_app.logging import get_logger
+from agent_app.queue import Entry, TaskQueue
+from agent_app.runtime import BreakerBoard, Runtime
+from agent_app.settings import Settings
+from agent_app.tasks import TaskStore
+from agent_app.tools import default_registry
+from agent_app.tracing import tracer
+
+log = get_logger(__name__)
+
+
+class Worker:
+    def __init__(self, runtime: Runtime, consumer: str | None = None) -> None:
+        s = runtime.settings
+        self.runtime = runtime
+        self.settings = s
+        self.consumer = consumer or s.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        self.queue = TaskQueue(runtime.redis, s)
+        self.store = TaskStore(runtime.redis, s.task_ttl_s)
+        self.ledger = BudgetLedger(runtime.redis, s)
+        self.board = BreakerBoard(runtime.redis, s)
+        self._tracer = tracer(runtime.provider)
+        self.llm = LLMClient(s, runtime.metrics, self._tracer, self.board.publish)
+        self.http = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
+        self.agent = Agent(
+            s, self.llm, ResponseCache(runtime.redis, runtime.metrics), default_registry(),
+            self.ledger, runtime.redis, self.http, runtime.metrics, self._tracer,
+        )  # fmt: skip
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._tenant_limits: dict[str, asyncio.Semaphore] = {}
+        self.heartbeat = time.monotonic()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        await self.queue.ensure_group()
+        log.info("worker started", consumer=self.consumer, stream=self.queue.stream)
+        claim_every = min(5.0, s.claim_idle_ms / 2000)
+        touch_every = s.claim_idle_ms / 3000
+        last_claim = last_touch = 0.0
+        while not stop.is_set():
+            self.heartbeat = time.monotonic()
+            free = s.worker_concurrency - len(self._inflight)
+            now = time.monotonic()
+            if now - last_touch >= touch_every:
+                await self.queue.touch(self.consumer, list(self._inflight))
+                last_touch = now
+            if free > 0 and now - last_claim >= claim_every:
+                last_claim = now
+                for entry in await self.queue.reclaim(self.consumer, s.claim_idle_ms, free):
+                    self.runtime.metrics.reclaimed.labels(**self.runtime.metrics.rel()).inc()
+                    self._spawn(entry)
+                free = s.worker_concurrency - len(self._inflight)
+            if free > 0:
+                block_ms = int(min(1000, touch_every * 1000))
+                for entry in await self.queue.read(self.consumer, free, block_ms):
+                    self._spawn(entry)
+            else:
+                await asyncio.wait(
+                    self._inflight.values(), timeout=touch_every,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )  # fmt: skip
+        # Unfinished entries stay pending and are reclaimed by another worker.
+        for task in self._inflight.values():
+            task.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    def _spawn(self, entry: Entry) -> None:
+        entry_id, fields = entry
+        if entry_id in self._inflight:
+            return
+        task = asyncio.create_task(self._handle(entry_id, fields))
+        self._inflight[entry_id] = task
+        gauge = self.runtime.metrics.inflight_tasks.labels(**self.runtime.metrics.rel())
+        gauge.inc()
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._inflight.pop(entry_id, None)
+            gauge.dec()
+
+        task.add_done_callback(done)
+
+    async def _handle(self, entry_id: str, fields: dict[str, str]) -> None:
+        task_id = fields.get("task_id", "")
+        with structlog.contextvars.bound_contextvars(task_id=task_id, tenant=fields.get("tenant")):
+            try:
+                await self._process(entry_id, task_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Left pending: another attempt follows once the entry is reclaimed.
+                log.exception("task handling failed; it stays pending for a retry")
+
+    async def _process(self, entry_id: str, task_id: str) -> None:
+        s = self.settings
+        m = self.runtime.metrics
+        attempt = await self.store.start(task_id, self.consumer)
+        if attempt in (-1, -2):
+            log.info("entry acknowledged without work",
+                     reason="already final" if attempt == -1 else "unknown task")  # fmt: skip
+            await self.queue.ack(entry_id)
+            return
+        record = await self.store.get(task_id)
+        assert record is not None
+        tenant = record["tenant"]
+        if attempt > s.max_attempts:
+            await self._dead_letter(entry_id, task_id, record, attempt - 1)
+            return
+        started = time.perf_counter()
+        budget = await self.ledger.status(tenant)
+        if budget.exhausted:
+            await self._final(entry_id, task_id, record, started, "failed",
+                              {"error": budget.message()})  # fmt: skip
+            return
+        ttl = s.cache_ttl_s
+        limit: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
+        if budget.limited:
+            ttl = int(s.cache_ttl_s * s.limited_cache_ttl_factor)
+            limit = self._tenant_limits.setdefault(
+                tenant, asyncio.Semaphore(s.limited_tenant_concurrency)
+            )
+            m.budget_actions.labels(**m.rel(action="lower_concurrency")).inc()
+            m.budget_actions.labels(**m.rel(action="longer_cache_ttl")).inc()
+        ctx = TaskContext(
+            task_id=task_id,
+            tenant=tenant,
+            session_id=record.get("session_id") or task_id,
+            task=record["request"]["task"],
+            model=record["model"],
+            variant=record.get("variant", "control"),
+            cache_ttl_s=ttl,
+        )
+        log.info("task started", attempt=attempt, model=ctx.model)
+        try:
+            async with limit:
+                result = await self.agent.run(ctx)
+        except Exception as exc:
+            error = f"attempt {attempt}: {exc}"
+            log.warning("task attempt failed", error=error)
+            await self.store.update(task_id, {"status": "retrying", "error": error})
+            if attempt >= s.max_attempts:
+                record["error"] = error
+                await self._dead_letter(entry_id, task_id, record, attempt)
+            return
+        await self._final(
+            entry_id, task_id, record, started, result.status,
+            {"result": result.answer, "error": result.error, "steps": result.steps,
+             "tokens": result.tokens, "redactions": result.redactions},
+        )  # fmt: skip
+
+    async def _final(
+        self,
+        entry_id: str,
+        task_id: str,
+        record: dict[str, Any],
+        started: float,
+        status: str,
+        fields: dict[str, Any],
+    ) -> None:
+        m = self.runtime.metrics
+        written = await self.store.finish(task_id, status, {**fields, "worker": self.consumer})  # type: ignore[arg-type]
+        await self.queue.ack(entry_id)
+        if written:
+            m.tasks.labels(**m.rel(status=status, variant=record.get("variant", ""))).inc()
+            m.task_duration.labels(**m.rel(status=status)).observe(time.perf_counter() - started)
+            log.info("task finished", status=status)
+        else:
+            log.info("task already had a final result; duplicate delivery ignored")
+
+    async def _dead_letter(
+        self, entry_id: str, task_id: str, record: dict[str, Any], attempts: int
+    ) -> None:
+        m = self.runtime.metrics
+        error = record.get("error") or "unknown error"
+        await self.store.finish(task_id, "dead_lettered", {"error": error})
+        await self.queue.dead_letter(
+            entry_id,
+            {"task_id": task_id, "tenant": record["tenant"], "error": error,
+             "attempts": str(attempts)},
+        )  # fmt: skip
+        m.dead_letters.labels(**m.rel()).inc()
+        m.tasks.labels(**m.rel(status="dead_lettered", variant=record.get("variant", ""))).inc()
+        log.error("task dead-lettered", attempts=attempts, error=error)
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+        await self.http.aclose()
+
+
+def health_app(worker: Worker) -> FastAPI:
+    """The worker's own small HTTP server, so probes and scraping work for it too."""
+    app = FastAPI(title="agent-app worker", docs_url=None, redoc_url=None, openapi_url=None)
+    runtime = worker.runtime
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        stale = time.monotonic() - worker.heartbeat > 30
+        return JSONResponse({"status": "stale" if stale else "ok"}, 503 if stale else 200)
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        problems = []
+        try:
+            await runtime.redis.ping()
+        except Exception as exc:
+            problems.append(f"redis unreachable: {type(exc).__name__}")
+        if not worker.llm.any_circuit_usable():
+            problems.append("every LLM circuit is open")
+        body = {"status": "not ready" if problems else "ready", "problems": problems}
+        return JSONResponse(body, 503 if problems else 200, headers=runtime.release.headers())
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        m = runtime.metrics
+        with contextlib.suppress(Exception):
+            depth = await worker.queue.depth()
+            m.queue_depth.labels(**m.rel(stream=worker.queue.stream,
+                                         group=worker.queue.group)).set(depth)  # fmt: skip
+        return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn would take over SIGTERM; here the worker loop owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_worker(settings: Settings, span_processor: SpanProcessor | None = None) -> None:
+    runtime = Runtime.build(settings, "worker", span_processor)
+    worker = Worker(runtime)
+    stop = asyncio.Event()
+    config = uvicorn.Config(
+        health_app(worker), host=settings.host, port=settings.worker_port, log_config=None,
+        access_log=False,
+    )  # fmt: skip
+    server = _EmbeddedServer(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    http_task = asyncio.create_task(server.serve())
+    try:
+        await worker.run(stop)
+    finally:
+        server.should_exit = True
+        await http_task
+        await worker.aclose()
+        await runtime.aclose()
