@@ -1,0 +1,32 @@
+"""Every rule of the pack, in the order the engine and the README list them."""
+
+from __future__ import annotations
+
+from policies.rule import Rule
+from policies.rules import (
+    aws,
+    budget,
+    env_secrets,
+    gpu,
+    images,
+    limits,
+    network,
+    pod_security,
+    probes,
+    scaling,
+)
+
+RULES: list[Rule] = [
+    *limits.RULES,
+    *gpu.RULES,
+    *scaling.RULES,
+    *images.RULES,
+    *pod_security.RULES,
+    *env_secrets.RULES,
+    *probes.RULES,
+    *network.RULES,
+    *aws.RULES,
+    *budget.RULES,
+]
+
+BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}

@@ -1,0 +1,60 @@
+"""The price table the cost model and the GPU cap read, shipped as data."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from components.gpu_instances import GPU_INSTANCE_TYPES
+
+PRICE_FILE = Path(__file__).parent / "data" / "aws-prices-us-east-1.json"
+
+
+class UnknownInstanceTypeError(KeyError):
+    def __init__(self, instance_type: str) -> None:
+        super().__init__(instance_type)
+        self.instance_type = instance_type
+
+
+class Instance(BaseModel):
+    name: str
+    hourly: float
+    gpus: int
+
+
+class PriceTable(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    region: str
+    currency: str
+    source: str
+    read_on: str
+    hours_per_month: float
+    spot_discount: float
+    ec2_hourly: dict[str, float]
+    elasticache_hourly: dict[str, float]
+    eks_control_plane_hourly: float
+    nat_gateway_hourly: float
+    nat_gateway_per_gb: float
+    nat_gateway_assumed_gb_per_month: float
+    load_balancer_hourly: dict[str, float]
+    ebs_gp3_per_gib_month: float
+
+    def instance(self, instance_type: str) -> Instance:
+        """An EC2 type's price and GPUs; an unknown type raises, never prices at $0."""
+        if instance_type not in self.ec2_hourly:
+            raise UnknownInstanceTypeError(instance_type)
+        gpu = GPU_INSTANCE_TYPES.get(instance_type)
+        return Instance(
+            name=instance_type,
+            hourly=self.ec2_hourly[instance_type],
+            gpus=gpu.gpus if gpu else 0,
+        )
+
+
+@cache
+def load_prices(path: Path = PRICE_FILE) -> PriceTable:
+    return PriceTable.model_validate(json.loads(path.read_text()))

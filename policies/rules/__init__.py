@@ -1,0 +1,1 @@
+"""The rules, grouped by concern; `policies.catalog` lists them all."""

@@ -1,0 +1,123 @@
+"""Secrets reach containers through secretKeyRef, never as literals in the pod spec."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+from policies.resource import UNKNOWN, ResourceView, dig
+from policies.rule import ResourceRule, Rule, RuleConfig
+from policies.violation import Violation, undetermined, violation
+from policies.workloads import containers, containers_unknown, is_pod_bearing
+
+ENV_LITERALS = "no-secret-literals-in-env"
+
+
+class EnvSecretsConfig(RuleConfig):
+    # Name segments (split on _) that mark a variable as holding a secret.
+    secret_name_segments: tuple[str, ...] = (
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "APIKEY",
+        "CREDENTIALS",
+        "PRIVATE",
+    )
+    # Adjacent segment pairs that do the same (API_KEY, ACCESS_KEY, ...).
+    secret_name_pairs: tuple[str, ...] = ("API_KEY", "ACCESS_KEY", "SECRET_KEY", "AUTH_KEY")
+    # A variable naming where a secret lives is not the secret itself.
+    non_secret_suffixes: tuple[str, ...] = ("_FILE", "_PATH", "_DIR")
+    allowed_names: tuple[str, ...] = ()
+    secret_value_patterns: tuple[str, ...] = (
+        r"^sk-[A-Za-z0-9_-]{16,}",
+        r"^AKIA[0-9A-Z]{16}$",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+        r"^gh[pousr]_[A-Za-z0-9]{30,}",
+        r"^xox[abposr]-",
+        r"://[^/\s:@]+:[^/\s@]+@",
+    )
+
+
+def secret_looking_name(name: str, cfg: EnvSecretsConfig) -> bool:
+    upper = name.upper()
+    if upper in cfg.allowed_names or any(upper.endswith(s) for s in cfg.non_secret_suffixes):
+        return False
+    segments = upper.split("_")
+    pairs = {f"{a}_{b}" for a, b in itertools.pairwise(segments)}
+    return bool(set(segments) & set(cfg.secret_name_segments) or pairs & set(cfg.secret_name_pairs))
+
+
+def check_env_secrets(resource: ResourceView, cfg: EnvSecretsConfig) -> list[Violation]:
+    if not is_pod_bearing(resource):
+        return []
+    if containers_unknown(resource):
+        return [undetermined(ENV_LITERALS, resource, "containers unknown at preview.")]
+    found: list[Violation] = []
+    for container in containers(resource):
+        env: Any = dig(container.spec, "env")
+        if env is UNKNOWN:
+            found.append(undetermined(ENV_LITERALS, resource, f"{container.label}: env unknown."))
+            continue
+        for index, var in enumerate(env if isinstance(env, list) else []):
+            name = dig(var, "name")
+            path = f"{container.path}.env[{index}]"
+            if not isinstance(name, str):
+                continue
+            found.extend(_check_var(resource, container.label, path, name, var, cfg))
+    return found
+
+
+def _check_var(
+    resource: ResourceView, label: str, path: str, name: str, var: Any, cfg: EnvSecretsConfig
+) -> list[Violation]:
+    value = dig(var, "value")
+    secret_name = secret_looking_name(name, cfg)
+    fix = (
+        f"move it to a Kubernetes Secret and use {path}.valueFrom.secretKeyRef "
+        "(or allow the name in allowed_names if it is not a secret)."
+    )
+    if value is not None and secret_name:
+        # The name alone decides: a literal is in the pod spec whatever its value is.
+        return [
+            violation(
+                ENV_LITERALS,
+                resource,
+                f"{label}: {path} '{name}' is a literal value for a secret-looking name; {fix}",
+            )
+        ]
+    if value is UNKNOWN:
+        return [undetermined(ENV_LITERALS, resource, f"{label}: {path}.value unknown.")]
+    if isinstance(value, str) and any(re.search(p, value) for p in cfg.secret_value_patterns):
+        return [
+            violation(
+                ENV_LITERALS,
+                resource,
+                f"{label}: {path} '{name}' holds a value that looks like a credential; {fix}",
+            )
+        ]
+    source = dig(var, "valueFrom")
+    if secret_name and isinstance(source, dict) and "secretKeyRef" not in source:
+        return [
+            violation(
+                ENV_LITERALS,
+                resource,
+                f"{label}: {path} '{name}' takes a "
+                f"secret-looking value from {sorted(source)[0]}; {fix}",
+            )
+        ]
+    return []
+
+
+RULES: list[Rule] = [
+    ResourceRule(
+        ENV_LITERALS,
+        "Container env holds no secret-looking literal; secrets come from secretKeyRef.",
+        "mandatory",
+        EnvSecretsConfig,
+        check_env_secrets,
+        "A literal under a secret-looking name fails whatever its value; an unknown value "
+        "under another name is skipped with an advisory note.",
+    ),
+]

@@ -1,0 +1,305 @@
+"""GPU scheduling: GPUs are limits-only, GPU pods land on GPU nodes, others stay off them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from policies.prices import UnknownInstanceTypeError, load_prices
+from policies.resource import UNKNOWN, ResourceView, dig
+from policies.rule import ResourceRule, Rule, RuleConfig, StackRule
+from policies.violation import Violation, undetermined, violation
+from policies.workloads import (
+    containers,
+    containers_unknown,
+    is_pod_bearing,
+    pod_spec,
+    pod_spec_path,
+)
+
+LIMITS_ONLY = "gpu-limits-only"
+PLACEMENT = "gpu-pods-on-gpu-nodes"
+TAINT_RESERVED = "gpu-taint-reserved"
+POOL_CAP = "gpu-node-pool-capacity"
+
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+
+
+class GpuResourceConfig(RuleConfig):
+    gpu_resource: str = "nvidia.com/gpu"
+
+
+class GpuTaintConfig(GpuResourceConfig):
+    taint_key: str = "nvidia.com/gpu"
+    taint_value: str = "true"
+    taint_effect: str = "NoSchedule"
+
+
+class GpuPlacementConfig(GpuTaintConfig):
+    node_label_key: str = "agent-platform.io/node-pool"
+    node_label_value: str = "gpu"
+
+
+class GpuTaintReservedConfig(GpuTaintConfig):
+    # GPU infrastructure (device plugin, DCGM exporter) tolerates the taint without
+    # requesting a GPU; these workload names (metadata.name) may.
+    gpu_infrastructure: tuple[str, ...] = ("nvidia-device-plugin", "dcgm-exporter")
+
+
+def check_gpu_limits_only(resource: ResourceView, cfg: GpuResourceConfig) -> list[Violation]:
+    if not is_pod_bearing(resource):
+        return []
+    if containers_unknown(resource):
+        return [undetermined(LIMITS_ONLY, resource, "containers unknown at preview.")]
+    found: list[Violation] = []
+    gpu = cfg.gpu_resource
+    for container in containers(resource):
+        request = dig(container.spec, "resources", "requests", gpu)
+        limit = dig(container.spec, "resources", "limits", gpu)
+        path = f"{container.path}.resources"
+        if request is None:
+            continue
+        if limit is None:
+            found.append(
+                violation(
+                    LIMITS_ONLY,
+                    resource,
+                    f"{container.label} sets {path}.requests.{gpu} without limits.{gpu}; "
+                    f"GPUs are not overcommitted: set resources.limits.{gpu} (requests may "
+                    "then be dropped).",
+                )
+            )
+        elif request is UNKNOWN or limit is UNKNOWN:
+            found.append(
+                undetermined(LIMITS_ONLY, resource, f"{container.label}: {path} GPU count unknown.")
+            )
+        elif str(request) != str(limit):
+            found.append(
+                violation(
+                    LIMITS_ONLY,
+                    resource,
+                    f"{container.label}: {path}.requests.{gpu} {request} differs from "
+                    f"limits.{gpu} {limit}; set only resources.limits.{gpu}, or make them equal.",
+                )
+            )
+    return found
+
+
+def gpu_count(resource: ResourceView, cfg: GpuResourceConfig) -> Any:
+    """GPUs the pod asks for: an int, or UNKNOWN."""
+    if containers_unknown(resource):
+        return UNKNOWN
+    total = 0
+    for container in containers(resource):
+        for kind in ("limits", "requests"):
+            value = dig(container.spec, "resources", kind, cfg.gpu_resource)
+            if value is UNKNOWN:
+                return UNKNOWN
+            if value is not None:
+                try:
+                    total += int(str(value))
+                except ValueError:
+                    total += 1
+                break
+    return total
+
+
+def _tolerates_gpu_taint(toleration: Any, cfg: GpuTaintConfig) -> bool:
+    key = dig(toleration, "key")
+    operator = dig(toleration, "operator") or "Equal"
+    effect = dig(toleration, "effect")
+    if effect not in (None, "", cfg.taint_effect):
+        return False
+    if key in (None, "") and operator == "Exists":
+        return True  # tolerates every taint
+    if key != cfg.taint_key:
+        return False
+    return operator == "Exists" or dig(toleration, "value") == cfg.taint_value
+
+
+def _selects_gpu_nodes(spec: Any, cfg: GpuPlacementConfig) -> bool:
+    if dig(spec, "nodeSelector", cfg.node_label_key) == cfg.node_label_value:
+        return True
+    terms = dig(
+        spec,
+        "affinity",
+        "nodeAffinity",
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        "nodeSelectorTerms",
+    )
+    if not isinstance(terms, list) or not terms:
+        return False
+    # Terms are ORed: every one of them must pin the pod to GPU nodes.
+    return all(_term_selects(term, cfg) for term in terms)
+
+
+def _term_selects(term: Any, cfg: GpuPlacementConfig) -> bool:
+    expressions = dig(term, "matchExpressions")
+    if not isinstance(expressions, list):
+        return False
+    return any(
+        dig(e, "key") == cfg.node_label_key
+        and dig(e, "operator") == "In"
+        and dig(e, "values") == [cfg.node_label_value]
+        for e in expressions
+    )
+
+
+def check_gpu_placement(resource: ResourceView, cfg: GpuPlacementConfig) -> list[Violation]:
+    if not is_pod_bearing(resource):
+        return []
+    gpus = gpu_count(resource, cfg)
+    if gpus is UNKNOWN:
+        return [undetermined(PLACEMENT, resource, "GPU count unknown at preview.")]
+    if gpus == 0:
+        return []
+    spec = pod_spec(resource)
+    base = pod_spec_path(resource)
+    found: list[Violation] = []
+    tolerations = dig(spec, "tolerations")
+    if tolerations is UNKNOWN:
+        found.append(undetermined(PLACEMENT, resource, f"{base}.tolerations unknown at preview."))
+    elif not any(_tolerates_gpu_taint(t, cfg) for t in tolerations or []):
+        found.append(
+            violation(
+                PLACEMENT,
+                resource,
+                f"requests {gpus} GPU(s) but {base}.tolerations does not tolerate the GPU "
+                f"taint; add {{key: {cfg.taint_key}, operator: Equal, value: "
+                f"'{cfg.taint_value}', effect: {cfg.taint_effect}}}.",
+            )
+        )
+    if dig(spec, "nodeSelector") is UNKNOWN or dig(spec, "affinity") is UNKNOWN:
+        found.append(undetermined(PLACEMENT, resource, f"{base} node selection unknown."))
+    elif not _selects_gpu_nodes(spec, cfg):
+        found.append(
+            violation(
+                PLACEMENT,
+                resource,
+                f"requests {gpus} GPU(s) but does not select GPU nodes; set "
+                f"{base}.nodeSelector['{cfg.node_label_key}'] = '{cfg.node_label_value}' (or a "
+                "required nodeAffinity term on that label).",
+            )
+        )
+    return found
+
+
+def check_gpu_taint_reserved(
+    resource: ResourceView, cfg: GpuTaintReservedConfig
+) -> list[Violation]:
+    if not is_pod_bearing(resource) or resource.display_name in cfg.gpu_infrastructure:
+        return []
+    tolerations = dig(pod_spec(resource), "tolerations")
+    base = pod_spec_path(resource)
+    if tolerations is UNKNOWN:
+        return [undetermined(TAINT_RESERVED, resource, f"{base}.tolerations unknown.")]
+    tolerating = [i for i, t in enumerate(tolerations or []) if _tolerates_gpu_taint(t, cfg)]
+    if not tolerating:
+        return []
+    gpus = gpu_count(resource, cfg)
+    if gpus is UNKNOWN:
+        return [undetermined(TAINT_RESERVED, resource, "GPU count unknown at preview.")]
+    if gpus > 0:
+        return []
+    return [
+        violation(
+            TAINT_RESERVED,
+            resource,
+            f"requests no GPU but {base}.tolerations[{tolerating[0]}] tolerates the GPU taint "
+            f"{cfg.taint_key}={cfg.taint_value}:{cfg.taint_effect}; remove the toleration, or "
+            "add the workload to gpu_infrastructure if it is GPU node infrastructure.",
+        )
+    ]
+
+
+class GpuPoolCapConfig(RuleConfig):
+    max_total_gpus: int = 16
+
+
+def check_gpu_pool_capacity(
+    resources: Sequence[ResourceView], cfg: GpuPoolCapConfig
+) -> list[Violation]:
+    prices = load_prices()
+    total = 0
+    pools: list[str] = []
+    found: list[Violation] = []
+    for pool in (r for r in resources if r.type == NODE_GROUP):
+        types = pool.get("instanceTypes")
+        max_size = pool.get("scalingConfig", "maxSize")
+        if types is UNKNOWN or max_size is UNKNOWN:
+            found.append(
+                violation(
+                    POOL_CAP,
+                    pool,
+                    "instanceTypes or scalingConfig.maxSize is unknown at preview; the GPU "
+                    "total must be known: set them from literal config.",
+                )
+            )
+            continue
+        if not isinstance(types, list) or not types:
+            continue
+        try:
+            per_node = max(prices.instance(t).gpus for t in types)
+        except UnknownInstanceTypeError as exc:
+            found.append(
+                violation(
+                    POOL_CAP,
+                    pool,
+                    f"instanceTypes has {exc.instance_type!r}, which the price table does not "
+                    "know, so its GPUs cannot be counted; add it to "
+                    "policies/data/aws-prices-us-east-1.json.",
+                )
+            )
+            continue
+        if per_node:
+            gpus = per_node * int(max_size or 0)
+            total += gpus
+            pools.append(f"{pool.label} {int(max_size or 0)} x {per_node} = {gpus}")
+    if total > cfg.max_total_gpus and pools:
+        last = next(r for r in reversed(resources) if r.type == NODE_GROUP)
+        found.append(
+            violation(
+                POOL_CAP,
+                last,
+                f"GPU node pools at scalingConfig.maxSize total {total} GPUs, above the cap "
+                f"{cfg.max_total_gpus} (max_total_gpus): {'; '.join(pools)}. Lower "
+                "scalingConfig.maxSize or raise max_total_gpus in the stack's policy config.",
+            )
+        )
+    return found
+
+
+RULES: list[Rule] = [
+    ResourceRule(
+        LIMITS_ONLY,
+        "nvidia.com/gpu is set in limits; if also in requests, the two are equal.",
+        "mandatory",
+        GpuResourceConfig,
+        check_gpu_limits_only,
+        "An unknown GPU count is skipped with an advisory note.",
+    ),
+    ResourceRule(
+        PLACEMENT,
+        "Pods that request a GPU tolerate the GPU taint and select GPU nodes.",
+        "mandatory",
+        GpuPlacementConfig,
+        check_gpu_placement,
+        "Unknown GPU counts, tolerations or node selection are skipped with an advisory note.",
+    ),
+    ResourceRule(
+        TAINT_RESERVED,
+        "Pods that request no GPU do not tolerate the GPU taint (GPU infrastructure excepted).",
+        "mandatory",
+        GpuTaintReservedConfig,
+        check_gpu_taint_reserved,
+        "Unknown tolerations or GPU counts are skipped with an advisory note.",
+    ),
+    StackRule(
+        POOL_CAP,
+        "All GPU node pools at their maximum size stay within the stack's GPU cap.",
+        "mandatory",
+        GpuPoolCapConfig,
+        check_gpu_pool_capacity,
+        "Fails: an unknown instance type or maxSize cannot be known to be within the cap.",
+    ),
+]
