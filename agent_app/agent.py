@@ -18,7 +18,7 @@ from agent_app.metrics import Metrics
 from agent_app.redaction import redact
 from agent_app.runtime import text
 from agent_app.settings import Settings
-from agent_app.tasks import task_key
+from agent_app.tasks import Status, task_key
 from agent_app.tools import ToolContext, ToolError, ToolRegistry
 
 _SYSTEM_PROMPTS = {
@@ -45,7 +45,7 @@ class TaskContext:
 
 @dataclass
 class AgentResult:
-    status: str
+    status: Status
     answer: str | None
     error: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)

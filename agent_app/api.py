@@ -108,6 +108,28 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+async def _current_tenant(
+    request: Request,
+    x_api_key: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> str:
+    key = key_from_headers(x_api_key, authorization)
+    if key is None:
+        raise ApiError(
+            401,
+            "missing API key: send it in the X-API-Key header or as 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    authenticator: Authenticator = request.app.state.authenticator
+    found = authenticator.tenant_for(key)
+    if found is None:
+        raise ApiError(403, "API key not recognised")
+    return found
+
+
+CurrentTenant = Annotated[str, Depends(_current_tenant)]
+
+
 def create_app(settings: Settings, span_processor: SpanProcessor | None = None) -> FastAPI:
     runtime = Runtime.build(settings, "api", span_processor)
     m = runtime.metrics
@@ -160,27 +182,10 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
 
-    async def tenant(
-        x_api_key: Annotated[str | None, Header()] = None,
-        authorization: Annotated[str | None, Header()] = None,
-    ) -> str:
-        key = key_from_headers(x_api_key, authorization)
-        if key is None:
-            raise ApiError(
-                401,
-                "missing API key: send it in the X-API-Key header or as 'Authorization: "
-                "Bearer <key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        found = authenticator.tenant_for(key)
-        if found is None:
-            raise ApiError(403, "API key not recognised")
-        return found
-
     @app.post("/v1/tasks", status_code=202)
     async def submit(
         body: TaskRequest,
-        tenant: Annotated[str, Depends(tenant)],
+        tenant: CurrentTenant,
         response: Response,
         wait: Annotated[
             float | None, Query(ge=0, description="Seconds to wait for the result.")
@@ -283,7 +288,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         return _public(record)
 
     @app.get("/v1/tasks/{task_id}")
-    async def get_task(task_id: str, tenant: Annotated[str, Depends(tenant)]) -> dict[str, Any]:
+    async def get_task(task_id: str, tenant: CurrentTenant) -> dict[str, Any]:
         if len(task_id) > 64:
             raise ApiError(422, "task_id: at most 64 characters", "task_id")
         record = await store.get(task_id)
@@ -319,6 +324,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.state.runtime = runtime
+    app.state.authenticator = authenticator
     return app
 
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError, ResponseError
 
 from agent_app.agent import Agent, TaskContext
 from agent_app.cache import ResponseCache
@@ -27,7 +28,7 @@ from agent_app.logging import get_logger
 from agent_app.queue import Entry, TaskQueue
 from agent_app.runtime import BreakerBoard, Runtime
 from agent_app.settings import Settings
-from agent_app.tasks import TaskStore
+from agent_app.tasks import Status, TaskStore
 from agent_app.tools import default_registry
 from agent_app.tracing import tracer
 
@@ -54,40 +55,52 @@ class Worker:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._tenant_limits: dict[str, asyncio.Semaphore] = {}
         self.heartbeat = time.monotonic()
+        self._claim_every = min(5.0, s.claim_idle_ms / 2000)
+        self._touch_every = s.claim_idle_ms / 3000
+        self._last_claim = self._last_touch = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
-        s = self.settings
         await self.queue.ensure_group()
         log.info("worker started", consumer=self.consumer, stream=self.queue.stream)
-        claim_every = min(5.0, s.claim_idle_ms / 2000)
-        touch_every = s.claim_idle_ms / 3000
-        last_claim = last_touch = 0.0
         while not stop.is_set():
             self.heartbeat = time.monotonic()
-            free = s.worker_concurrency - len(self._inflight)
-            now = time.monotonic()
-            if now - last_touch >= touch_every:
-                await self.queue.touch(self.consumer, list(self._inflight))
-                last_touch = now
-            if free > 0 and now - last_claim >= claim_every:
-                last_claim = now
-                for entry in await self.queue.reclaim(self.consumer, s.claim_idle_ms, free):
-                    self.runtime.metrics.reclaimed.labels(**self.runtime.metrics.rel()).inc()
-                    self._spawn(entry)
-                free = s.worker_concurrency - len(self._inflight)
-            if free > 0:
-                block_ms = int(min(1000, touch_every * 1000))
-                for entry in await self.queue.read(self.consumer, free, block_ms):
-                    self._spawn(entry)
-            else:
-                await asyncio.wait(
-                    self._inflight.values(), timeout=touch_every,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )  # fmt: skip
+            try:
+                await self._poll()
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The stream or group vanished (e.g. Redis restarted without persistence).
+                await self.queue.ensure_group()
+            except RedisError as exc:
+                log.warning("redis unavailable; retrying", error=type(exc).__name__)
+                await asyncio.sleep(1)
         # Unfinished entries stay pending and are reclaimed by another worker.
         for task in self._inflight.values():
             task.cancel()
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    async def _poll(self) -> None:
+        s = self.settings
+        now = time.monotonic()
+        if now - self._last_touch >= self._touch_every:
+            await self.queue.touch(self.consumer, list(self._inflight))
+            self._last_touch = now
+        free = s.worker_concurrency - len(self._inflight)
+        if free > 0 and now - self._last_claim >= self._claim_every:
+            self._last_claim = now
+            for entry in await self.queue.reclaim(self.consumer, s.claim_idle_ms, free):
+                self.runtime.metrics.reclaimed.labels(**self.runtime.metrics.rel()).inc()
+                self._spawn(entry)
+            free = s.worker_concurrency - len(self._inflight)
+        if free > 0:
+            block_ms = int(min(1000, self._touch_every * 1000))
+            for entry in await self.queue.read(self.consumer, free, block_ms):
+                self._spawn(entry)
+        else:
+            await asyncio.wait(
+                self._inflight.values(), timeout=self._touch_every,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
 
     def _spawn(self, entry: Entry) -> None:
         entry_id, fields = entry
@@ -178,11 +191,11 @@ class Worker:
         task_id: str,
         record: dict[str, Any],
         started: float,
-        status: str,
+        status: Status,
         fields: dict[str, Any],
     ) -> None:
         m = self.runtime.metrics
-        written = await self.store.finish(task_id, status, {**fields, "worker": self.consumer})  # type: ignore[arg-type]
+        written = await self.store.finish(task_id, status, {**fields, "worker": self.consumer})
         await self.queue.ack(entry_id)
         if written:
             m.tasks.labels(**m.rel(status=status, variant=record.get("variant", ""))).inc()

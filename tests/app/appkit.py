@@ -1,0 +1,168 @@
+"""Helpers for the agent app tests: processes, ports, waiting, and an API client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+REDIS_PASSWORD = "test-redis-password"
+TENANT_KEYS = {"acme": "acme-secret-key", "globex": "globex-secret-key"}
+AGENT_APP = str(Path(sys.executable).with_name("agent-app"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not come up within {timeout}s")
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what or predicate}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class RedisServer:
+    port: int
+    url: str
+    client: redis.Redis
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@dataclass
+class DevLLM:
+    url: str
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def fault(self, **fault: Any) -> None:
+        httpx.post(f"{self.url}/admin/faults", json=fault, timeout=5).raise_for_status()
+
+    def requests(self) -> dict[str, int]:
+        counts: dict[str, int] = httpx.get(f"{self.url}/admin/stats", timeout=5).json()["requests"]
+        return counts
+
+
+@dataclass
+class Env:
+    """AGENT_* settings shared by the API and workers of one test configuration."""
+
+    values: dict[str, str] = field(default_factory=dict)
+
+    def with_(self, **overrides: Any) -> Env:
+        merged = dict(self.values)
+        merged.update({f"AGENT_{k.upper()}": str(v) for k, v in overrides.items()})
+        return Env(merged)
+
+    def process_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
+        env.update(self.values)
+        return env
+
+
+@dataclass
+class Service:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+def start_service(env: Env, command: str, tmp_path: Path) -> Service:
+    port = free_port()
+    worker_port = free_port()
+    log = tmp_path / f"{command}-{uuid.uuid4().hex[:6]}.log"
+    env = env.with_(port=port, worker_port=worker_port)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [AGENT_APP, command], env=env.process_env(), stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port if command == 'serve' else worker_port}"
+    try:
+        wait_http(f"{url}/health", proc)
+    except (RuntimeError, TimeoutError) as exc:
+        stop(proc)
+        raise RuntimeError(f"{command} failed to start:\n{log.read_text()}") from exc
+    return Service(proc, url, log)
+
+
+class Client:
+    """HTTP client for the API, authenticated as one tenant."""
+
+    def __init__(self, base_url: str, tenant: str | None) -> None:
+        headers = {"X-API-Key": TENANT_KEYS[tenant]} if tenant else {}
+        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=30)
+
+    def submit(self, task: str, wait: float | None = None, **extra: Any) -> httpx.Response:
+        params = {"wait": wait} if wait is not None else {}
+        headers = {}
+        if "idempotency_key" in extra:
+            headers["Idempotency-Key"] = extra.pop("idempotency_key")
+        return self.http.post("/v1/tasks", json={"task": task, **extra}, params=params,
+                              headers=headers)  # fmt: skip
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/v1/tasks/{task_id}")
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    def wait_final(self, task_id: str, timeout: float = 30) -> dict[str, Any]:
+        def final() -> dict[str, Any] | None:
+            body = self.task(task_id)
+            done = body["status"] in ("completed", "failed", "dead_lettered")
+            return body if done else None
+
+        result: dict[str, Any] = wait_until(final, timeout, 0.1, f"task {task_id}")
+        return result

@@ -1,0 +1,67 @@
+"""End-to-end: API -> Redis stream -> worker -> dev LLM -> tools -> result."""
+
+from __future__ import annotations
+
+import redis
+from appkit import Client, DevLLM, Service
+
+
+def test_task_runs_tools_and_reports_steps_tokens_and_cost(
+    acme: Client, worker: Service, devllm: DevLLM
+) -> None:
+    response = acme.submit("What is (17 + 25) * 3? Also remember that my color is teal.")
+    assert response.status_code == 202, response.text
+    assert response.headers["X-Release-Version"] == "1.2.3"
+    assert response.headers["X-Release-Track"] == "canary"
+    task_id = response.json()["id"]
+    assert response.headers["Location"] == f"/v1/tasks/{task_id}"
+
+    body = acme.wait_final(task_id)
+    assert body["status"] == "completed", body
+    assert "(17 + 25) * 3 = 126" in body["result"]
+    kinds = [step["type"] for step in body["steps"]]
+    assert kinds[0] == "plan"
+    assert kinds[-1] == "answer"
+    tools = [step["tool"] for step in body["steps"] if step["type"] == "tool"]
+    assert tools == ["calculator", "memory_set"]
+    assert body["tokens"]["input"] > 0
+    assert body["tokens"]["output"] > 0
+    assert body["cost_usd"] > 0
+    assert body["model"] in body["selection"]["reason"]
+    assert body["attempts"] == 1
+
+
+def test_session_memory_carries_between_tasks(
+    acme: Client, worker: Service, clean_redis: redis.Redis
+) -> None:
+    first = acme.submit("remember that my city is Lisbon", wait=20, session_id="s1")
+    assert first.status_code == 200
+    assert first.json()["status"] == "completed"
+    second = acme.submit("recall my city please", wait=20, session_id="s1")
+    assert "city is Lisbon" in second.json()["result"]
+    other = acme.submit("recall my city please", wait=20, session_id="s2")
+    assert "nothing remembered for city" in other.json()["result"]
+    ttl = clean_redis.ttl("agent:memory:acme:s1")
+    assert 0 < ttl <= 3600
+
+
+def test_wait_returns_the_final_result(acme: Client, worker: Service) -> None:
+    response = acme.submit("compute 6 * 7", wait=20)
+    assert response.status_code == 200
+    assert response.json()["status"] == "completed"
+    assert "6 * 7 = 42" in response.json()["result"]
+
+
+def test_wait_without_worker_returns_202_with_queued_status(acme: Client) -> None:
+    response = acme.submit("compute 1 + 1", wait=0.3)
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
+
+
+def test_fetch_tool_reads_only_allowlisted_urls(
+    acme: Client, worker: Service, devllm: DevLLM
+) -> None:
+    ok = acme.submit(f"summarise {devllm.url}/pages/fox", wait=20).json()
+    assert "the quick brown fox" in ok["result"]
+    refused = acme.submit(f"summarise {devllm.url}/admin/stats", wait=20).json()
+    assert "is not on the fetch allowlist" in refused["result"]
