@@ -44,6 +44,8 @@ class _FaultState:
         self.timeout_every = timeout_every
         self.faults: dict[str, Fault] = {}
         self.requests: Counter[str] = Counter()
+        self.inflight = 0
+        self.max_inflight = 0
 
     def fault_for(self, model: str) -> Fault | None:
         return self.faults.get(model) or self.faults.get("*")
@@ -126,6 +128,16 @@ def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0
                 {"error": {"message": "model and messages are required", "type": "invalid"}}, 400
             )
         state.requests[model] += 1
+        state.inflight += 1
+        state.max_inflight = max(state.max_inflight, state.inflight)
+        try:
+            return await _complete(state, model, messages, body)
+        finally:
+            state.inflight -= 1
+
+    async def _complete(
+        state: _FaultState, model: str, messages: list[dict[str, Any]], body: dict[str, Any]
+    ) -> JSONResponse:
         n = state.requests[model]
         fault = state.fault_for(model)
         delay_ms = state.base_latency_ms + (fault.latency_ms if fault else 0)
@@ -183,11 +195,12 @@ def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0
     @app.delete("/admin/faults")
     async def clear_faults() -> dict[str, str]:
         state.faults.clear()
+        state.max_inflight = 0
         return {"status": "cleared"}
 
     @app.get("/admin/stats")
     async def stats() -> dict[str, Any]:
-        return {"requests": dict(state.requests)}
+        return {"requests": dict(state.requests), "max_inflight": state.max_inflight}
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -90,6 +90,13 @@ class DevLLM:
     def fault(self, **fault: Any) -> None:
         httpx.post(f"{self.url}/admin/faults", json=fault, timeout=5).raise_for_status()
 
+    def max_inflight(self) -> int:
+        value: int = httpx.get(f"{self.url}/admin/stats", timeout=5).json()["max_inflight"]
+        return value
+
+    def total_requests(self) -> int:
+        return sum(self.requests().values())
+
     def requests(self) -> dict[str, int]:
         counts: dict[str, int] = httpx.get(f"{self.url}/admin/stats", timeout=5).json()["requests"]
         return counts
@@ -166,3 +173,22 @@ class Client:
 
         result: dict[str, Any] = wait_until(final, timeout, 0.1, f"task {task_id}")
         return result
+
+
+def metric_samples(url: str) -> list[tuple[str, dict[str, str], float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return [
+        (sample.name, dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def metric_value(url: str, name: str, **labels: str) -> float:
+    return sum(
+        value
+        for sample, sample_labels, value in metric_samples(url)
+        if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
+    )

@@ -1,0 +1,135 @@
+"""Queue semantics: idempotency, at-least-once delivery with one final result, reclaiming
+after a worker dies, dead-lettering and the queue depth metric."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+import redis
+from appkit import Client, DevLLM, Service, metric_value, wait_until
+
+from agent_app.cost import current_period, ledger_key
+
+STREAM = "agent:tasks"
+GROUP = "agent-workers"
+DEAD = "agent:tasks:dead"
+
+
+def _pending(r: redis.Redis) -> int:
+    info = r.xpending(STREAM, GROUP)
+    return int(info["pending"])
+
+
+def test_idempotency_key_returns_the_same_task_once(
+    acme: Client, globex: Client, clean_redis: redis.Redis
+) -> None:
+    first = acme.submit("compute 2 + 3", idempotency_key="order-1")
+    assert first.status_code == 202
+    again = acme.submit("compute 2 + 3", idempotency_key="order-1")
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert clean_redis.xlen(STREAM) == 1
+
+    conflict = acme.submit("compute 9 + 9", idempotency_key="order-1")
+    assert conflict.status_code == 409
+    assert conflict.json()["field"] == "Idempotency-Key"
+
+    # Keys are scoped per tenant: another tenant's identical key is a new task.
+    other = globex.submit("compute 2 + 3", idempotency_key="order-1")
+    assert other.status_code == 202
+    assert other.json()["id"] != first.json()["id"]
+    assert clean_redis.xlen(STREAM) == 2
+
+
+def test_killed_worker_task_is_reclaimed_and_completed_exactly_once(
+    acme: Client,
+    worker_factory: Callable[..., Service],
+    devllm: DevLLM,
+    clean_redis: redis.Redis,
+) -> None:
+    devllm.fault(latency_ms=700)
+    doomed = worker_factory()
+    task_id = acme.submit("compute 40 + 2").json()["id"]
+    wait_until(lambda: acme.task(task_id)["status"] == "running", what="task running")
+    wait_until(lambda: devllm.total_requests() >= 1, what="first LLM call")
+    doomed.proc.send_signal(signal.SIGKILL)
+    doomed.proc.wait()
+    assert acme.task(task_id)["status"] == "running"
+
+    devllm.fault(latency_ms=0)
+    rescuer = worker_factory()
+    body = acme.wait_final(task_id)
+    assert body["status"] == "completed"
+    assert "40 + 2 = 42" in body["result"]
+    assert body["attempts"] == 2
+    assert [s["type"] for s in body["steps"]].count("answer") == 1
+    record = clean_redis.hgetall(f"agent:task:{task_id}")
+    assert record["worker"].endswith(f"-{rescuer.proc.pid}")
+    # Every LLM call was charged once: the ledger holds exactly the task's cost.
+    spent = float(clean_redis.hget(ledger_key(current_period()), "acme") or 0)
+    assert abs(spent - body["cost_usd"]) < 1e-12
+    assert _pending(clean_redis) == 0
+    assert clean_redis.xlen(DEAD) == 0
+    assert metric_value(rescuer.url, "agent_reclaimed_entries_total") >= 1
+
+
+def test_redelivered_entry_of_a_finished_task_changes_nothing(
+    acme: Client, worker: Service, devllm: DevLLM, clean_redis: redis.Redis
+) -> None:
+    body = acme.submit("compute 5 * 5", wait=20).json()
+    assert body["status"] == "completed"
+    calls = devllm.total_requests()
+    clean_redis.xadd(STREAM, {"task_id": body["id"], "tenant": "acme"})
+    wait_until(lambda: clean_redis.xlen(STREAM) == 0 and _pending(clean_redis) == 0,
+               what="duplicate acknowledged")  # fmt: skip
+    again = acme.task(body["id"])
+    assert again["finished_at"] == body["finished_at"]
+    assert again["attempts"] == body["attempts"]
+    assert devllm.total_requests() == calls
+
+
+def test_task_failing_every_attempt_goes_to_dead_letter_stream(
+    acme: Client,
+    worker_factory: Callable[..., Service],
+    devllm: DevLLM,
+    clean_redis: redis.Redis,
+) -> None:
+    devllm.fault(fail_next=1000, status=503)
+    worker = worker_factory(claim_idle_ms=500, max_attempts=3)
+    task_id = acme.submit("compute 1 + 1").json()["id"]
+    body = acme.wait_final(task_id, timeout=30)
+    assert body["status"] == "dead_lettered"
+    assert "HTTP 503" in body["error"]
+    assert body["attempts"] == 3
+    entries = clean_redis.xrange(DEAD)
+    assert len(entries) == 1
+    fields = entries[0][1]
+    assert fields["task_id"] == task_id
+    assert fields["attempts"] == "3"
+    assert "HTTP 503" in fields["error"]
+    assert _pending(clean_redis) == 0
+    assert metric_value(worker.url, "agent_dead_letters_total") == 1
+
+
+def test_queue_depth_metric_counts_lag_and_pending(
+    acme: Client,
+    api: Service,
+    worker_factory: Callable[..., Service],
+    devllm: DevLLM,
+    clean_redis: redis.Redis,
+) -> None:
+    clean_redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    for n in range(3):
+        assert acme.submit(f"compute {n} + 1").status_code == 202
+    labels = {"stream": STREAM, "release_version": "1.2.3", "release_track": "canary"}
+    assert metric_value(api.url, "agent_queue_depth", **labels) == 3  # all lag
+
+    devllm.fault(latency_ms=400)
+    worker = worker_factory()
+    wait_until(lambda: _pending(clean_redis) == 3, what="all delivered")
+    assert metric_value(api.url, "agent_queue_depth", **labels) == 3  # all pending
+    wait_until(lambda: metric_value(api.url, "agent_queue_depth", **labels) == 0,
+               what="queue drained")  # fmt: skip
+    assert metric_value(worker.url, "agent_queue_depth", **labels) == 0
