@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from appkit import Client, DevLLM, Service, metric_value, wait_until
@@ -65,7 +66,7 @@ def test_killed_worker_task_is_reclaimed_and_completed_exactly_once(
     assert "40 + 2 = 42" in body["result"]
     assert body["attempts"] == 2
     assert [s["type"] for s in body["steps"]].count("answer") == 1
-    record = clean_redis.hgetall(f"agent:task:{task_id}")
+    record: Any = clean_redis.hgetall(f"agent:task:{task_id}")
     assert record["worker"].endswith(f"-{rescuer.proc.pid}")
     # Every LLM call was charged once: the ledger holds exactly the task's cost.
     spent = float(clean_redis.hget(ledger_key(current_period()), "acme") or 0)
@@ -103,7 +104,7 @@ def test_task_failing_every_attempt_goes_to_dead_letter_stream(
     assert body["status"] == "dead_lettered"
     assert "HTTP 503" in body["error"]
     assert body["attempts"] == 3
-    entries = clean_redis.xrange(DEAD)
+    entries: Any = clean_redis.xrange(DEAD)
     assert len(entries) == 1
     fields = entries[0][1]
     assert fields["task_id"] == task_id
