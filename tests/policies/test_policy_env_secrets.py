@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+
+from policies.resource import UNKNOWN
+from policies.rules.env_secrets import EnvSecretsConfig, check_env_secrets, secret_looking_name
+from policy_fixtures import only, patched, workload
+
+ENV = "spec.template.spec.containers.0.env"
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("REDIS_PASSWORD", True),
+        ("OPENAI_API_KEY", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("GITHUB_TOKEN", True),
+        ("MAX_TOKENS", False),
+        ("TOKEN_BUDGET_PER_TENANT", True),
+        ("REDIS_PASSWORD_FILE", False),
+        ("LOG_LEVEL", False),
+    ],
+)
+def test_secret_looking_names(name: str, secret: bool) -> None:
+    assert secret_looking_name(name, EnvSecretsConfig()) is secret
+
+
+def test_secret_key_ref_passes() -> None:
+    assert check_env_secrets(workload(), EnvSecretsConfig()) == []
+
+
+def test_literal_under_secret_name() -> None:
+    view = patched(workload(), f"{ENV}.1", {"name": "REDIS_PASSWORD", "value": "hunter2hunter2"})
+    found = only(check_env_secrets(view, EnvSecretsConfig()))
+    assert found.resource == "Deployment 'agent-api'"
+    assert found.message == (
+        "Deployment 'agent-api': container 'api': spec.template.spec.containers[0].env[1] "
+        "'REDIS_PASSWORD' is a literal value for a secret-looking name; move it to a Kubernetes "
+        "Secret and use spec.template.spec.containers[0].env[1].valueFrom.secretKeyRef (or "
+        "allow the name in allowed_names if it is not a secret)."
+    )
+    assert "hunter2" not in found.message
+
+
+def test_unknown_literal_under_secret_name_still_fails() -> None:
+    view = patched(workload(), f"{ENV}.1", {"name": "REDIS_PASSWORD", "value": UNKNOWN})
+    assert only(check_env_secrets(view, EnvSecretsConfig())).resource == "Deployment 'agent-api'"
+
+
+def test_credential_shaped_value_under_innocent_name() -> None:
+    view = patched(workload(), f"{ENV}.0", {"name": "BACKEND", "value": "redis://u:pw@redis:6379"})
+    found = only(check_env_secrets(view, EnvSecretsConfig()))
+    assert found.message.startswith(
+        "Deployment 'agent-api': container 'api': spec.template.spec.containers[0].env[0] "
+        "'BACKEND' holds a value that looks like a credential;"
+    )
+    assert "pw@" not in found.message
+
+
+def test_secret_name_from_a_config_map() -> None:
+    source = {"configMapKeyRef": {"name": "settings", "key": "token"}}
+    view = patched(workload(), f"{ENV}.1", {"name": "API_TOKEN", "valueFrom": source})
+    found = only(check_env_secrets(view, EnvSecretsConfig()))
+    assert "'API_TOKEN' takes a secret-looking value from configMapKeyRef" in found.message
+
+
+def test_allowed_name() -> None:
+    view = patched(workload(), f"{ENV}.1", {"name": "TOKEN_LIMIT", "value": "4096"})
+    assert check_env_secrets(view, EnvSecretsConfig(allowed_names=("TOKEN_LIMIT",))) == []

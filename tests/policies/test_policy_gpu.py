@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+from typing import Any
+
+from policies.resource import UNKNOWN, ResourceView
+from policies.rules.gpu import (
+    GpuPlacementConfig,
+    GpuPoolCapConfig,
+    GpuResourceConfig,
+    GpuTaintReservedConfig,
+    check_gpu_limits_only,
+    check_gpu_placement,
+    check_gpu_pool_capacity,
+    check_gpu_taint_reserved,
+)
+from policy_fixtures import container, only, pod_spec, real, resource, workload
+
+GPU_TOLERATION = {
+    "key": "nvidia.com/gpu",
+    "operator": "Equal",
+    "value": "true",
+    "effect": "NoSchedule",
+}
+GPU_SELECTOR = {"agent-platform.io/node-pool": "gpu"}
+
+
+def gpu_workload(
+    requests: Any = None,
+    limits: Any = 1,
+    tolerations: Any = (GPU_TOLERATION,),
+    node_selector: Any = GPU_SELECTOR,
+    affinity: Any = None,
+    name: str = "vllm",
+) -> ResourceView:
+    main = container("vllm", "vllm/vllm-openai:v0.6.4")
+    if limits is not None:
+        main["resources"]["limits"]["nvidia.com/gpu"] = limits
+    if requests is not None:
+        main["resources"]["requests"]["nvidia.com/gpu"] = requests
+    spec = pod_spec(main)
+    if tolerations is not None:
+        spec["tolerations"] = tolerations if tolerations is UNKNOWN else list(tolerations)
+    if node_selector is not None:
+        spec["nodeSelector"] = node_selector
+    if affinity is not None:
+        spec["affinity"] = affinity
+    return workload(name=name, spec=spec)
+
+
+def test_gpu_in_limits_only_passes() -> None:
+    assert check_gpu_limits_only(gpu_workload(), GpuResourceConfig()) == []
+    assert check_gpu_limits_only(gpu_workload(requests=1), GpuResourceConfig()) == []
+
+
+def test_gpu_requested_without_limit() -> None:
+    found = only(check_gpu_limits_only(gpu_workload(requests=1, limits=None), GpuResourceConfig()))
+    assert found.resource == "Deployment 'vllm'"
+    assert found.message == (
+        "Deployment 'vllm': container 'vllm' sets spec.template.spec.containers[0].resources"
+        ".requests.nvidia.com/gpu without limits.nvidia.com/gpu; GPUs are not overcommitted: "
+        "set resources.limits.nvidia.com/gpu (requests may then be dropped)."
+    )
+
+
+def test_gpu_request_differs_from_limit() -> None:
+    found = only(check_gpu_limits_only(gpu_workload(requests=1, limits=2), GpuResourceConfig()))
+    assert found.message == (
+        "Deployment 'vllm': container 'vllm': spec.template.spec.containers[0].resources"
+        ".requests.nvidia.com/gpu 1 differs from limits.nvidia.com/gpu 2; set only "
+        "resources.limits.nvidia.com/gpu, or make them equal."
+    )
+
+
+def test_gpu_pod_with_toleration_and_selector_passes() -> None:
+    assert check_gpu_placement(gpu_workload(), GpuPlacementConfig()) == []
+
+
+def test_gpu_pod_may_select_gpu_nodes_by_affinity() -> None:
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "agent-platform.io/node-pool",
+                                "operator": "In",
+                                "values": ["gpu"],
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }
+    view = gpu_workload(node_selector=None, affinity=affinity)
+    assert check_gpu_placement(view, GpuPlacementConfig()) == []
+
+
+def test_gpu_pod_without_toleration() -> None:
+    found = only(check_gpu_placement(gpu_workload(tolerations=()), GpuPlacementConfig()))
+    assert found.resource == "Deployment 'vllm'"
+    assert found.message == (
+        "Deployment 'vllm': requests 1 GPU(s) but spec.template.spec.tolerations does not "
+        "tolerate the GPU taint; add {key: nvidia.com/gpu, operator: Equal, value: 'true', "
+        "effect: NoSchedule}."
+    )
+
+
+def test_gpu_pod_without_node_selection() -> None:
+    found = only(check_gpu_placement(gpu_workload(node_selector={}), GpuPlacementConfig()))
+    assert found.message == (
+        "Deployment 'vllm': requests 1 GPU(s) but does not select GPU nodes; set "
+        "spec.template.spec.nodeSelector['agent-platform.io/node-pool'] = 'gpu' (or a "
+        "required nodeAffinity term on that label)."
+    )
+
+
+def test_unknown_tolerations_are_undecided() -> None:
+    found = check_gpu_placement(gpu_workload(tolerations=UNKNOWN), GpuPlacementConfig())
+    assert [(v.undetermined, v.resource) for v in found] == [(True, "Deployment 'vllm'")]
+
+
+def test_cpu_pod_tolerating_gpu_taint() -> None:
+    view = gpu_workload(limits=None, name="agent-api")
+    found = only(check_gpu_taint_reserved(view, GpuTaintReservedConfig()))
+    assert found.resource == "Deployment 'agent-api'"
+    assert found.message == (
+        "Deployment 'agent-api': requests no GPU but spec.template.spec.tolerations[0] "
+        "tolerates the GPU taint nvidia.com/gpu=true:NoSchedule; remove the toleration, or add "
+        "the workload to gpu_infrastructure if it is GPU node infrastructure."
+    )
+
+
+def test_tolerate_everything_counts_as_tolerating_the_gpu_taint() -> None:
+    view = gpu_workload(limits=None, tolerations=({"operator": "Exists"},), name="agent-api")
+    assert real(check_gpu_taint_reserved(view, GpuTaintReservedConfig()))
+
+
+def test_gpu_infrastructure_may_tolerate_without_gpu() -> None:
+    plugin = gpu_workload(limits=None, name="nvidia-device-plugin")
+    assert check_gpu_taint_reserved(plugin, GpuTaintReservedConfig()) == []
+
+
+def test_cpu_pod_without_gpu_toleration_passes() -> None:
+    assert check_gpu_taint_reserved(workload(), GpuTaintReservedConfig()) == []
+
+
+def node_group(name: str, instance_type: str, max_size: Any) -> ResourceView:
+    return resource(
+        "aws:eks/nodeGroup:NodeGroup",
+        name,
+        {
+            "nodeGroupName": name,
+            "instanceTypes": [instance_type],
+            "capacityType": "ON_DEMAND",
+            "scalingConfig": {"minSize": 0, "desiredSize": 1, "maxSize": max_size},
+        },
+    )
+
+
+def test_gpu_pools_within_cap() -> None:
+    pools = [node_group("system", "m6i.large", 6), node_group("gpu", "g5.12xlarge", 2)]
+    assert check_gpu_pool_capacity(pools, GpuPoolCapConfig(max_total_gpus=8)) == []
+
+
+def test_gpu_pools_over_cap() -> None:
+    pools = [node_group("gpu", "g5.12xlarge", 2), node_group("big", "p4d.24xlarge", 1)]
+    found = only(check_gpu_pool_capacity(pools, GpuPoolCapConfig(max_total_gpus=8)))
+    assert found.resource == "NodeGroup 'big'"
+    assert found.message == (
+        "NodeGroup 'big': GPU node pools at scalingConfig.maxSize total 16 GPUs, above the cap "
+        "8 (max_total_gpus): NodeGroup 'gpu' 2 x 4 = 8; NodeGroup 'big' 1 x 8 = 8. Lower "
+        "scalingConfig.maxSize or raise max_total_gpus in the stack's policy config."
+    )
+
+
+def test_unknown_instance_type_cannot_be_counted() -> None:
+    found = only(check_gpu_pool_capacity([node_group("gpu", "g9.huge", 1)], GpuPoolCapConfig()))
+    assert found.message == (
+        "NodeGroup 'gpu': instanceTypes has 'g9.huge', which the price table does not know, "
+        "so its GPUs cannot be counted; add it to policies/data/aws-prices-us-east-1.json."
+    )
+
+
+def test_unknown_max_size_fails_rather_than_passing() -> None:
+    found = only(
+        check_gpu_pool_capacity([node_group("gpu", "g5.xlarge", UNKNOWN)], GpuPoolCapConfig())
+    )
+    assert found.resource == "NodeGroup 'gpu'"
+    assert "scalingConfig.maxSize is unknown at preview" in found.message
