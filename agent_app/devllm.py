@@ -44,8 +44,8 @@ class _FaultState:
         self.timeout_every = timeout_every
         self.faults: dict[str, Fault] = {}
         self.requests: Counter[str] = Counter()
-        self.inflight = 0
-        self.max_inflight = 0
+        self.inflight: Counter[str] = Counter()
+        self.max_inflight: Counter[str] = Counter()
 
     def fault_for(self, model: str) -> Fault | None:
         return self.faults.get(model) or self.faults.get("*")
@@ -128,12 +128,12 @@ def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0
                 {"error": {"message": "model and messages are required", "type": "invalid"}}, 400
             )
         state.requests[model] += 1
-        state.inflight += 1
-        state.max_inflight = max(state.max_inflight, state.inflight)
+        state.inflight[model] += 1
+        state.max_inflight[model] = max(state.max_inflight[model], state.inflight[model])
         try:
             return await _complete(state, model, messages, body)
         finally:
-            state.inflight -= 1
+            state.inflight[model] -= 1
 
     async def _complete(
         state: _FaultState, model: str, messages: list[dict[str, Any]], body: dict[str, Any]
@@ -195,12 +195,12 @@ def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0
     @app.delete("/admin/faults")
     async def clear_faults() -> dict[str, str]:
         state.faults.clear()
-        state.max_inflight = 0
+        state.max_inflight.clear()
         return {"status": "cleared"}
 
     @app.get("/admin/stats")
     async def stats() -> dict[str, Any]:
-        return {"requests": dict(state.requests), "max_inflight": state.max_inflight}
+        return {"requests": dict(state.requests), "max_inflight": dict(state.max_inflight)}
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -90,8 +90,9 @@ class DevLLM:
     def fault(self, **fault: Any) -> None:
         httpx.post(f"{self.url}/admin/faults", json=fault, timeout=5).raise_for_status()
 
-    def max_inflight(self) -> int:
-        value: int = httpx.get(f"{self.url}/admin/stats", timeout=5).json()["max_inflight"]
+    def max_inflight(self, model: str) -> int:
+        stats = httpx.get(f"{self.url}/admin/stats", timeout=5).json()
+        value: int = stats["max_inflight"].get(model, 0)
         return value
 
     def total_requests(self) -> int:
