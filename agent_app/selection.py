@@ -43,7 +43,10 @@ def select_model(
     limited: bool = False,
     quality_relief: float = 0.0,
 ) -> Selection:
-    requirement = max(0.0, required_quality - quality_relief) if limited else required_quality
+    requirement = required_quality
+    if limited:
+        # Rounded so that 0.8 - 0.2 compares equal to a model rated 0.6.
+        requirement = round(max(0.0, required_quality - quality_relief), 6)
     note = (
         f" (budget above limit: requirement relaxed from {required_quality:.2f} by "
         f"{quality_relief:.2f})"

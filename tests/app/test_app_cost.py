@@ -1,0 +1,118 @@
+"""Cost control: per-call cost into the tenant ledger, cost-limiting actions at 80%,
+429 at 100%, model selection, and the response cache."""
+
+from __future__ import annotations
+
+import redis
+from appkit import Client, DevLLM, Service, metric_value
+
+from agent_app.cost import call_cost, current_period, ledger_key
+from agent_app.selection import select_model
+from agent_app.settings import DEFAULT_MODELS, ModelSpec
+
+BUDGET = 100.0  # the default AGENT_MONTHLY_BUDGET_USD
+
+
+def _spend(r: redis.Redis, tenant: str, usd: float) -> None:
+    r.hset(ledger_key(current_period()), tenant, usd)
+
+
+def test_cost_is_priced_from_usage_and_charged_to_the_tenant(
+    acme: Client, worker: Service, clean_redis: redis.Redis
+) -> None:
+    body = acme.submit("compute 3 * 3", wait=20, quality=0.5).json()
+    assert body["model"] == "small"
+    spec = DEFAULT_MODELS[0]
+    expected = call_cost(spec, body["tokens"]["input"], body["tokens"]["output"])
+    assert abs(body["cost_usd"] - expected) < 1e-12
+    spent = float(clean_redis.hget(ledger_key(current_period()), "acme") or 0)
+    assert abs(spent - body["cost_usd"]) < 1e-12
+    assert clean_redis.hget(ledger_key(current_period()), "globex") is None
+    assert metric_value(worker.url, "agent_llm_cost_usd_total", model="small") > 0
+
+
+def test_budget_at_80_percent_applies_cost_limiting_actions(
+    acme: Client,
+    globex: Client,
+    worker: Service,
+    devllm: DevLLM,
+    clean_redis: redis.Redis,
+) -> None:
+    _spend(clean_redis, "acme", 0.85 * BUDGET)
+    normal = globex.submit("compute 4 * 4", wait=20, quality=0.8).json()
+    assert normal["model"] == "medium"
+
+    devllm.fault(latency_ms=250)
+    limited = [acme.submit(f"compute {n} * 4", quality=0.8).json()["id"] for n in (5, 6)]
+    bodies = [acme.wait_final(task_id) for task_id in limited]
+    for body in bodies:
+        assert body["status"] == "completed"
+        # Cheaper model: the quality requirement is relaxed while near the budget.
+        assert body["model"] == "small"
+        assert "budget above limit" in body["selection"]["reason"]
+    # Lower concurrency: the limited tenant's tasks never called the model at the same time.
+    assert devllm.max_inflight("small") == 1
+    # Longer cache TTL: four times the default hour.
+    ttls = [clean_redis.ttl(k) for k in clean_redis.scan_iter("agent:cache:*")]
+    assert max(ttls) > 3600
+    assert metric_value(worker.url, "agent_budget_actions_total", action="lower_concurrency") >= 2
+
+
+def test_budget_exhausted_gets_429_with_a_clear_message(
+    acme: Client, globex: Client, clean_redis: redis.Redis
+) -> None:
+    _spend(clean_redis, "acme", BUDGET)
+    response = acme.submit("compute 1 + 1")
+    assert response.status_code == 429
+    assert "acme" in response.json()["error"]
+    assert "budget" in response.json()["error"]
+    assert int(response.headers["Retry-After"]) > 0
+    assert clean_redis.xlen("agent:tasks") == 0
+    assert globex.submit("compute 1 + 1").status_code == 202
+
+
+def test_cache_hit_skips_the_llm_and_costs_nothing(
+    acme: Client, worker: Service, devllm: DevLLM
+) -> None:
+    first = acme.submit("compute 12 / 4", wait=20).json()
+    assert first["tokens"]["cached_calls"] == 0
+    calls = devllm.total_requests()
+    hits_before = metric_value(worker.url, "agent_cache_requests_total", result="hit")
+
+    # Same request up to whitespace: the normalised key matches.
+    second = acme.submit("compute  12 / 4 ", wait=20).json()
+    assert second["status"] == "completed"
+    assert second["result"] == first["result"]
+    assert second["tokens"]["cached_calls"] == 3
+    assert second["tokens"]["total"] == 0
+    assert second["cost_usd"] == 0
+    assert devllm.total_requests() == calls
+    assert metric_value(worker.url, "agent_cache_requests_total", result="hit") == hits_before + 3
+    assert metric_value(worker.url, "agent_cache_requests_total", result="miss") >= 3
+
+
+def test_selection_picks_cheapest_model_meeting_quality() -> None:
+    chosen = select_model(DEFAULT_MODELS, 0.7, 100.0, 500, 300)
+    assert chosen.model == "medium"
+    assert "cheapest" in chosen.reason
+    assert select_model(DEFAULT_MODELS, 0.9, 100.0, 500, 300).model == "large"
+    assert select_model(DEFAULT_MODELS, 0.1, 100.0, 500, 300).model == "small"
+
+
+def test_selection_respects_remaining_budget() -> None:
+    large_cost = select_model(DEFAULT_MODELS, 0.9, 100.0, 500, 300).expected_cost_usd
+    chosen = select_model(DEFAULT_MODELS, 0.9, large_cost / 2, 500, 300)
+    assert chosen.model == "medium"
+    assert "best that fits" in chosen.reason
+    broke = select_model(DEFAULT_MODELS, 0.9, 0.0, 500, 300)
+    assert broke.model == "small"
+    assert "no model fits" in broke.reason
+
+
+def test_selection_relief_when_limited() -> None:
+    models = [*DEFAULT_MODELS, ModelSpec(name="tiny", input_usd_per_1k=0.0,
+                                         output_usd_per_1k=0.0, quality=0.1)]  # fmt: skip
+    assert select_model(models, 0.8, 100.0, 100, 100).model == "medium"
+    limited = select_model(models, 0.8, 100.0, 100, 100, limited=True, quality_relief=0.2)
+    assert limited.model == "small"
+    assert limited.required_quality == 0.6
