@@ -18,7 +18,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
 from policies.pack_config import configure
-from policies.resource import ResourceView
+from policies.view import ResourceView
 from policies.rule import ResourceRule, Rule, StackRule, config_schema
 from policies.violation import Violation
 

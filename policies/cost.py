@@ -20,7 +20,7 @@ from typing import Any
 
 from components.quantity import parse_quantity
 from policies.prices import PriceTable, UnknownInstanceTypeError, load_prices
-from policies.resource import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.rules.network import AWS_LB, ingress_nginx_service
 from policies.workloads import HELM_RELEASE, PVC, SERVICE, STATEFULSET
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from policies.catalog import RULES
 from policies.pack_config import ConfiguredRule, configure, load_raw
-from policies.resource import ResourceView
+from policies.view import ResourceView
 from policies.rule import ResourceRule
 from policies.violation import Violation
 

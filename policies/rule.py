@@ -8,7 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from policies.resource import ResourceView
+from policies.view import ResourceView
 from policies.violation import Violation
 
 Enforcement = Literal["advisory", "mandatory", "disabled"]

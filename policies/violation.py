@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policies.resource import ResourceView
+from policies.view import ResourceView
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from policies.resource import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig
 
 DEPLOYMENT: Final = "kubernetes:apps/v1:Deployment"
 STATEFULSET: Final = "kubernetes:apps/v1:StatefulSet"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.resource import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig
 from policies.violation import Violation, undetermined, violation
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from policies.cost import estimate
-from policies.resource import ResourceView
+from policies.view import ResourceView
 from policies.rule import Rule, RuleConfig, StackRule
 from policies.violation import Violation, violation
 

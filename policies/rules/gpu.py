@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from components.quantity import parse_quantity
 from policies.prices import UnknownInstanceTypeError, load_prices
-from policies.resource import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.rule import ResourceRule, Rule, RuleConfig, StackRule
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
@@ -73,7 +74,7 @@ def check_gpu_limits_only(resource: ResourceView, cfg: GpuResourceConfig) -> lis
             found.append(
                 undetermined(LIMITS_ONLY, resource, f"{container.label}: {path} GPU count unknown.")
             )
-        elif str(request) != str(limit):
+        elif _count(request) != _count(limit):
             found.append(
                 violation(
                     LIMITS_ONLY,
@@ -83,6 +84,14 @@ def check_gpu_limits_only(resource: ResourceView, cfg: GpuResourceConfig) -> lis
                 )
             )
     return found
+
+
+def _count(value: Any) -> int:
+    """A GPU quantity as a count; wire-form numbers arrive as floats (1.0)."""
+    try:
+        return int(parse_quantity(value))
+    except (ValueError, TypeError):
+        return 1  # malformed, but asks for a GPU: still needs GPU placement
 
 
 def gpu_count(resource: ResourceView, cfg: GpuResourceConfig) -> Any:
@@ -96,10 +105,7 @@ def gpu_count(resource: ResourceView, cfg: GpuResourceConfig) -> Any:
             if value is UNKNOWN:
                 return UNKNOWN
             if value is not None:
-                try:
-                    total += int(str(value))
-                except ValueError:
-                    total += 1
+                total += _count(value)
                 break
     return total
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from components.quantity import parse_quantity
-from policies.resource import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from policies.resource import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.rule import ResourceRule, Rule, RuleConfig, StackRule
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import HELM_RELEASE, NETWORK_POLICY, SERVICE, is_pod_bearing, pod_labels

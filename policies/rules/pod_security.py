@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from policies.resource import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.rule import ResourceRule, Rule, RuleConfig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (

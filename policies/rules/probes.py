@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.resource import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.rule import ResourceRule, Rule, RuleConfig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import LONG_RUNNING, containers, containers_unknown

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from policies.resource import UNKNOWN, ResourceView
+from policies.view import UNKNOWN, ResourceView
 from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig, StackRule
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (

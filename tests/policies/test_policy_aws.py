@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.resource import UNKNOWN, ResourceView
+from policy_fixtures import DELETE, only, patched, resource
+
+from policies.view import UNKNOWN, ResourceView
 from policies.rule import NoConfig
 from policies.rules.aws import (
     EksConfig,
@@ -11,7 +13,6 @@ from policies.rules.aws import (
     check_elasticache,
     check_secret_kms,
 )
-from policy_fixtures import DELETE, only, patched, resource
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/sim"
 

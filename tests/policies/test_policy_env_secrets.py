@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-
-from policies.resource import UNKNOWN
-from policies.rules.env_secrets import EnvSecretsConfig, check_env_secrets, secret_looking_name
 from policy_fixtures import only, patched, workload
+
+from policies.view import UNKNOWN
+from policies.rules.env_secrets import EnvSecretsConfig, check_env_secrets, secret_looking_name
 
 ENV = "spec.template.spec.containers.0.env"
 

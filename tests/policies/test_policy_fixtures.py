@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from policy_fixtures import workload
 
 from policies.catalog import RULES
 from policies.rule import ResourceRule
 from policies.workloads import POD_SPEC_PATHS
-from policy_fixtures import workload
 
 
 @pytest.mark.parametrize("kind", sorted(POD_SPEC_PATHS))

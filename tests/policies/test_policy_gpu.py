@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.resource import UNKNOWN, ResourceView
+from policy_fixtures import container, only, pod_spec, real, resource, workload
+
+from policies.view import UNKNOWN, ResourceView
 from policies.rules.gpu import (
     GpuPlacementConfig,
     GpuPoolCapConfig,
@@ -13,7 +15,6 @@ from policies.rules.gpu import (
     check_gpu_pool_capacity,
     check_gpu_taint_reserved,
 )
-from policy_fixtures import container, only, pod_spec, real, resource, workload
 
 GPU_TOLERATION = {
     "key": "nvidia.com/gpu",
@@ -189,3 +190,11 @@ def test_unknown_max_size_fails_rather_than_passing() -> None:
     )
     assert found.resource == "NodeGroup 'gpu'"
     assert "scalingConfig.maxSize is unknown at preview" in found.message
+
+
+def test_wire_form_float_counts_compare_as_numbers() -> None:
+    view = gpu_workload(requests="1", limits=1.0)
+    assert check_gpu_limits_only(view, GpuResourceConfig()) == []
+    assert check_gpu_placement(gpu_workload(limits=2.0, tolerations=()), GpuPlacementConfig())[
+        0
+    ].message.startswith("Deployment 'vllm': requests 2 GPU(s)")

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-
-from policies.resource import UNKNOWN
-from policies.rules.images import ImageConfig, check_image_pinned, split_image
 from policy_fixtures import only, patched, workload
+
+from policies.view import UNKNOWN
+from policies.rules.images import ImageConfig, check_image_pinned, split_image
 
 IMAGE = "spec.template.spec.containers.0.image"
 PROD = ImageConfig(require_immutable=True)

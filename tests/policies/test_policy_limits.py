@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from pulumi.output import Unknown
+from policy_fixtures import DELETE, container, only, patched, pod_spec, real, workload
+from pulumi.output import UNKNOWN as MOCK_UNKNOWN
 
-from policies.resource import UNKNOWN, ResourceView
+from policies.view import UNKNOWN, ResourceView
 from policies.rule import NoConfig
 from policies.rules.limits import (
     EphemeralConfig,
@@ -14,7 +15,6 @@ from policies.rules.limits import (
     check_resources_required,
 )
 from policies.workloads import POD_SPEC_PATHS
-from policy_fixtures import DELETE, container, only, patched, pod_spec, real, workload
 
 C0 = "spec.template.spec.containers.0"
 
@@ -161,7 +161,7 @@ def test_ephemeral_storage_over_cap() -> None:
 
 def test_mock_unknowns_are_normalised_before_rules_see_them() -> None:
     props = workload().props
-    props["spec"]["template"]["spec"]["containers"] = Unknown()
+    props["spec"]["template"]["spec"]["containers"] = MOCK_UNKNOWN
     view = ResourceView.of("kubernetes:apps/v1:Deployment", "agent-api", "", props)
     found = check_ephemeral_storage(view, EphemeralConfig())
     assert [(v.undetermined, v.resource) for v in found] == [(True, "Deployment 'agent-api'")]

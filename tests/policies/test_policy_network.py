@@ -2,14 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.resource import UNKNOWN, ResourceView
+from policy_fixtures import only, resource, workload
+
+from policies.view import UNKNOWN, ResourceView
 from policies.rules.network import (
     LoadBalancerConfig,
     NetworkPolicyConfig,
     check_network_policy_coverage,
     check_public_load_balancer,
 )
-from policy_fixtures import only, resource, workload
 
 
 def network_policy(namespace: str = "agents", selector: Any = None) -> ResourceView:

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from policies.resource import UNKNOWN
+from policy_fixtures import DELETE, only, patched, workload
+
+from policies.view import UNKNOWN
 from policies.rules.pod_security import (
     HostAccessConfig,
     SecurityContextConfig,
     check_host_access,
     check_security_context,
 )
-from policy_fixtures import DELETE, only, patched, workload
 
 SC = "spec.template.spec.containers.0.securityContext"
 

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from policies.resource import UNKNOWN
-from policies.rules.probes import ProbesConfig, check_probes
 from policy_fixtures import DELETE, only, patched, workload
+
+from policies.view import UNKNOWN
+from policies.rules.probes import ProbesConfig, check_probes
 
 C0 = "spec.template.spec.containers.0"
 

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.resource import UNKNOWN, ResourceView
+from policy_fixtures import only, patched, resource, workload
+
+from policies.view import UNKNOWN, ResourceView
 from policies.rule import NoConfig
 from policies.rules.scaling import (
     BoundsConfig,
@@ -11,7 +13,6 @@ from policies.rules.scaling import (
     check_autoscaler_bounds,
     check_replicated_has_pdb,
 )
-from policy_fixtures import only, patched, resource, workload
 
 LABELS = {"app.kubernetes.io/name": "agent-worker"}
 
