@@ -102,10 +102,13 @@ def _error_body(exc: ApiError) -> dict[str, Any]:
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc]
+    parts = list(loc)
     if parts and parts[0] in ("body", "query", "header", "path"):
         parts = parts[1:] or parts
-    return ".".join(parts) or "body"
+    # A JSON syntax error is located by character offset, which names no field.
+    if not parts or isinstance(parts[0], int):
+        return "body"
+    return ".".join(str(p) for p in parts)
 
 
 async def _current_tenant(

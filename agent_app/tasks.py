@@ -61,8 +61,9 @@ class TaskStore:
         for name in _JSON_FIELDS:
             if name in record:
                 record[name] = json.loads(record[name])
-        for name in ("attempts",):
-            record[name] = int(record.get(name, 0))
+        for name in ("attempts", "redactions"):
+            if name in record:
+                record[name] = int(record[name])
         for name in ("cost_usd", "created_at", "started_at", "finished_at"):
             if name in record:
                 record[name] = float(record[name])
