@@ -176,7 +176,7 @@ json_values = st.recursive(
         | st.dictionaries(
             st.sampled_from(["task", "quality", "session_id", "x"]), children, max_size=4
         )
-    ),  # fmt: skip
+    ),
     max_leaves=10,
 )
 
