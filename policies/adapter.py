@@ -31,7 +31,10 @@ def report(found: Sequence[Violation], report_violation: ReportViolation) -> Non
             report_violation(item.message, item.urn or None)
     skipped = [item.message for item in found if item.undetermined]
     if skipped:
-        raise UnknownValueError(UNKNOWN_STRING_VALUE, ["; ".join(skipped)])
+        error = UnknownValueError(UNKNOWN_STRING_VALUE, [])
+        # The engine prints `message` after "can't run policy ... during preview: ".
+        error.message = "; ".join(skipped)
+        raise error
 
 
 def _resource_validation(rule: ResourceRule[Any]) -> Any:

@@ -8,8 +8,8 @@ from policy_fixtures import only, resource
 
 from policies.cost import estimate
 from policies.prices import load_prices
-from policies.view import UNKNOWN, ResourceView
 from policies.rules.budget import BudgetConfig, check_budget
+from policies.view import UNKNOWN, ResourceView
 
 NLB_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-type"
 

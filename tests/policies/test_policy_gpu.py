@@ -4,7 +4,6 @@ from typing import Any
 
 from policy_fixtures import container, only, pod_spec, real, resource, workload
 
-from policies.view import UNKNOWN, ResourceView
 from policies.rules.gpu import (
     GpuPlacementConfig,
     GpuPoolCapConfig,
@@ -15,6 +14,7 @@ from policies.rules.gpu import (
     check_gpu_pool_capacity,
     check_gpu_taint_reserved,
 )
+from policies.view import UNKNOWN, ResourceView
 
 GPU_TOLERATION = {
     "key": "nvidia.com/gpu",

@@ -1,0 +1,217 @@
+"""The pack as the engine sees it: metadata, config files, the adapter, the entry point."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from policy_fixtures import patched, workload
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
+
+from policies.adapter import initial_config, to_policy
+from policies.catalog import BY_NAME, RULES
+from policies.harness import evaluate
+from policies.pack_config import CONFIG_DIR, PackConfigError, configure, load_raw
+from policies.rule import ResourceRule
+
+REPO = Path(__file__).resolve().parents[2]
+OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
+
+
+def test_rules_have_stable_names_and_one_line_metadata() -> None:
+    assert len(BY_NAME) == len(RULES)
+    for rule in RULES:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", rule.name), rule.name
+        assert "\n" not in rule.description, rule.name
+        assert rule.description.endswith("."), rule.name
+        assert rule.enforcement in ("advisory", "mandatory", "disabled")
+        assert rule.on_unknown, rule.name
+
+
+@pytest.mark.parametrize("stack", ["local", "dev", "prod"])
+def test_stack_config_files_name_real_rules_with_valid_thresholds(stack: str) -> None:
+    assert (CONFIG_DIR / f"{stack}.json").exists()
+    configured = configure(RULES, load_raw(stack))
+    assert {c.rule.name for c in configured} == set(BY_NAME)
+
+
+def test_prod_enforces_everything_and_requires_immutability() -> None:
+    configured = {c.rule.name: c for c in configure(RULES, load_raw("prod"))}
+    assert {c.enforcement for c in configured.values()} == {"mandatory"}
+    assert configured["image-pinned"].config.model_dump()["require_immutable"] is True
+
+
+def test_bad_config_is_rejected() -> None:
+    with pytest.raises(PackConfigError, match="no such policy: \\['no-such-rule'\\]"):
+        configure(RULES, {"no-such-rule": "mandatory"})
+    with pytest.raises(PackConfigError, match="enforcement level 'loud'"):
+        configure(RULES, {"all": "loud"})
+    with pytest.raises(ValueError, match="max_replicas"):
+        configure(RULES, {"autoscaler-bounds": {"max_replicas": "many"}})
+
+
+def test_levels_resolve_like_the_engine() -> None:
+    raw = {
+        "all": "advisory",
+        "image-pinned": "mandatory",
+        "probes-configured": {"enforcementLevel": "disabled"},
+    }
+    levels = {c.rule.name: c.enforcement for c in configure(RULES, raw)}
+    assert levels["image-pinned"] == "mandatory"
+    assert levels["probes-configured"] == "disabled"
+    assert levels["container-resources-required"] == "advisory"
+
+
+def test_harness_applies_levels() -> None:
+    latest = patched(workload(), "spec.template.spec.containers.0.image", "app:latest")
+    no_probe = patched(latest, "spec.template.spec.containers.0.livenessProbe", None)
+    raw = {"all": "disabled", "image-pinned": "mandatory", "probes-configured": "advisory"}
+    report = evaluate([no_probe], configure(RULES, raw))
+    assert [v.rule for v in report.mandatory] == ["image-pinned"]
+    assert [v.rule for v in report.advisory] == ["probes-configured"]
+    assert not report.passed
+    disabled = evaluate([no_probe], configure(RULES, {**raw, "image-pinned": "disabled"}))
+    assert disabled.passed
+    assert "policy pack passed: 0 mandatory, 1 advisory violation(s)" in disabled.render()
+
+
+class Reported(list[tuple[str, str | None]]):
+    """A ReportViolation callback that records what it was given."""
+
+    def __call__(self, message: str, urn: str | None = None) -> None:
+        self.append((message, urn))
+
+
+def _resource_policy(name: str) -> ResourceValidationPolicy:
+    policy = to_policy(BY_NAME[name])
+    assert isinstance(policy, ResourceValidationPolicy)
+    return policy
+
+
+def _engine_args(props: dict[str, Any], config: dict[str, Any] | None = None) -> Any:
+    return ResourceValidationArgs(
+        "kubernetes:apps/v1:Deployment",
+        unknown_checking_proxy(props),
+        "urn:pulumi:prod::agent-platform::kubernetes:apps/v1:Deployment::agent-api",
+        "agent-api",
+        OPTS,
+        None,
+        config,
+    )
+
+
+def test_adapter_reports_violations_through_the_engine_api() -> None:
+    policy = to_policy(BY_NAME["autoscaler-bounds"])
+    assert isinstance(policy, ResourceValidationPolicy)
+    assert policy.enforcement_level is EnforcementLevel.MANDATORY
+    assert policy.config_schema is not None
+    assert policy.config_schema.properties["max_replicas"] == {"default": 20, "type": "integer"}
+    reported = Reported()
+    props = patched(workload(), "spec.template.spec.containers.0.image", "app:latest").props
+    _resource_policy("image-pinned").validate(_engine_args(props), reported)
+    assert [m for m, _ in reported] == [
+        "Deployment 'agent-api': container 'api': spec.template.spec.containers[0].image "
+        "'app:latest' uses the mutable tag 'latest'; pin a version tag or digest."
+    ]
+
+
+def test_engine_unknowns_become_the_engines_advisory_preview_note() -> None:
+    props = patched(workload(), "spec.template.spec.containers.0.image", UNKNOWN_STRING_VALUE).props
+    policy = _resource_policy("image-pinned")
+    with pytest.raises(UnknownValueError) as raised:
+        policy.validate(_engine_args(props), Reported())
+    assert raised.value.message == (
+        "Deployment 'agent-api': container 'api': spec.template.spec.containers[0].image is "
+        "unknown at preview."
+    )
+    # Engine config arrives as JSON numbers and booleans; prod's setting makes it fail.
+    reported = Reported()
+    policy.validate(_engine_args(props, {"require_immutable": True}), reported)
+    [(message, _)] = reported
+    assert "cannot be shown to be immutable" in message
+
+
+def test_stack_policy_runs_over_engine_resources() -> None:
+    policy = to_policy(BY_NAME["monthly-budget"])
+    assert isinstance(policy, StackValidationPolicy)
+    group = {
+        "instanceTypes": ["g5.12xlarge"],
+        "scalingConfig": {"minSize": 1, "desiredSize": 1.0, "maxSize": 2.0},
+    }
+    resource = PolicyResource(
+        "aws:eks/nodeGroup:NodeGroup",
+        unknown_checking_proxy(group),
+        "urn:pulumi:prod::agent-platform::aws:eks/nodeGroup:NodeGroup::gpu",
+        "gpu",
+        OPTS,
+        None,
+        None,
+        [],
+        {},
+    )
+    reported = Reported()
+    args = StackValidationArgs([resource], {"monthly_budget_usd": 1000.0})
+    policy.validate(args, reported)
+    [(message, urn)] = reported
+    assert message.startswith("stack: estimated cost (expected $4,140.56/month")
+    assert "Node group 'gpu' (g5.12xlarge, ON_DEMAND): 1 nodes x $4,140.56" in message
+    assert urn is None
+
+
+def test_initial_config_uses_engine_enforcement_levels() -> None:
+    config = initial_config(RULES, load_raw("local"))
+    assert config["no-public-load-balancer"] == {"enforcementLevel": EnforcementLevel.DISABLED}
+    assert config["monthly-budget"]["monthly_budget_usd"] == 50
+
+
+def test_engine_entry_point_serves_the_pack() -> None:
+    # The language host runs `python -u policies` with the pack directory first on sys.path.
+    env = {**os.environ, "PULUMI_STACK": "prod"}
+    process = subprocess.Popen(
+        [sys.executable, "-u", str(REPO / "policies")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = process.stdout.readline().strip()
+        assert port.isdigit(), process.stderr.read() if process.stderr else port
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_readme_documents_every_rule() -> None:
+    readme = (REPO / "policies" / "README.md").read_text()
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \|", readme, flags=re.M)
+    assert sorted(rows) == sorted(BY_NAME)
+    for rule in RULES:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{rule.name}` |"))
+        assert f"| {rule.enforcement} |" in row, rule.name
+
+
+def test_every_resource_rule_ignores_unrelated_resources() -> None:
+    from policy_fixtures import resource
+
+    other = resource("kubernetes:core/v1:ConfigMap", "settings", {"data": {"TOKEN": "x"}})
+    for rule in RULES:
+        if isinstance(rule, ResourceRule):
+            assert rule.check(other, rule.config()) == [], rule.name
