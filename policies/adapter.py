@@ -18,8 +18,8 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
 from policies.pack_config import configure
-from policies.view import ResourceView
 from policies.rule import ResourceRule, Rule, StackRule, config_schema
+from policies.view import ResourceView
 from policies.violation import Violation
 
 

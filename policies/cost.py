@@ -20,8 +20,8 @@ from typing import Any
 
 from components.quantity import parse_quantity
 from policies.prices import PriceTable, UnknownInstanceTypeError, load_prices
-from policies.view import UNKNOWN, ResourceView, dig
 from policies.rules.network import AWS_LB, ingress_nginx_service
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.workloads import HELM_RELEASE, PVC, SERVICE, STATEFULSET
 
 EKS_CLUSTER = "aws:eks/cluster:Cluster"

@@ -20,8 +20,8 @@ from typing import Any
 
 from policies.catalog import RULES
 from policies.pack_config import ConfiguredRule, configure, load_raw
-from policies.view import ResourceView
 from policies.rule import ResourceRule
+from policies.view import ResourceView
 from policies.violation import Violation
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.view import UNKNOWN, ResourceView, dig
 from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.violation import Violation, undetermined, violation
 
 EKS = "eks-cluster-hardening"

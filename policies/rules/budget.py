@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from policies.cost import estimate
-from policies.view import ResourceView
 from policies.rule import Rule, RuleConfig, StackRule
+from policies.view import ResourceView
 from policies.violation import Violation, violation
 
 BUDGET = "monthly-budget"

@@ -7,8 +7,8 @@ from typing import Any
 
 from components.quantity import parse_quantity
 from policies.prices import UnknownInstanceTypeError, load_prices
-from policies.view import UNKNOWN, ResourceView, dig
 from policies.rule import ResourceRule, Rule, RuleConfig, StackRule
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
     containers,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from policies.view import UNKNOWN, ResourceView, dig
 from policies.rule import ResourceRule, Rule, RuleConfig
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import containers, containers_unknown, is_pod_bearing
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import Field
 
-from policies.view import UNKNOWN, ResourceView, dig
 from policies.rule import ResourceRule, Rule, RuleConfig
+from policies.view import UNKNOWN, ResourceView, dig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
     Container,

@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from policies.view import UNKNOWN, ResourceView
 from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig, StackRule
+from policies.view import UNKNOWN, ResourceView
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
     AUTOSCALERS,
