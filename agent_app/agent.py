@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from agent_app.cache import ResponseCache, cache_key
 from agent_app.cost import BudgetLedger, call_cost
 from agent_app.llm import ChatResult, LLMClient
+from agent_app.logging import get_logger
 from agent_app.metrics import Metrics
 from agent_app.redaction import redact
 from agent_app.runtime import text
@@ -30,6 +31,8 @@ _PLAN_PROMPT = (
     "Do not answer yet."
 )
 _HISTORY_TURNS = 3
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -101,6 +104,14 @@ class Agent:
             result = await self._run(ctx)
             if result.status != "completed":
                 span.set_status(StatusCode.ERROR, result.error or result.status)
+            log.info(
+                "agent finished",
+                status=result.status,
+                steps=len(result.steps),
+                tokens=result.tokens["total"],
+                cached_calls=result.cached_calls,
+                redactions=result.redactions,
+            )
             return result
 
     async def _run(self, ctx: TaskContext) -> AgentResult:
