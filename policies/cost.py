@@ -111,6 +111,8 @@ class CostEstimate:
 
         rule = "-" * len(fmt(header))
         lines = [fmt(header), rule, *(fmt(r) for r in rows[:-1]), rule, fmt(rows[-1])]
+        if not self.items:
+            lines.insert(2, "(no cloud resources to price)")
         lines += ["", f"Prices: {self.source}, {self.region}, read on {self.read_on}."]
         lines += [f"Assumes: {a}" for a in self.assumptions]
         lines += [f"NOT PRICED: {p.resource.label}: {p.message}" for p in self.problems]

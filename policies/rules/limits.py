@@ -7,7 +7,7 @@ from typing import Any
 
 from components.quantity import parse_quantity
 from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig
-from policies.view import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, Unknown, dig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
     containers,
@@ -73,29 +73,32 @@ class LimitsCapsConfig(RuleConfig):
     max_gpus_per_pod: int = 8
 
 
-def _pod_limit(resource: ResourceView, name: str) -> tuple[Decimal, str] | Any:
-    """The pod's effective limit (max of init containers vs. sum of containers).
+class _MalformedError(ValueError):
+    pass
 
-    Returns UNKNOWN if a contributing value is unknown, or a message string if one is
-    malformed.
-    """
+
+def _pod_limit(resource: ResourceView, name: str) -> Decimal | Unknown:
+    """The pod's effective limit: the larger of the largest init container and the sum of
+    the containers, as the scheduler computes it. Raises _MalformedError naming the field."""
     total = Decimal(0)
     highest_init = Decimal(0)
     for container in containers(resource):
         value = dig(container.spec, "resources", "limits", name)
         if value is None:
             continue
-        if value is UNKNOWN:
-            return UNKNOWN
+        if isinstance(value, Unknown):
+            return value
         try:
             quantity = parse_quantity(value)
         except (ValueError, TypeError):
-            return f"{container.label}: {container.path}.resources.limits.{name} {value!r}"
+            raise _MalformedError(
+                f"{container.label}: {container.path}.resources.limits.{name} {value!r}"
+            ) from None
         if container.init:
             highest_init = max(highest_init, quantity)
         else:
             total += quantity
-    return max(total, highest_init), ""
+    return max(total, highest_init)
 
 
 def check_limits_within_caps(resource: ResourceView, cfg: LimitsCapsConfig) -> list[Violation]:
@@ -110,25 +113,27 @@ def check_limits_within_caps(resource: ResourceView, cfg: LimitsCapsConfig) -> l
     }
     found: list[Violation] = []
     for name, (key, cap) in caps.items():
-        result = _pod_limit(resource, name)
-        if result is UNKNOWN:
+        try:
+            limit = _pod_limit(resource, name)
+        except _MalformedError as exc:
+            found.append(
+                violation(
+                    CAPS,
+                    resource,
+                    f"{exc} is not a Kubernetes quantity; use e.g. 500m, 2, 512Mi or 1Gi.",
+                )
+            )
+            continue
+        if isinstance(limit, Unknown):
             found.append(
                 undetermined(CAPS, resource, f"a resources.limits.{name} is unknown at preview.")
             )
-        elif isinstance(result, str):
+        elif limit > parse_quantity(cap):
             found.append(
                 violation(
                     CAPS,
                     resource,
-                    f"{result} is not a Kubernetes quantity; use e.g. 500m, 2, 512Mi or 1Gi.",
-                )
-            )
-        elif result[0] > parse_quantity(cap):
-            found.append(
-                violation(
-                    CAPS,
-                    resource,
-                    f"pod resources.limits.{name} totals {_fmt(result[0], name)}, above the "
+                    f"pod resources.limits.{name} totals {_fmt(limit, name)}, above the "
                     f"stack cap {cap} ({key}); lower the containers' resources.limits.{name} "
                     f"in {pod_spec_path(resource)} or raise {key} in the stack's policy config.",
                 )

@@ -165,3 +165,13 @@ def test_mock_unknowns_are_normalised_before_rules_see_them() -> None:
     view = ResourceView.of("kubernetes:apps/v1:Deployment", "agent-api", "", props)
     found = check_ephemeral_storage(view, EphemeralConfig())
     assert [(v.undetermined, v.resource) for v in found] == [(True, "Deployment 'agent-api'")]
+
+
+def test_malformed_limit_is_named_by_the_caps_rule() -> None:
+    view = patched(workload(), f"{C0}.resources.limits.memory", "half a gig")
+    found = only(check_limits_within_caps(view, LimitsCapsConfig()))
+    assert found.message == (
+        "Deployment 'agent-api': container 'api': spec.template.spec.containers[0].resources"
+        ".limits.memory 'half a gig' is not a Kubernetes quantity; use e.g. 500m, 2, 512Mi or "
+        "1Gi."
+    )
