@@ -192,9 +192,11 @@ def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0
         state.faults[fault.model] = fault
         return fault.model_dump()
 
+    # Clearing also zeroes the statistics, so each test or experiment starts afresh.
     @app.delete("/admin/faults")
     async def clear_faults() -> dict[str, str]:
         state.faults.clear()
+        state.requests.clear()
         state.max_inflight.clear()
         return {"status": "cleared"}
 

@@ -26,6 +26,8 @@ RELEASE = {"release_version": "1.2.3", "release_track": "canary"}
 
 
 def test_metric_names_and_labels(api: Service, acme: Client, worker: Service) -> None:
+    # The API outlives this test, so its counters are compared before and after.
+    before = metric_samples(api.url)
     body = acme.submit("compute 8 - 3", wait=20).json()
     assert body["status"] == "completed"
     samples = metric_samples(api.url) + metric_samples(worker.url)
@@ -39,7 +41,9 @@ def test_metric_names_and_labels(api: Service, acme: Client, worker: Service) ->
 
     variant = body["variant"]
     assert find("agent_tasks_total", status="completed", variant=variant) == [1.0]
-    assert find("agent_tasks_submitted_total", variant=variant) == [1.0]
+    submitted = [v for n, lab, v in before
+                 if n == "agent_tasks_submitted_total" and lab["variant"] == variant]  # fmt: skip
+    assert find("agent_tasks_submitted_total", variant=variant) == [sum(submitted) + 1]
     assert find("agent_task_duration_seconds_count", status="completed") == [1.0]
     assert find("agent_tool_calls_total", tool="calculator", outcome="ok") == [1.0]
     model = body["model"]
