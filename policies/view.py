@@ -8,7 +8,8 @@ secrets unwrapped, and the single `UNKNOWN` marker wherever a value cannot be kn
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -131,3 +132,21 @@ class ResourceView:
         """The Kubernetes namespace: `default` when unset, UNKNOWN when not known yet."""
         namespace = self.get("metadata", "namespace")
         return "default" if namespace is None else namespace
+
+
+def name_matches(name: str, patterns: Iterable[str]) -> bool:
+    """Whether a workload name matches any allowlist entry (shell-style: `dcgm-exporter-*`).
+
+    Allowlists are patterns because components name per-pool copies of one workload
+    (`nvidia-device-plugin-<pool>`)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def entries_for(name: str, table: Mapping[str, Iterable[str]]) -> set[str]:
+    """The union of a per-workload table's values whose pattern matches `name`."""
+    return {
+        item
+        for pattern, items in table.items()
+        if fnmatch.fnmatchcase(name, pattern)
+        for item in items
+    }

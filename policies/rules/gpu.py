@@ -8,7 +8,7 @@ from typing import Any
 from components.quantity import parse_quantity
 from policies.prices import UnknownInstanceTypeError, load_prices
 from policies.rule import ResourceRule, Rule, RuleConfig, StackRule
-from policies.view import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
     containers,
@@ -44,7 +44,12 @@ class GpuPlacementConfig(GpuTaintConfig):
 class GpuTaintReservedConfig(GpuTaintConfig):
     # GPU infrastructure (device plugin, DCGM exporter) tolerates the taint without
     # requesting a GPU; these workload names (metadata.name) may.
-    gpu_infrastructure: tuple[str, ...] = ("nvidia-device-plugin", "dcgm-exporter")
+    gpu_infrastructure: tuple[str, ...] = (
+        "nvidia-device-plugin",
+        "nvidia-device-plugin-*",
+        "dcgm-exporter",
+        "dcgm-exporter-*",
+    )
 
 
 def check_gpu_limits_only(resource: ResourceView, cfg: GpuResourceConfig) -> list[Violation]:
@@ -193,7 +198,7 @@ def check_gpu_placement(resource: ResourceView, cfg: GpuPlacementConfig) -> list
 def check_gpu_taint_reserved(
     resource: ResourceView, cfg: GpuTaintReservedConfig
 ) -> list[Violation]:
-    if not is_pod_bearing(resource) or resource.display_name in cfg.gpu_infrastructure:
+    if not is_pod_bearing(resource) or name_matches(resource.display_name, cfg.gpu_infrastructure):
         return []
     tolerations = dig(pod_spec(resource), "tolerations")
     base = pod_spec_path(resource)

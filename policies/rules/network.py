@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from policies.rule import ResourceRule, Rule, RuleConfig, StackRule
-from policies.view import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import HELM_RELEASE, NETWORK_POLICY, SERVICE, is_pod_bearing, pod_labels
 
@@ -106,7 +106,7 @@ def ingress_nginx_service(release: ResourceView) -> tuple[Any, Any] | None:
 
 
 def check_public_load_balancer(resource: ResourceView, cfg: LoadBalancerConfig) -> list[Violation]:
-    if resource.display_name in cfg.allowed_public:
+    if name_matches(resource.display_name, cfg.allowed_public):
         return []
     fix = (
         "annotate it service.beta.kubernetes.io/aws-load-balancer-scheme: internal, use a "

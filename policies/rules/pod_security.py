@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from policies.rule import ResourceRule, Rule, RuleConfig
-from policies.view import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig, entries_for
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
     Container,
@@ -24,8 +24,8 @@ HOST_ACCESS = "no-privileged-or-host-access"
 
 
 class SecurityContextConfig(RuleConfig):
-    # Workload name (metadata.name) -> checks it is excused from, each with a reason in
-    # the stack's policy config; e.g. {"dcgm-exporter": ["runAsNonRoot"]}.
+    # Workload name pattern -> checks it is excused from (reasons in the README),
+    # e.g. {"dcgm-exporter-*": ["runAsNonRoot", "capabilities.add"]}.
     exemptions: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
 
@@ -45,6 +45,12 @@ _CHECKS: dict[str, tuple[tuple[str, ...], Callable[[Any], bool], bool, str]] = {
         lambda v: isinstance(v, list) and "ALL" in v,
         False,
         "[ALL]",
+    ),
+    "capabilities.add": (
+        ("capabilities", "add"),
+        lambda v: v is None or (isinstance(v, list) and set(v) <= {"NET_BIND_SERVICE"}),
+        False,
+        "none beyond NET_BIND_SERVICE",
     ),
     "seccompProfile.type": (
         ("seccompProfile", "type"),
@@ -67,7 +73,7 @@ def check_security_context(resource: ResourceView, cfg: SecurityContextConfig) -
         return []
     if containers_unknown(resource):
         return [undetermined(SECURITY_CONTEXT, resource, "containers unknown at preview.")]
-    exempt = set(cfg.exemptions.get(resource.display_name, ()))
+    exempt = entries_for(resource.display_name, cfg.exemptions)
     pod = pod_spec(resource)
     found: list[Violation] = []
     for container in containers(resource):
@@ -102,7 +108,7 @@ def check_security_context(resource: ResourceView, cfg: SecurityContextConfig) -
 
 
 class HostAccessConfig(RuleConfig):
-    # Workload name -> hostPath paths it may mount (GPU device plugins need
+    # Workload name pattern -> hostPath paths it may mount (the GPU device plugin needs
     # /var/lib/kubelet/device-plugins); nothing else is allowed.
     allowed_host_paths: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
@@ -141,7 +147,7 @@ def check_host_access(resource: ResourceView, cfg: HostAccessConfig) -> list[Vio
                 )
             )
     volumes = dig(pod, "volumes")
-    allowed = set(cfg.allowed_host_paths.get(resource.display_name, ()))
+    allowed = entries_for(resource.display_name, cfg.allowed_host_paths)
     if volumes is UNKNOWN:
         found.append(undetermined(HOST_ACCESS, resource, f"{base}.volumes unknown at preview."))
     for index, volume in enumerate(volumes if isinstance(volumes, list) else []):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from policies.rule import ResourceRule, Rule, RuleConfig
-from policies.view import UNKNOWN, ResourceView, dig
+from policies.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import LONG_RUNNING, containers, containers_unknown
 
@@ -16,7 +16,9 @@ class ProbesConfig(RuleConfig):
 
 def check_probes(resource: ResourceView, cfg: ProbesConfig) -> list[Violation]:
     # Jobs run to completion: a liveness probe would only kill a slow batch step.
-    if resource.type not in LONG_RUNNING or resource.display_name in cfg.exempt_workloads:
+    if resource.type not in LONG_RUNNING or name_matches(
+        resource.display_name, cfg.exempt_workloads
+    ):
         return []
     if containers_unknown(resource):
         return [undetermined(PROBES, resource, "containers unknown at preview.")]

@@ -198,3 +198,12 @@ def test_wire_form_float_counts_compare_as_numbers() -> None:
     assert check_gpu_placement(gpu_workload(limits=2.0, tolerations=()), GpuPlacementConfig())[
         0
     ].message.startswith("Deployment 'vllm': requests 2 GPU(s)")
+
+
+def test_per_pool_gpu_infrastructure_matches_by_pattern() -> None:
+    plugin = gpu_workload(limits=None, name="nvidia-device-plugin-gpu")
+    assert check_gpu_taint_reserved(plugin, GpuTaintReservedConfig()) == []
+    impostor = gpu_workload(limits=None, name="nvidia-device-plugin2")
+    assert only(check_gpu_taint_reserved(impostor, GpuTaintReservedConfig())).resource == (
+        "Deployment 'nvidia-device-plugin2'"
+    )

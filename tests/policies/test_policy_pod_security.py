@@ -107,3 +107,23 @@ def test_host_path_is_refused_unless_allowed_for_that_workload() -> None:
         allowed_host_paths={"nvidia-device-plugin": ("/var/lib/kubelet/device-plugins",)}
     )
     assert check_host_access(view, allowed) == []
+
+
+def test_added_capabilities_beyond_net_bind_service() -> None:
+    view = patched(workload(), f"{SC}.capabilities.add", ["SYS_ADMIN"])
+    found = only(check_security_context(view, SecurityContextConfig()))
+    assert found.message == (
+        "Deployment 'agent-api': container 'api' is not hardened; set in "
+        "spec.template.spec.containers[0].securityContext: securityContext.capabilities.add: "
+        "none beyond NET_BIND_SERVICE."
+    )
+    bind = patched(workload(), f"{SC}.capabilities.add", ["NET_BIND_SERVICE"])
+    assert check_security_context(bind, SecurityContextConfig()) == []
+
+
+def test_exemptions_match_per_pool_names_by_pattern() -> None:
+    view = patched(workload(name="dcgm-exporter-gpu"), f"{SC}.capabilities.add", ["SYS_ADMIN"])
+    cfg = SecurityContextConfig(exemptions={"dcgm-exporter-*": ("capabilities.add",)})
+    assert check_security_context(view, cfg) == []
+    lookalike = patched(workload(name="dcgm-exporterx"), f"{SC}.capabilities.add", ["SYS_ADMIN"])
+    assert only(check_security_context(lookalike, cfg)).resource == "Deployment 'dcgm-exporterx'"
