@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 from appkit import Client, DevLLM, Service, metric_value
 
@@ -11,6 +12,9 @@ from agent_app.selection import select_model
 from agent_app.settings import DEFAULT_MODELS, ModelSpec
 
 BUDGET = 100.0  # the default AGENT_MONTHLY_BUDGET_USD
+
+# These tests start or use a real redis-server.
+pytestmark = pytest.mark.redis
 
 
 def _spend(r: redis.Redis, tenant: str, usd: float) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 from appkit import Client, DevLLM, Service
+
+# These tests start or use a real redis-server.
+pytestmark = pytest.mark.redis
 
 
 def test_task_runs_tools_and_reports_steps_tokens_and_cost(

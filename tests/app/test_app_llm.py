@@ -22,6 +22,9 @@ from agent_app.tracing import build_provider, tracer
 
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "compute 1 + 2"}]
 
+# These tests start or use a real redis-server.
+pytestmark = pytest.mark.redis
+
 
 def _settings(devllm: DevLLM, redis_server: RedisServer, **overrides: Any) -> Settings:
     values: dict[str, Any] = {

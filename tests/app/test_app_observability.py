@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from appkit import Client, DevLLM, RedisServer, Service, free_port, metric_samples
@@ -23,6 +24,9 @@ from agent_app.tasks import TaskStore
 from agent_app.worker import Worker
 
 RELEASE = {"release_version": "1.2.3", "release_track": "canary"}
+
+# These tests start or use a real redis-server.
+pytestmark = pytest.mark.redis
 
 
 def test_metric_names_and_labels(api: Service, acme: Client, worker: Service) -> None:
@@ -58,6 +62,9 @@ def test_metric_names_and_labels(api: Service, acme: Client, worker: Service) ->
     assert find("agent_http_inflight_requests") == [1.0]  # this scrape itself
     assert find("agent_worker_inflight_tasks") == [0.0]
     assert find("agent_queue_depth", stream="agent:tasks", group="agent-workers") == [0.0] * 2
+    assert httpx.get(f"{worker.url}/ready").status_code == 200
+    assert httpx.get(f"{worker.url}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{api.url}/ready").json() == {"status": "ready", "problems": []}
 
 
 def test_worker_logs_are_json_with_trace_task_tenant_and_release(

@@ -7,6 +7,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 from appkit import Client, DevLLM, Service, metric_value, wait_until
 
@@ -15,6 +16,9 @@ from agent_app.cost import current_period, ledger_key
 STREAM = "agent:tasks"
 GROUP = "agent-workers"
 DEAD = "agent:tasks:dead"
+
+# These tests start or use a real redis-server.
+pytestmark = pytest.mark.redis
 
 
 def _pending(r: redis.Redis) -> int:
