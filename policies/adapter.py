@@ -73,7 +73,7 @@ def initial_config(rules: Sequence[Rule], raw: Mapping[str, Any]) -> dict[str, A
     return {
         item.rule.name: {
             "enforcementLevel": EnforcementLevel(item.enforcement),
-            **item.config.model_dump(exclude_defaults=True),
+            **item.config.model_dump(mode="json", exclude_defaults=True),
         }
         for item in configure(rules, raw)
     }

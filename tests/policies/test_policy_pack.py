@@ -6,11 +6,13 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_fixtures import patched, workload
+from pulumi.runtime import proto
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -21,6 +23,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.policy import _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 from policies.adapter import initial_config, to_policy
@@ -30,6 +33,7 @@ from policies.pack_config import CONFIG_DIR, PackConfigError, configure, load_ra
 from policies.rule import ResourceRule
 
 REPO = Path(__file__).resolve().parents[2]
+IMAGE_PATH = "spec.template.spec.containers.0.image"
 OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
 
 
@@ -215,3 +219,64 @@ def test_every_resource_rule_ignores_unrelated_resources() -> None:
     for rule in RULES:
         if isinstance(rule, ResourceRule):
             assert rule.check(other, rule.config()) == [], rule.name
+
+
+def _rpc(method: Callable[..., Any], request: Any) -> Any:
+    """Calls a servicer method (pulumi_policy leaves them unannotated) as gRPC would."""
+    return method(request, None)
+
+
+def _analyze(require_immutable: bool) -> list[tuple[str, int, str]]:
+    """One Deployment through the real analyzer servicer, as the engine drives it."""
+    servicer = _PolicyAnalyzerServicer(
+        "agent-platform", "0.0.1", [to_policy(r) for r in RULES], EnforcementLevel.MANDATORY
+    )
+    configure_request = proto.ConfigureAnalyzerRequest()
+    for rule in RULES:
+        configure_request.policyConfig[rule.name].enforcementLevel = proto.MANDATORY
+    configure_request.policyConfig["image-pinned"].properties.update(
+        {"require_immutable": require_immutable}
+    )
+    _rpc(servicer.Configure, configure_request)
+    request = proto.AnalyzeRequest(
+        type="kubernetes:apps/v1:Deployment", urn="urn:x", name="agent-api"
+    )
+    request.properties.update(patched(workload(), IMAGE_PATH, UNKNOWN_STRING_VALUE).props)
+    response = _rpc(servicer.Analyze, request)
+    return [(d.policyName, d.enforcementLevel, d.message) for d in response.diagnostics]
+
+
+def test_engine_servicer_reports_an_unknown_image_as_an_advisory_preview_note() -> None:
+    assert _analyze(require_immutable=False) == [
+        (
+            "image-pinned",
+            proto.ADVISORY,
+            "can't run policy 'image-pinned' from policy pack 'agent-platform@v0.0.1' during "
+            "preview: Deployment 'agent-api': container 'api': "
+            "spec.template.spec.containers[0].image is unknown at preview.",
+        )
+    ]
+
+
+def test_engine_servicer_fails_an_unknown_image_where_it_must_be_known() -> None:
+    [(name, level, message)] = _analyze(require_immutable=True)
+    assert (name, level) == ("image-pinned", proto.MANDATORY)
+    assert message.endswith(
+        "so it cannot be shown to be immutable; reference a digest or "
+        "version tag known before deployment."
+    )
+
+
+def test_engine_sees_every_policy_with_its_schema_and_the_stack_initial_config() -> None:
+    servicer = _PolicyAnalyzerServicer(
+        "agent-platform",
+        "0.0.1",
+        [to_policy(r) for r in RULES],
+        EnforcementLevel.MANDATORY,
+        initial_config(RULES, load_raw("prod")),
+    )
+    info = _rpc(servicer.GetAnalyzerInfo, None)
+    assert [p.name for p in info.policies] == [r.name for r in RULES]
+    budget = info.initialConfig["monthly-budget"]
+    assert budget.enforcementLevel == proto.MANDATORY
+    assert budget.properties["monthly_budget_usd"] == 6000
