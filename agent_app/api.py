@@ -215,11 +215,6 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
                 "task",
                 {"reasons": verdict.reasons, "score": verdict.score},
             )
-        budget = await ledger.status(tenant)
-        if budget.exhausted:
-            m.budget_actions.labels(**m.rel(action="reject")).inc()
-            raise ApiError(429, budget.message(), headers={"Retry-After": str(_until_next_month())})
-
         task_id = uuid.uuid4().hex
         if idempotency_key is not None:
             fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
@@ -241,7 +236,14 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
                     response.status_code = 200
                     response.headers["Idempotent-Replayed"] = "true"
                     return await _maybe_wait(existing_id, record, wait, response)
-                task_id = existing_id  # the first request died before creating it
+                # The first request was refused or died before creating the task.
+                task_id = existing_id
+
+        # After the idempotency check, so replaying an accepted task still works at 100%.
+        budget = await ledger.status(tenant)
+        if budget.exhausted:
+            m.budget_actions.labels(**m.rel(action="reject")).inc()
+            raise ApiError(429, budget.message(), headers={"Retry-After": str(_until_next_month())})
 
         if budget.limited:
             m.budget_actions.labels(**m.rel(action="cheaper_model")).inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import operator
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -170,12 +171,18 @@ async def _memory_get(ctx: ToolContext, args: dict[str, Any]) -> str:
     return f"{key} is {text(value)}" if value is not None else f"nothing remembered for {key}"
 
 
+_ENCODED_PATH_TRICKS = re.compile(r"%(?:2e|2f|5c)", re.I)
+
+
 def url_allowed(url: str, allowlist: list[str]) -> bool:
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
         return False
     if parsed.scheme not in ("http", "https") or parsed.userinfo or not parsed.host:
+        return False
+    # Encoded dots and slashes could climb out of an allowed folder on the server side.
+    if _ENCODED_PATH_TRICKS.search(parsed.raw_path.decode("ascii", errors="replace")):
         return False
     # Compare normalised forms so tricks like "http://allowed.host@evil" or a missing
     # path separator ("/docs" vs "/docs-private") cannot slip through.

@@ -65,13 +65,17 @@ def test_budget_at_80_percent_applies_cost_limiting_actions(
 def test_budget_exhausted_gets_429_with_a_clear_message(
     acme: Client, globex: Client, clean_redis: redis.Redis
 ) -> None:
+    accepted = acme.submit("compute 5 + 5", idempotency_key="before-limit")
     _spend(clean_redis, "acme", BUDGET)
     response = acme.submit("compute 1 + 1")
     assert response.status_code == 429
     assert "acme" in response.json()["error"]
     assert "budget" in response.json()["error"]
     assert int(response.headers["Retry-After"]) > 0
-    assert clean_redis.xlen("agent:tasks") == 0
+    assert clean_redis.xlen("agent:tasks") == 1
+    replay = acme.submit("compute 5 + 5", idempotency_key="before-limit")
+    assert replay.status_code == 200
+    assert replay.json()["id"] == accepted.json()["id"]
     assert globex.submit("compute 1 + 1").status_code == 202
 
 
