@@ -1,0 +1,191 @@
+"""Autoscaling of one Deployment: a KEDA ScaledObject on CPU and on the task stream's
+pending entries where KEDA runs, else an autoscaling/v2 HorizontalPodAutoscaler.
+
+The scaled Deployment must not set `spec.replicas`: the autoscaler owns the count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.kube import child_options, labels
+
+
+@dataclass(frozen=True)
+class QueueTrigger:
+    """Where KEDA reads the queue depth: the app's task stream and consumer group."""
+
+    redis_address: pulumi.Input[str]
+    stream: str
+    consumer_group: str
+    pending_entries_per_replica: int
+    trigger_authentication: pulumi.Input[str]
+    tls: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pending_entries_per_replica < 1:
+            raise ValueError("pending_entries_per_replica must be at least 1")
+
+
+@dataclass(frozen=True)
+class AutoscalingArgs:
+    namespace: str
+    provider: k8s.Provider
+    deployment_name: pulumi.Input[str]
+    min_replicas: int
+    max_replicas: int
+    target_cpu_utilization: int = 70
+    target_memory_utilization: int = 80
+    # Set to scale with KEDA; None gives a plain HPA on CPU and memory.
+    queue: QueueTrigger | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_replicas < 1:
+            raise ValueError(f"min_replicas must be at least 1, got {self.min_replicas}")
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
+        for field_name in ("target_cpu_utilization", "target_memory_utilization"):
+            if not 1 <= getattr(self, field_name) <= 100:
+                raise ValueError(f"{field_name} must be within 1..100")
+
+
+TRIGGER_AUTHENTICATION = "redis-queue"
+
+# Scale up fast when work piles up, down slowly so bursts do not thrash the pods.
+SCALING_BEHAVIOUR = {
+    "scaleUp": {
+        "stabilizationWindowSeconds": 0,
+        "selectPolicy": "Max",
+        "policies": [
+            {"type": "Percent", "value": 100, "periodSeconds": 30},
+            {"type": "Pods", "value": 4, "periodSeconds": 30},
+        ],
+    },
+    "scaleDown": {
+        "stabilizationWindowSeconds": 300,
+        "selectPolicy": "Min",
+        "policies": [{"type": "Percent", "value": 20, "periodSeconds": 60}],
+    },
+}
+
+
+class Autoscaling(pulumi.ComponentResource):
+    kind: str
+
+    def __init__(
+        self, name: str, args: AutoscalingArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("agent-platform:autoscaling:Autoscaling", name, None, opts)
+        k8s_opts = child_options(self, opts, provider=args.provider)
+        metadata = {
+            "name": args.deployment_name,
+            "namespace": args.namespace,
+            "labels": labels("agent", "autoscaling"),
+        }
+        target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": args.deployment_name}
+        if args.queue is None:
+            self.kind = "HorizontalPodAutoscaler"
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-hpa",
+                metadata=metadata,
+                spec={
+                    "scaleTargetRef": target,
+                    "minReplicas": args.min_replicas,
+                    "maxReplicas": args.max_replicas,
+                    "metrics": [
+                        _utilisation("cpu", args.target_cpu_utilization),
+                        _utilisation("memory", args.target_memory_utilization),
+                    ],
+                    "behavior": SCALING_BEHAVIOUR,
+                },
+                opts=k8s_opts,
+            )
+        else:
+            self.kind = "ScaledObject"
+            queue = args.queue
+            redis_streams = {
+                "type": "redis-streams",
+                "metadata": {
+                    "address": queue.redis_address,
+                    "stream": queue.stream,
+                    "consumerGroup": queue.consumer_group,
+                    "pendingEntriesCount": str(queue.pending_entries_per_replica),
+                    "enableTLS": "true" if queue.tls else "false",
+                },
+                "authenticationRef": {"name": queue.trigger_authentication},
+            }
+            k8s.apiextensions.CustomResource(
+                f"{name}-scaledobject",
+                api_version="keda.sh/v1alpha1",
+                kind="ScaledObject",
+                metadata=metadata,
+                spec={
+                    "scaleTargetRef": target,
+                    "minReplicaCount": args.min_replicas,
+                    "maxReplicaCount": args.max_replicas,
+                    "pollingInterval": 15,
+                    "cooldownPeriod": 300,
+                    "advanced": {"horizontalPodAutoscalerConfig": {"behavior": SCALING_BEHAVIOUR}},
+                    "triggers": [
+                        {
+                            "type": "cpu",
+                            "metricType": "Utilization",
+                            "metadata": {"value": str(args.target_cpu_utilization)},
+                        },
+                        redis_streams,
+                    ],
+                },
+                opts=k8s_opts,
+            )
+        self.register_outputs({"kind": self.kind})
+
+
+def _utilisation(resource: str, percent: int) -> dict[str, object]:
+    return {
+        "type": "Resource",
+        "resource": {
+            "name": resource,
+            "target": {"type": "Utilization", "averageUtilization": percent},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class KedaRedisAuthArgs:
+    namespace: str
+    provider: k8s.Provider
+    secret_name: pulumi.Input[str]
+    password_key: str
+
+
+class KedaRedisAuth(pulumi.ComponentResource):
+    """The TriggerAuthentication through which KEDA reads the Redis password Secret."""
+
+    name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: KedaRedisAuthArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("agent-platform:autoscaling:KedaRedisAuth", name, None, opts)
+        auth = k8s.apiextensions.CustomResource(
+            f"{name}-trigger-auth",
+            api_version="keda.sh/v1alpha1",
+            kind="TriggerAuthentication",
+            metadata={
+                "name": TRIGGER_AUTHENTICATION,
+                "namespace": args.namespace,
+                "labels": labels("agent", "autoscaling"),
+            },
+            spec={
+                "secretTargetRef": [
+                    {"parameter": "password", "name": args.secret_name, "key": args.password_key}
+                ]
+            },
+            opts=child_options(self, opts, provider=args.provider),
+        )
+        # Resolves once the object exists, so a ScaledObject never names a missing one.
+        self.name = auth.id.apply(lambda _: TRIGGER_AUTHENTICATION)
+        self.register_outputs({"name": self.name})

@@ -1,0 +1,214 @@
+"""An EKS cluster: KMS-encrypted secrets, control-plane logging, an OIDC provider for
+IRSA, a system node group, and a Kubernetes provider built from its kubeconfig."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.kube import child_options
+from stacks.config import Scaling
+
+CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+NODE_POLICIES = (
+    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+)
+
+
+@dataclass(frozen=True)
+class EksClusterArgs:
+    region: str
+    kubernetes_version: str
+    private_subnet_ids: Sequence[pulumi.Input[str]]
+    public_subnet_ids: Sequence[pulumi.Input[str]]
+    private_endpoint: bool
+    system_instance_type: str
+    system_scaling: Scaling
+    public_access_cidrs: Sequence[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    log_retention_days: int = 30
+
+    def __post_init__(self) -> None:
+        if not self.private_subnet_ids:
+            raise ValueError("the cluster needs private subnets for its nodes")
+        if not self.private_endpoint and not self.public_access_cidrs:
+            raise ValueError("a public endpoint needs at least one public_access_cidrs entry")
+
+
+def _assume_role_policy(service: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )
+
+
+class EksCluster(pulumi.ComponentResource):
+    cluster_name: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
+    node_role_arn: pulumi.Output[str]
+    node_security_group_id: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("agent-platform:cluster:EksCluster", name, None, opts)
+        child = child_options(self, opts)
+
+        secrets_key = aws.kms.Key(
+            f"{name}-secrets",
+            description=f"Envelope encryption of Kubernetes Secrets in {name}",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            opts=child,
+        )
+        # EKS writes control-plane logs to this group; creating it ourselves sets retention.
+        aws.cloudwatch.LogGroup(
+            f"{name}-control-plane",
+            name=f"/aws/eks/{name}/cluster",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        cluster_role = aws.iam.Role(
+            f"{name}-cluster",
+            assume_role_policy=_assume_role_policy("eks.amazonaws.com"),
+            opts=child,
+        )
+        cluster_policy = aws.iam.RolePolicyAttachment(
+            f"{name}-cluster",
+            role=cluster_role.name,
+            policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
+            opts=child,
+        )
+        cluster = aws.eks.Cluster(
+            name,
+            name=name,
+            role_arn=cluster_role.arn,
+            version=args.kubernetes_version,
+            vpc_config={
+                "subnet_ids": [*args.private_subnet_ids, *args.public_subnet_ids],
+                "endpoint_private_access": True,
+                "endpoint_public_access": not args.private_endpoint,
+                "public_access_cidrs": None
+                if args.private_endpoint
+                else list(args.public_access_cidrs),
+            },
+            encryption_config={"provider": {"key_arn": secrets_key.arn}, "resources": ["secrets"]},
+            enabled_cluster_log_types=CONTROL_PLANE_LOGS,
+            access_config={
+                "authentication_mode": "API_AND_CONFIG_MAP",
+                "bootstrap_cluster_creator_admin_permissions": True,
+            },
+            opts=child_options(self, opts, depends_on=[cluster_policy]),
+        )
+
+        issuer = cluster.identities.apply(
+            lambda ids: (ids[0].oidcs[0].issuer or "") if ids and ids[0].oidcs else ""
+        )
+        oidc = aws.iam.OpenIdConnectProvider(
+            f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], opts=child
+        )
+
+        node_role = aws.iam.Role(
+            f"{name}-nodes", assume_role_policy=_assume_role_policy("ec2.amazonaws.com"), opts=child
+        )
+        node_policies = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-nodes-{arn.rsplit('/', 1)[-1]}",
+                role=node_role.name,
+                policy_arn=arn,
+                opts=child,
+            )
+            for arn in NODE_POLICIES
+        ]
+        aws.eks.NodeGroup(
+            f"{name}-system",
+            cluster_name=cluster.name,
+            node_role_arn=node_role.arn,
+            subnet_ids=list(args.private_subnet_ids),
+            instance_types=[args.system_instance_type],
+            capacity_type="ON_DEMAND",
+            scaling_config={
+                "min_size": args.system_scaling.min_size,
+                "desired_size": args.system_scaling.desired_size,
+                "max_size": args.system_scaling.max_size,
+            },
+            update_config={"max_unavailable": 1},
+            labels={"agent-platform.io/node-pool": "system"},
+            opts=child_options(self, opts, depends_on=node_policies),
+        )
+
+        self.cluster_name = cluster.name
+        # Output.all hands back plain dicts, so the typed field is read before joining.
+        ca_data = cluster.certificate_authority.apply(lambda ca: ca.data or "")
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(cluster.name, cluster.endpoint, ca_data).apply(
+                lambda values: _kubeconfig(values[0], values[1], values[2], args.region)
+            )
+        )
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
+        self.oidc_provider_arn = oidc.arn
+        self.oidc_issuer = issuer
+        self.node_role_arn = node_role.arn
+        self.node_security_group_id = cluster.vpc_config.apply(
+            lambda vpc: vpc.cluster_security_group_id or ""
+        )
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "kubeconfig": self.kubeconfig,
+                "oidcProviderArn": self.oidc_provider_arn,
+                "nodeRoleArn": self.node_role_arn,
+            }
+        )
+
+
+def _kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str) -> str:
+    """A kubeconfig that authenticates with the caller's AWS credentials, holding no token."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": cluster_name,
+                    "cluster": {"server": endpoint, "certificate-authority-data": ca_data},
+                }
+            ],
+            "contexts": [
+                {"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}
+            ],
+            "current-context": cluster_name,
+            "users": [
+                {
+                    "name": cluster_name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": [
+                                "eks",
+                                "get-token",
+                                "--cluster-name",
+                                cluster_name,
+                                "--region",
+                                region,
+                            ],
+                        }
+                    },
+                }
+            ],
+        }
+    )

@@ -1,0 +1,226 @@
+"""A pool of NVIDIA GPU nodes: an EKS managed node group, tainted so that only pods
+that ask for a GPU land on it, with the device plugin and the DCGM exporter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.gpu_instances import GPU_INSTANCE_TYPES
+from components.kube import (
+    GPU_POOL_LABEL,
+    GPU_POOL_NAME_LABEL,
+    GPU_POOL_VALUE,
+    GPU_TAINT_KEY,
+    child_options,
+    gpu_tolerations,
+    labels,
+    selector,
+)
+from stacks.config import GpuPoolConfig
+
+DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
+DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
+DCGM_PORT = 9400
+
+
+@dataclass(frozen=True)
+class GpuNodePoolArgs:
+    pool: GpuPoolConfig
+    cluster_name: pulumi.Input[str]
+    node_role_arn: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    system_namespace: pulumi.Input[str]
+    provider: k8s.Provider
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.pool.instance_types if t not in GPU_INSTANCE_TYPES]
+        if unknown:
+            raise ValueError(f"unknown GPU instance types {unknown}")
+        if not self.subnet_ids:
+            raise ValueError("a GPU node pool needs subnets")
+
+
+class GpuNodePool(pulumi.ComponentResource):
+    node_group_name: pulumi.Output[str]
+    max_gpus: int
+
+    def __init__(
+        self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("agent-platform:gpu:GpuNodePool", name, None, opts)
+        pool = args.pool
+        node_labels = {
+            GPU_POOL_LABEL: GPU_POOL_VALUE,
+            GPU_POOL_NAME_LABEL: pool.name,
+            "nvidia.com/gpu.present": "true",
+        }
+        node_group = aws.eks.NodeGroup(
+            f"{name}-nodes",
+            cluster_name=args.cluster_name,
+            node_group_name_prefix=f"gpu-{pool.name}-",
+            node_role_arn=args.node_role_arn,
+            subnet_ids=list(args.subnet_ids),
+            ami_type="AL2023_x86_64_NVIDIA",
+            instance_types=list(pool.instance_types),
+            capacity_type=pool.capacity_type,
+            scaling_config={
+                "min_size": pool.scaling.min_size,
+                "desired_size": pool.scaling.desired_size,
+                "max_size": pool.scaling.max_size,
+            },
+            update_config={"max_unavailable": 1},
+            labels=node_labels,
+            taints=[{"key": GPU_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}],
+            # The cluster autoscaler moves desiredSize; config only sets its bounds.
+            opts=pulumi.ResourceOptions.merge(
+                child_options(self, opts),
+                pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"]),
+            ),
+        )
+        k8s_opts = child_options(self, opts, provider=args.provider)
+        on_this_pool = {GPU_POOL_NAME_LABEL: pool.name}
+
+        plugin_name = f"nvidia-device-plugin-{pool.name}"
+        plugin_selector = selector(plugin_name)
+        k8s.apps.v1.DaemonSet(
+            f"{name}-device-plugin",
+            metadata={
+                "name": plugin_name,
+                "namespace": args.system_namespace,
+                "labels": labels(plugin_name, "gpu-device-plugin"),
+            },
+            spec={
+                "selector": {"matchLabels": plugin_selector},
+                "updateStrategy": {"type": "RollingUpdate"},
+                "template": {
+                    "metadata": {"labels": labels(plugin_name, "gpu-device-plugin")},
+                    "spec": {
+                        "priorityClassName": "system-node-critical",
+                        "nodeSelector": on_this_pool,
+                        "tolerations": gpu_tolerations(),
+                        "automountServiceAccountToken": False,
+                        "containers": [
+                            {
+                                "name": "device-plugin",
+                                "image": DEVICE_PLUGIN_IMAGE,
+                                "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                    "seccompProfile": {"type": "RuntimeDefault"},
+                                },
+                                "resources": {
+                                    "requests": {
+                                        "cpu": "50m",
+                                        "memory": "64Mi",
+                                        "ephemeral-storage": "16Mi",
+                                    },
+                                    "limits": {
+                                        "cpu": "200m",
+                                        "memory": "128Mi",
+                                        "ephemeral-storage": "64Mi",
+                                    },
+                                },
+                                "volumeMounts": [
+                                    {
+                                        "name": "device-plugins",
+                                        "mountPath": "/var/lib/kubelet/device-plugins",
+                                    }
+                                ],
+                            }
+                        ],
+                        # The kubelet's device-plugin socket directory is the plugin's
+                        # whole interface; it cannot work without this hostPath.
+                        "volumes": [
+                            {
+                                "name": "device-plugins",
+                                "hostPath": {
+                                    "path": "/var/lib/kubelet/device-plugins",
+                                    "type": "Directory",
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+            opts=k8s_opts,
+        )
+
+        exporter_name = f"dcgm-exporter-{pool.name}"
+        exporter_labels = labels(exporter_name, "gpu-metrics")
+        k8s.apps.v1.DaemonSet(
+            f"{name}-dcgm-exporter",
+            metadata={
+                "name": exporter_name,
+                "namespace": args.system_namespace,
+                "labels": exporter_labels,
+            },
+            spec={
+                "selector": {"matchLabels": selector(exporter_name)},
+                "template": {
+                    "metadata": {
+                        "labels": exporter_labels,
+                        "annotations": {
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(DCGM_PORT),
+                        },
+                    },
+                    "spec": {
+                        "nodeSelector": on_this_pool,
+                        "tolerations": gpu_tolerations(),
+                        "automountServiceAccountToken": False,
+                        "containers": [
+                            {
+                                "name": "dcgm-exporter",
+                                "image": DCGM_EXPORTER_IMAGE,
+                                "ports": [{"name": "metrics", "containerPort": DCGM_PORT}],
+                                # DCGM reads GPU counters through the driver, which needs
+                                # SYS_ADMIN; nothing else is added.
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]},
+                                    "seccompProfile": {"type": "RuntimeDefault"},
+                                },
+                                "resources": {
+                                    "requests": {
+                                        "cpu": "100m",
+                                        "memory": "256Mi",
+                                        "ephemeral-storage": "16Mi",
+                                    },
+                                    "limits": {
+                                        "cpu": "500m",
+                                        "memory": "512Mi",
+                                        "ephemeral-storage": "64Mi",
+                                    },
+                                },
+                                "livenessProbe": {
+                                    "httpGet": {"path": "/health", "port": DCGM_PORT},
+                                    "initialDelaySeconds": 30,
+                                    "periodSeconds": 30,
+                                },
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/health", "port": DCGM_PORT},
+                                    "initialDelaySeconds": 10,
+                                    "periodSeconds": 10,
+                                    "failureThreshold": 3,
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+            opts=k8s_opts,
+        )
+
+        self.node_group_name = node_group.node_group_name
+        self.max_gpus = pool.scaling.max_size * max(
+            GPU_INSTANCE_TYPES[t].gpus for t in pool.instance_types
+        )
+        self.register_outputs({"nodeGroupName": self.node_group_name, "maxGpus": self.max_gpus})

@@ -1,0 +1,101 @@
+"""Conventions every Kubernetes object of the platform follows.
+
+Labels, the restricted security context and the GPU scheduling keys live here so that
+the components, the policy pack and the tests agree on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PART_OF = "agent-platform"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_POOL_LABEL = "agent-platform.io/node-pool"
+GPU_POOL_VALUE = "gpu"
+GPU_POOL_NAME_LABEL = "agent-platform.io/gpu-pool"
+TRACK_LABEL = "agent-platform.io/track"
+VERSION_LABEL = "app.kubernetes.io/version"
+NAME_LABEL = "app.kubernetes.io/name"
+
+
+def labels(name: str, component: str, **extra: str) -> dict[str, str]:
+    return {
+        NAME_LABEL: name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+        **extra,
+    }
+
+
+def selector(name: str, **extra: str) -> dict[str, str]:
+    """The immutable subset of labels a controller selects its pods by."""
+    return {NAME_LABEL: name, "app.kubernetes.io/part-of": PART_OF, **extra}
+
+
+def restricted_container_security() -> dict[str, Any]:
+    """The Pod Security Standards 'restricted' profile, plus a read-only root."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_pod_security(uid: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def gpu_tolerations() -> list[dict[str, str]]:
+    return [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def gpu_node_selector() -> dict[str, str]:
+    return {GPU_POOL_LABEL: GPU_POOL_VALUE}
+
+
+def spread_over_zones_and_nodes(match_labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Spread replicas over zones, and over nodes within a zone, without blocking scheduling."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": match_labels},
+        }
+        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+    ]
+
+
+def child_options(parent: Any, opts: Any, *, provider: Any = None, depends_on: Any = ()) -> Any:
+    """Options for a component's children: parented to it, and waiting on whatever the
+    component itself was told to wait on (Pulumi does not pass a component's
+    `depends_on` down to its children, and a Namespace must exist before its objects)."""
+    import pulumi
+
+    inherited: list[Any] = []
+    if opts is not None and opts.depends_on is not None:
+        inherited = (
+            list(opts.depends_on)
+            if isinstance(opts.depends_on, list | tuple)
+            else [opts.depends_on]
+        )
+    return pulumi.ResourceOptions(
+        parent=parent, provider=provider, depends_on=[*inherited, *depends_on] or None
+    )
+
+
+def secret(value: Any) -> Any:
+    """Mark a string as a Pulumi secret (it usually is already; this keeps it one)."""
+    import pulumi
+
+    return pulumi.Output.secret(value)

@@ -1,0 +1,49 @@
+"""A namespace the platform owns: Pod Security admission labels, and a default-deny
+ingress NetworkPolicy so that every other policy is an explicit allow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.kube import child_options, labels
+
+
+@dataclass(frozen=True)
+class PlatformNamespaceArgs:
+    name: str
+    provider: k8s.Provider
+    pod_security: Literal["restricted", "baseline", "privileged"] = "restricted"
+
+
+class PlatformNamespace(pulumi.ComponentResource):
+    name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: PlatformNamespaceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("agent-platform:namespace:PlatformNamespace", name, None, opts)
+        k8s_opts = child_options(self, opts, provider=args.provider)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-ns",
+            metadata={
+                "name": args.name,
+                "labels": {
+                    **labels(args.name, "namespace"),
+                    "pod-security.kubernetes.io/enforce": args.pod_security,
+                    "pod-security.kubernetes.io/warn": args.pod_security,
+                },
+            },
+            opts=k8s_opts,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata={"name": "default-deny-ingress", "namespace": namespace.metadata.name},
+            spec={"podSelector": {}, "policyTypes": ["Ingress"]},
+            opts=k8s_opts,
+        )
+        self.name = namespace.metadata.apply(lambda m: m.name or args.name)
+        self.register_outputs({"name": self.name})

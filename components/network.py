@@ -1,0 +1,155 @@
+"""The AWS network an EKS cluster lives in: a VPC over several AZs with public and
+private subnets, and NAT for the private ones."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.kube import child_options
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    cluster_name: str
+    cidr: ipaddress.IPv4Network
+    availability_zones: int
+    # One NAT gateway per AZ keeps an AZ outage from cutting the others off; a single
+    # one is cheaper and enough outside prod.
+    nat_gateway_per_az: bool
+
+    def __post_init__(self) -> None:
+        if self.availability_zones < 2:
+            raise ValueError("an EKS network needs at least 2 availability zones")
+        if self.cidr.prefixlen > 20:
+            raise ValueError(f"{self.cidr} is too small for per-AZ /24 subnets")
+
+
+class Network(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    private_subnet_ids: list[pulumi.Output[str]]
+    availability_zones: list[str]
+
+    def __init__(
+        self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("agent-platform:network:Network", name, None, opts)
+        child = child_options(self, opts)
+        zones = aws.get_availability_zones(
+            state="available", opts=pulumi.InvokeOptions(parent=self)
+        )
+        if len(zones.names) < args.availability_zones:
+            raise ValueError(
+                f"the region has {len(zones.names)} available zones; "
+                f"{args.availability_zones} were asked for"
+            )
+        self.availability_zones = list(zones.names[: args.availability_zones])
+        shared_tag = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
+
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=str(args.cidr),
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={"Name": f"{name}-vpc", **shared_tag},
+            opts=child,
+        )
+        igw = aws.ec2.InternetGateway(
+            f"{name}-igw", vpc_id=vpc.id, tags={"Name": f"{name}-igw"}, opts=child
+        )
+        public_routes = aws.ec2.RouteTable(
+            f"{name}-public",
+            vpc_id=vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
+            tags={"Name": f"{name}-public"},
+            opts=child,
+        )
+
+        # /20s: the first block of AZs is public, the second private, leaving room to grow.
+        blocks = list(args.cidr.subnets(new_prefix=args.cidr.prefixlen + 4))
+        public: list[aws.ec2.Subnet] = []
+        private: list[aws.ec2.Subnet] = []
+        nat_gateways: list[aws.ec2.NatGateway] = []
+        for index, zone in enumerate(self.availability_zones):
+            suffix = zone[-1]
+            subnet = aws.ec2.Subnet(
+                f"{name}-public-{suffix}",
+                vpc_id=vpc.id,
+                availability_zone=zone,
+                cidr_block=str(blocks[index]),
+                map_public_ip_on_launch=False,
+                tags={
+                    "Name": f"{name}-public-{suffix}",
+                    "kubernetes.io/role/elb": "1",
+                    **shared_tag,
+                },
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{suffix}",
+                subnet_id=subnet.id,
+                route_table_id=public_routes.id,
+                opts=child,
+            )
+            public.append(subnet)
+            if args.nat_gateway_per_az or index == 0:
+                eip = aws.ec2.Eip(
+                    f"{name}-nat-{suffix}",
+                    domain="vpc",
+                    tags={"Name": f"{name}-nat-{suffix}"},
+                    opts=child,
+                )
+                nat_gateways.append(
+                    aws.ec2.NatGateway(
+                        f"{name}-nat-{suffix}",
+                        allocation_id=eip.id,
+                        subnet_id=subnet.id,
+                        tags={"Name": f"{name}-nat-{suffix}"},
+                        opts=child_options(self, opts, depends_on=[igw]),
+                    )
+                )
+
+        for index, zone in enumerate(self.availability_zones):
+            suffix = zone[-1]
+            nat = nat_gateways[index if args.nat_gateway_per_az else 0]
+            subnet = aws.ec2.Subnet(
+                f"{name}-private-{suffix}",
+                vpc_id=vpc.id,
+                availability_zone=zone,
+                cidr_block=str(blocks[len(self.availability_zones) + index]),
+                tags={
+                    "Name": f"{name}-private-{suffix}",
+                    "kubernetes.io/role/internal-elb": "1",
+                    **shared_tag,
+                },
+                opts=child,
+            )
+            routes = aws.ec2.RouteTable(
+                f"{name}-private-{suffix}",
+                vpc_id=vpc.id,
+                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
+                tags={"Name": f"{name}-private-{suffix}"},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{suffix}",
+                subnet_id=subnet.id,
+                route_table_id=routes.id,
+                opts=child,
+            )
+            private.append(subnet)
+
+        self.vpc_id = vpc.id
+        self.public_subnet_ids = [s.id for s in public]
+        self.private_subnet_ids = [s.id for s in private]
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "publicSubnetIds": self.public_subnet_ids,
+                "privateSubnetIds": self.private_subnet_ids,
+            }
+        )

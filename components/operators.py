@@ -1,0 +1,74 @@
+"""The cluster operators dev and prod rely on, each a pinned Helm chart behind a flag:
+KEDA (queue-driven autoscaling), ingress-nginx (canary traffic weights) and External
+Secrets (Secrets Manager -> Kubernetes Secrets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.kube import child_options
+from stacks.config import OperatorsConfig
+
+CHART_REPOSITORIES = {
+    "keda": ("keda", "https://kedacore.github.io/charts"),
+    "ingress_nginx": ("ingress-nginx", "https://kubernetes.github.io/ingress-nginx"),
+    "external_secrets": ("external-secrets", "https://charts.external-secrets.io"),
+}
+
+
+@dataclass(frozen=True)
+class ClusterOperatorsArgs:
+    config: OperatorsConfig
+    provider: k8s.Provider
+    # Keep the ingress controller's load balancer inside the VPC.
+    internal_load_balancer: bool = True
+
+
+class ClusterOperators(pulumi.ComponentResource):
+    releases: dict[str, k8s.helm.v3.Release]
+    ingress_namespace: str | None
+
+    def __init__(
+        self, name: str, args: ClusterOperatorsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("agent-platform:operators:ClusterOperators", name, None, opts)
+        self.releases = {}
+        self.ingress_namespace = None
+        for key, (chart, repository) in CHART_REPOSITORIES.items():
+            release = getattr(args.config, key)
+            if not release.enabled:
+                continue
+            namespace = chart if chart != "keda" else "keda"
+            values: dict[str, object] = {}
+            if key == "ingress_nginx":
+                self.ingress_namespace = namespace
+                annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+                if args.internal_load_balancer:
+                    annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] = "internal"
+                    annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] = "true"
+                values = {
+                    "controller": {
+                        "replicaCount": 2,
+                        "service": {"type": "LoadBalancer", "annotations": annotations},
+                        "metrics": {"enabled": True},
+                    }
+                }
+            if key == "external_secrets":
+                values = {"installCRDs": True}
+            self.releases[key] = k8s.helm.v3.Release(
+                f"{name}-{chart}",
+                name=chart,
+                chart=chart,
+                version=release.chart_version,
+                repository_opts={"repo": repository},
+                namespace=namespace,
+                create_namespace=True,
+                atomic=True,
+                timeout=600,
+                values=values,
+                opts=child_options(self, opts, provider=args.provider),
+            )
+        self.register_outputs({"releases": list(self.releases)})

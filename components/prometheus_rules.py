@@ -1,0 +1,187 @@
+"""Prometheus scrape config and alert rules for the agent system, as data.
+
+Generated from Python so the thresholds follow the stack config (the budget alert
+burns against the stack's own budget); `promtool` checks the rendered YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+HOURS_PER_MONTH = 730
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    monthly_budget_usd: float
+    error_ratio: float = 0.05
+    p99_latency_seconds: float = 30.0
+    queue_depth: int = 100
+    canary_error_ratio_factor: float = 2.0
+    gpu_idle_utilisation_pct: float = 10.0
+    gpu_saturated_utilisation_pct: float = 95.0
+
+
+def scrape_config(
+    namespace: str, scrape_interval: str, gpu_namespace: str | None
+) -> dict[str, Any]:
+    """Kubernetes pod discovery, keeping pods that opt in with prometheus.io annotations."""
+    namespaces = [namespace] + ([gpu_namespace] if gpu_namespace else [])
+    return {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": ["/etc/prometheus/rules/*.yml"],
+        "scrape_configs": [
+            {
+                "job_name": "kubernetes-pods",
+                "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": namespaces}}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+                        "action": "keep",
+                        "regex": "true",
+                    },
+                    {
+                        "source_labels": [
+                            "__address__",
+                            "__meta_kubernetes_pod_annotation_prometheus_io_port",
+                        ],
+                        "action": "replace",
+                        "regex": "([^:]+)(?::\\d+)?;(\\d+)",
+                        "replacement": "$1:$2",
+                        "target_label": "__address__",
+                    },
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
+                        "action": "replace",
+                        "regex": "(.+)",
+                        "target_label": "__metrics_path__",
+                    },
+                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+                        "target_label": "app",
+                    },
+                ],
+            }
+        ],
+    }
+
+
+def _error_ratio(selector: str) -> str:
+    return (
+        f'sum(rate(agent_tasks_total{{status=~"failed|dead_lettered"{selector}}}[5m]))'
+        f" / clamp_min(sum(rate(agent_tasks_total{{{selector.lstrip(',')}}}[5m])), 1e-9)"
+    )
+
+
+def alert_rules(t: AlertThresholds) -> dict[str, Any]:
+    hourly_budget = t.monthly_budget_usd / HOURS_PER_MONTH
+    return {
+        "groups": [
+            {
+                "name": "agent-platform.recording",
+                "rules": [
+                    {"record": "agent:task_error_ratio:rate5m", "expr": _error_ratio("")},
+                    {
+                        "record": "agent:task_error_ratio_by_track:rate5m",
+                        "expr": (
+                            'sum by (track) (rate(agent_tasks_total{status=~"failed|dead_lettered"}[5m]))'
+                            " / clamp_min(sum by (track) (rate(agent_tasks_total[5m])), 1e-9)"
+                        ),
+                    },
+                    {
+                        "record": "agent:llm_cost_usd:rate1h",
+                        "expr": "sum(rate(agent_llm_cost_usd_total[1h])) * 3600",
+                    },
+                ],
+            },
+            {
+                "name": "agent-platform.alerts",
+                "rules": [
+                    {
+                        "alert": "AgentTaskErrorRatioHigh",
+                        "expr": f"agent:task_error_ratio:rate5m > {t.error_ratio}",
+                        "for": "10m",
+                        "labels": {"severity": "page"},
+                        "annotations": {
+                            "summary": "More than {{ $value | humanizePercentage }} of agent tasks fail",
+                            "runbook": "Check the LLM breaker state and the dead-letter stream.",
+                        },
+                    },
+                    {
+                        "alert": "AgentTaskLatencyP99High",
+                        "expr": (
+                            "histogram_quantile(0.99, sum by (le) "
+                            f"(rate(agent_task_duration_seconds_bucket[5m]))) > {t.p99_latency_seconds}"
+                        ),
+                        "for": "10m",
+                        "labels": {"severity": "ticket"},
+                        "annotations": {"summary": "Agent task p99 latency is {{ $value }}s"},
+                    },
+                    {
+                        "alert": "AgentQueueBacklog",
+                        "expr": f"max(agent_queue_depth) > {t.queue_depth}",
+                        "for": "15m",
+                        "labels": {"severity": "page"},
+                        "annotations": {
+                            "summary": "{{ $value }} tasks wait in the queue",
+                            "runbook": "Autoscaling is at its maximum or workers are failing.",
+                        },
+                    },
+                    {
+                        "alert": "LlmBudgetBurnHigh",
+                        "expr": f"agent:llm_cost_usd:rate1h > {hourly_budget:.6f}",
+                        "for": "30m",
+                        "labels": {"severity": "ticket"},
+                        "annotations": {
+                            "summary": (
+                                'LLM spend of ${{ $value | printf "%.2f" }}/h would exceed the '
+                                f"monthly budget of ${t.monthly_budget_usd:.0f}"
+                            )
+                        },
+                    },
+                    {
+                        "alert": "CanaryErrorRatioAboveStable",
+                        "expr": (
+                            'agent:task_error_ratio_by_track:rate5m{track="canary"} > on() '
+                            f"({t.canary_error_ratio_factor} * "
+                            'agent:task_error_ratio_by_track:rate5m{track="stable"}) '
+                            'and on() agent:task_error_ratio_by_track:rate5m{track="canary"} > 0.01'
+                        ),
+                        "for": "10m",
+                        "labels": {"severity": "page"},
+                        "annotations": {
+                            "summary": "The canary fails more than the stable release: roll it back",
+                            "runbook": "pulumi config set canary.weight 0 (see README), then pulumi up.",
+                        },
+                    },
+                    {
+                        "alert": "GpuIdle",
+                        "expr": f"avg(DCGM_FI_DEV_GPU_UTIL) < {t.gpu_idle_utilisation_pct}",
+                        "for": "1h",
+                        "labels": {"severity": "ticket"},
+                        "annotations": {
+                            "summary": "GPUs average {{ $value }}% utilisation: scale the pool down"
+                        },
+                    },
+                    {
+                        "alert": "GpuSaturated",
+                        "expr": f"avg(DCGM_FI_DEV_GPU_UTIL) > {t.gpu_saturated_utilisation_pct}",
+                        "for": "15m",
+                        "labels": {"severity": "ticket"},
+                        "annotations": {
+                            "summary": "GPUs average {{ $value }}% utilisation: add capacity"
+                        },
+                    },
+                ],
+            },
+        ]
+    }
+
+
+def to_yaml(document: dict[str, Any]) -> str:
+    return yaml.safe_dump(document, sort_keys=False, width=120)

@@ -1,0 +1,297 @@
+"""The task queue's Redis: a StatefulSet in the cluster, or ElastiCache on AWS."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.kube import (
+    NAME_LABEL,
+    child_options,
+    labels,
+    restricted_container_security,
+    restricted_pod_security,
+    secret,
+    selector,
+)
+from stacks.config import RedisConfig
+
+REDIS_PORT = 6379
+REDIS_UID = 999
+# Only these pods may open a connection to Redis.
+CLIENT_NAMES = ("agent-api", "agent-worker")
+
+_REDIS_CONF = """\
+# Written by agent-platform. The task stream must survive a restart: append-only file,
+# fsync once a second.
+bind 0.0.0.0
+port 6379
+protected-mode yes
+dir /data
+appendonly yes
+appendfsync everysec
+maxmemory-policy noeviction
+include /etc/redis/auth/auth.conf
+"""
+
+
+@dataclass(frozen=True)
+class RedisArgs:
+    config: RedisConfig
+    password: pulumi.Output[str]
+    namespace: pulumi.Input[str] = "agents"
+    provider: k8s.Provider | None = None
+    secrets_provider: k8s.Provider | None = None
+    # ElastiCache only.
+    subnet_ids: Sequence[pulumi.Input[str]] = ()
+    vpc_id: pulumi.Input[str] | None = None
+    node_security_group_id: pulumi.Input[str] | None = None
+    multi_az: bool = False
+
+    def __post_init__(self) -> None:
+        if self.config.mode == "in-cluster" and (
+            self.provider is None or self.secrets_provider is None
+        ):
+            raise ValueError("in-cluster Redis needs the Kubernetes providers")
+        if self.config.mode == "elasticache":
+            if not self.subnet_ids or self.vpc_id is None or self.node_security_group_id is None:
+                raise ValueError("ElastiCache needs subnet_ids, vpc_id and node_security_group_id")
+            if self.multi_az and self.config.num_cache_clusters < 2:
+                raise ValueError("Multi-AZ ElastiCache needs num_cache_clusters >= 2")
+
+
+class Redis(pulumi.ComponentResource):
+    endpoint: pulumi.Output[str]
+    port: pulumi.Output[int]
+    tls: bool
+
+    def __init__(
+        self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("agent-platform:redis:Redis", name, None, opts)
+        if args.config.mode == "in-cluster":
+            self.endpoint = self._in_cluster(name, args, opts)
+            self.port = pulumi.Output.from_input(REDIS_PORT)
+            self.tls = False
+        else:
+            self.endpoint, self.port = self._elasticache(name, args, opts)
+            self.tls = True
+        self.register_outputs({"endpoint": self.endpoint, "port": self.port})
+
+    def _in_cluster(
+        self, name: str, args: RedisArgs, component_opts: pulumi.ResourceOptions | None
+    ) -> pulumi.Output[str]:
+        opts = child_options(self, component_opts, provider=args.provider)
+        app = "redis"
+        pod_labels = labels(app, "queue")
+        auth = k8s.core.v1.Secret(
+            f"{name}-auth",
+            metadata={"name": "redis-auth", "namespace": args.namespace, "labels": pod_labels},
+            string_data={
+                "auth.conf": secret(args.password.apply(lambda p: f"requirepass {p}\n")),
+                # redis-cli reads REDISCLI_AUTH, so the probes authenticate without argv.
+                "password": secret(args.password),
+            },
+            opts=child_options(self, component_opts, provider=args.secrets_provider),
+        )
+        conf = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata={"name": "redis-config", "namespace": args.namespace, "labels": pod_labels},
+            data={"redis.conf": _REDIS_CONF},
+            opts=opts,
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": app, "namespace": args.namespace, "labels": pod_labels},
+            spec={
+                "selector": selector(app),
+                "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis"}],
+            },
+            opts=opts,
+        )
+        probe_command = ["sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"]
+        k8s.apps.v1.StatefulSet(
+            f"{name}-statefulset",
+            metadata={"name": app, "namespace": args.namespace, "labels": pod_labels},
+            spec={
+                "serviceName": app,
+                "replicas": 1,
+                "selector": {"matchLabels": selector(app)},
+                "template": {
+                    "metadata": {
+                        "labels": pod_labels,
+                        # Roll the pod when the config changes.
+                        "annotations": {"agent-platform.io/config-version": "1"},
+                    },
+                    "spec": {
+                        "securityContext": restricted_pod_security(REDIS_UID),
+                        "automountServiceAccountToken": False,
+                        "terminationGracePeriodSeconds": 30,
+                        "containers": [
+                            {
+                                "name": "redis",
+                                "image": args.config.image,
+                                "args": ["/etc/redis/redis.conf"],
+                                "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
+                                "env": [
+                                    {
+                                        "name": "REDISCLI_AUTH",
+                                        "valueFrom": {
+                                            "secretKeyRef": {
+                                                "name": "redis-auth",
+                                                "key": "password",
+                                            }
+                                        },
+                                    }
+                                ],
+                                "resources": args.config.resources.as_kubernetes(),
+                                "securityContext": restricted_container_security(),
+                                # Alive while it accepts connections; ready once it answers.
+                                "livenessProbe": {
+                                    "tcpSocket": {"port": "redis"},
+                                    "initialDelaySeconds": 15,
+                                    "periodSeconds": 20,
+                                    "failureThreshold": 5,
+                                },
+                                "readinessProbe": {
+                                    "exec": {"command": probe_command},
+                                    "initialDelaySeconds": 5,
+                                    "periodSeconds": 5,
+                                    "failureThreshold": 2,
+                                },
+                                "volumeMounts": [
+                                    {"name": "data", "mountPath": "/data"},
+                                    {
+                                        "name": "config",
+                                        "mountPath": "/etc/redis/redis.conf",
+                                        "subPath": "redis.conf",
+                                    },
+                                    {
+                                        "name": "auth",
+                                        "mountPath": "/etc/redis/auth",
+                                        "readOnly": True,
+                                    },
+                                    {"name": "tmp", "mountPath": "/tmp"},
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "config", "configMap": {"name": conf.metadata.name}},
+                            {
+                                "name": "auth",
+                                "secret": {
+                                    "secretName": auth.metadata.name,
+                                    "items": [{"key": "auth.conf", "path": "auth.conf"}],
+                                },
+                            },
+                            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                        ],
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data", "labels": pod_labels},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": f"{args.config.storage_gi}Gi"}},
+                        },
+                    }
+                ],
+            },
+            opts=opts,
+        )
+        # A single Redis is not replicated: the PDB makes a node drain wait for an
+        # operator instead of silently taking the queue away.
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata={"name": app, "namespace": args.namespace, "labels": pod_labels},
+            spec={"minAvailable": 1, "selector": {"matchLabels": selector(app)}},
+            opts=opts,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol",
+            metadata={
+                "name": "redis-clients-only",
+                "namespace": args.namespace,
+                "labels": pod_labels,
+            },
+            spec={
+                "podSelector": {"matchLabels": selector(app)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "podSelector": {
+                                    "matchExpressions": [
+                                        {
+                                            "key": NAME_LABEL,
+                                            "operator": "In",
+                                            "values": list(CLIENT_NAMES),
+                                        }
+                                    ]
+                                }
+                            }
+                        ],
+                        "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
+                    }
+                ],
+            },
+            opts=opts,
+        )
+        return pulumi.Output.concat(
+            service.metadata.name, ".", args.namespace, ".svc.cluster.local"
+        )
+
+    def _elasticache(
+        self, name: str, args: RedisArgs, component_opts: pulumi.ResourceOptions | None
+    ) -> tuple[pulumi.Output[str], pulumi.Output[int]]:
+        assert args.node_security_group_id is not None  # checked by RedisArgs
+        child = child_options(self, component_opts)
+        subnets = aws.elasticache.SubnetGroup(
+            f"{name}-subnets",
+            subnet_ids=list(args.subnet_ids),
+            description="agent-platform Redis",
+            opts=child,
+        )
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=args.vpc_id,
+            description="Redis: only the EKS nodes may connect",
+            ingress=[
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol="tcp",
+                    from_port=REDIS_PORT,
+                    to_port=REDIS_PORT,
+                    security_groups=[args.node_security_group_id],
+                    description="EKS nodes",
+                )
+            ],
+            egress=[],
+            opts=child,
+        )
+        group = aws.elasticache.ReplicationGroup(
+            f"{name}-rg",
+            description="agent-platform task queue",
+            engine="redis",
+            engine_version="7.1",
+            node_type=args.config.node_type,
+            num_cache_clusters=args.config.num_cache_clusters,
+            automatic_failover_enabled=args.config.num_cache_clusters > 1,
+            multi_az_enabled=args.multi_az,
+            at_rest_encryption_enabled=True,
+            transit_encryption_enabled=True,
+            auth_token=secret(args.password),
+            subnet_group_name=subnets.name,
+            security_group_ids=[security_group.id],
+            port=REDIS_PORT,
+            snapshot_retention_limit=7,
+            apply_immediately=False,
+            opts=child,
+        )
+        port = group.port.apply(lambda p: p or REDIS_PORT)
+        return group.primary_endpoint_address, port

@@ -1,0 +1,323 @@
+"""How each environment is put together from the components.
+
+`local` renders manifests (or targets a kubeconfig context) with no cloud account; `dev`
+and `prod` build the AWS network and EKS cluster first. Everything after the cluster is
+the same program, steered by the typed stack config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.app_image import AppImage, AppImageArgs
+from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger
+from components.canary import (
+    CanaryRelease,
+    CanaryReleaseArgs,
+    IngressRoute,
+    ReplicaBounds,
+    TrackRelease,
+)
+from components.eks_cluster import EksCluster, EksClusterArgs
+from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from components.llm_service import LlmService, LlmServiceArgs
+from components.local_cluster import LocalCluster, LocalClusterArgs
+from components.monitoring import Monitoring, MonitoringArgs
+from components.namespace import PlatformNamespace, PlatformNamespaceArgs
+from components.network import Network, NetworkArgs
+from components.operators import ClusterOperators, ClusterOperatorsArgs
+from components.prometheus_rules import AlertThresholds
+from components.redis import Redis, RedisArgs
+from components.secrets import (
+    API_KEYS_KEY,
+    LLM_API_KEY_KEY,
+    REDIS_PASSWORD_KEY,
+    PlatformSecrets,
+    PlatformSecretsArgs,
+)
+from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
+from stacks.config import Environment, LocalKubernetesConfig, StackConfig, from_pulumi
+from stacks.outputs import StackExports
+
+TASK_STREAM = "agent:tasks"
+CONSUMER_GROUP = "agent-workers"
+GPU_SYSTEM_NAMESPACE = "gpu-system"
+AGENT_SERVICE_ACCOUNT = "agent"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where the Kubernetes objects go, and what the AWS parts (if any) expose."""
+
+    provider: k8s.Provider
+    secrets_provider: k8s.Provider
+    cluster_name: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    cluster: EksCluster | None = None
+    network: Network | None = None
+
+
+def hashed_api_keys(tenant_keys: dict[str, str]) -> str:
+    """The app verifies API keys against their SHA-256, so the raw keys never reach a pod."""
+    return json.dumps(
+        {
+            tenant: hashlib.sha256(key.encode()).hexdigest()
+            for tenant, key in sorted(tenant_keys.items())
+        }
+    )
+
+
+def _target(config: StackConfig) -> _Target:
+    if not config.on_aws:
+        local = config.local or LocalKubernetesConfig()
+        cluster = LocalCluster(
+            "local",
+            LocalClusterArgs(
+                render_directory=local.render_directory,
+                secrets_directory=local.secrets_directory,
+                kubeconfig_context=local.kubeconfig_context,
+            ),
+        )
+        return _Target(
+            cluster.provider, cluster.secrets_provider, cluster.cluster_name, cluster.kubeconfig
+        )
+
+    assert config.cluster is not None  # StackConfig requires it on AWS
+    spec = config.cluster
+    name = f"agents-{config.environment}"
+    network = Network(
+        name,
+        NetworkArgs(
+            cluster_name=name,
+            cidr=spec.vpc_cidr,
+            availability_zones=spec.availability_zones,
+            nat_gateway_per_az=config.environment is Environment.PROD,
+        ),
+    )
+    eks = EksCluster(
+        name,
+        EksClusterArgs(
+            region=spec.region,
+            kubernetes_version=spec.kubernetes_version,
+            private_subnet_ids=network.private_subnet_ids,
+            public_subnet_ids=network.public_subnet_ids,
+            private_endpoint=spec.private_endpoint,
+            system_instance_type=spec.system_pool.instance_type,
+            system_scaling=spec.system_pool.scaling,
+            public_access_cidrs=[str(c) for c in spec.public_access_cidrs],
+        ),
+    )
+    return _Target(eks.provider, eks.provider, eks.cluster_name, eks.kubeconfig, eks, network)
+
+
+def build(config: StackConfig) -> StackExports:
+    target = _target(config)
+    ns = config.namespace
+    namespace = PlatformNamespace(ns, PlatformNamespaceArgs(name=ns, provider=target.provider))
+    in_namespace = pulumi.ResourceOptions(depends_on=[namespace])
+
+    if target.cluster is not None and target.network is not None and config.gpu_pools:
+        gpu_namespace = PlatformNamespace(
+            GPU_SYSTEM_NAMESPACE,
+            # The device plugin needs a hostPath and DCGM needs SYS_ADMIN.
+            PlatformNamespaceArgs(
+                name=GPU_SYSTEM_NAMESPACE, provider=target.provider, pod_security="privileged"
+            ),
+        )
+        for pool in config.gpu_pools:
+            GpuNodePool(
+                f"gpu-{pool.name}",
+                GpuNodePoolArgs(
+                    pool=pool,
+                    cluster_name=target.cluster.cluster_name,
+                    node_role_arn=target.cluster.node_role_arn,
+                    subnet_ids=target.network.private_subnet_ids,
+                    system_namespace=GPU_SYSTEM_NAMESPACE,
+                    provider=target.provider,
+                ),
+                opts=pulumi.ResourceOptions(depends_on=[gpu_namespace]),
+            )
+
+    operators = None
+    if config.on_aws:
+        operators = ClusterOperators(
+            "operators",
+            ClusterOperatorsArgs(
+                config=config.operators,
+                provider=target.provider,
+                internal_load_balancer=config.environment is Environment.PROD,
+            ),
+        )
+    after_operators = pulumi.ResourceOptions(
+        depends_on=[namespace, *([operators] if operators else [])]
+    )
+
+    image = AppImage(
+        "agent-app",
+        AppImageArgs(
+            repository=config.agent.image_repository,
+            # With a canary, the working tree is the canary; stable was pushed before.
+            tag=config.canary.image_tag if config.canary else config.agent.image_tag,
+            build=config.on_aws,
+        ),
+    )
+    stable_image = image.reference(config.agent.image_tag) if config.canary else image.image_ref
+
+    secret_values = {
+        REDIS_PASSWORD_KEY: pulumi.Output.secret(config.secrets.redis_password.get_secret_value()),
+        # Models served in the cluster take no key; the SDK still wants a non-empty one.
+        LLM_API_KEY_KEY: pulumi.Output.secret(
+            config.secrets.model_api_key.get_secret_value()
+            if config.secrets.model_api_key
+            else "in-cluster"
+        ),
+        API_KEYS_KEY: pulumi.Output.secret(hashed_api_keys(config.secrets.tenant_api_keys())),
+    }
+    from_secrets_manager = config.environment is Environment.PROD
+    secrets = PlatformSecrets(
+        "app-secrets",
+        PlatformSecretsArgs(
+            namespace=ns,
+            values=secret_values,
+            provider=target.secrets_provider,
+            source="aws-secrets-manager" if from_secrets_manager else "pulumi",
+            oidc_provider_arn=target.cluster.oidc_provider_arn if target.cluster else None,
+            oidc_issuer=target.cluster.oidc_issuer if target.cluster else None,
+            region=config.cluster.region if config.cluster else None,
+        ),
+        opts=after_operators,
+    )
+
+    redis = Redis(
+        "queue",
+        RedisArgs(
+            config=config.redis,
+            password=secret_values[REDIS_PASSWORD_KEY],
+            namespace=ns,
+            provider=target.provider,
+            secrets_provider=target.secrets_provider,
+            subnet_ids=target.network.private_subnet_ids if target.network else (),
+            vpc_id=target.network.vpc_id if target.network else None,
+            node_security_group_id=target.cluster.node_security_group_id
+            if target.cluster
+            else None,
+            multi_az=config.environment is Environment.PROD,
+        ),
+        opts=in_namespace,
+    )
+    llm = LlmService(
+        "llm",
+        LlmServiceArgs(
+            config=config.llm, namespace=ns, provider=target.provider, app_image=stable_image
+        ),
+        opts=in_namespace,
+    )
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            config=config.monitoring,
+            namespace=ns,
+            thresholds=AlertThresholds(monthly_budget_usd=config.budget.monthly_usd),
+            provider=target.provider,
+            gpu_namespace=GPU_SYSTEM_NAMESPACE if config.gpu_pools else None,
+        ),
+        opts=in_namespace,
+    )
+
+    scheme = "rediss" if redis.tls else "redis"
+    redis_address = pulumi.Output.concat(redis.endpoint, ":", redis.port.apply(str))
+    queue = None
+    if config.autoscaling.keda:
+        auth = KedaRedisAuth(
+            "queue-auth",
+            KedaRedisAuthArgs(
+                namespace=ns,
+                provider=target.provider,
+                secret_name=secrets.secret_name,
+                password_key=REDIS_PASSWORD_KEY,
+            ),
+            opts=after_operators,
+        )
+        queue = QueueTrigger(
+            redis_address=redis_address,
+            stream=TASK_STREAM,
+            consumer_group=CONSUMER_GROUP,
+            pending_entries_per_replica=config.autoscaling.queue_depth_per_replica,
+            trigger_authentication=auth.name,
+            tls=redis.tls,
+        )
+
+    service_account_annotations: dict[str, pulumi.Input[str]] = {}
+    if target.cluster is not None:
+        identity = WorkloadIdentity(
+            "agent-identity",
+            WorkloadIdentityArgs(
+                namespace=ns,
+                service_account=AGENT_SERVICE_ACCOUNT,
+                oidc_provider_arn=target.cluster.oidc_provider_arn,
+                oidc_issuer=target.cluster.oidc_issuer,
+            ),
+        )
+        service_account_annotations["eks.amazonaws.com/role-arn"] = identity.role_arn
+
+    settings: dict[str, pulumi.Input[str]] = {
+        "AGENT_REDIS_URL": pulumi.Output.concat(scheme, "://", redis_address, "/0"),
+        "AGENT_LLM_BASE_URL": llm.base_url,
+        "AGENT_LLM_MODEL": config.llm.model,
+        "AGENT_TASK_STREAM": TASK_STREAM,
+        "AGENT_CONSUMER_GROUP": CONSUMER_GROUP,
+        "AGENT_TENANT_MONTHLY_BUDGET_USD": f"{config.budget.per_tenant_monthly_usd:g}",
+        "AGENT_LOG_LEVEL": config.agent.log_level,
+        "AGENT_ENVIRONMENT": str(config.environment),
+    }
+    canary = config.canary
+    release = CanaryRelease(
+        "agent",
+        CanaryReleaseArgs(
+            namespace=ns,
+            provider=target.provider,
+            stable=TrackRelease(version=config.agent.version, image=stable_image),
+            canary=TrackRelease(version=canary.version, image=image.image_ref) if canary else None,
+            canary_weight=canary.weight if canary else 0,
+            replicas=ReplicaBounds(
+                config.autoscaling.min_replicas, config.autoscaling.max_replicas
+            ),
+            api_resources=config.agent.api,
+            worker_resources=config.agent.worker,
+            secret_name=secrets.secret_name,
+            settings=settings,
+            target_cpu_utilization=config.autoscaling.target_cpu_utilization,
+            target_memory_utilization=config.autoscaling.target_memory_utilization,
+            ingress=IngressRoute(config.ingress.host, config.ingress.class_name)
+            if config.ingress.enabled
+            else None,
+            queue=queue,
+            service_account_annotations=service_account_annotations,
+            api_client_namespaces=[operators.ingress_namespace]
+            if operators and operators.ingress_namespace
+            else [],
+        ),
+        opts=after_operators,
+    )
+
+    return StackExports(
+        cluster_name=target.cluster_name,
+        kubeconfig=target.kubeconfig,
+        namespace=namespace.name,
+        agent_api_endpoint=release.endpoint,
+        redis_endpoint=redis_address,
+        prometheus_url=monitoring.prometheus_url,
+        image_ref=image.image_ref if not canary else stable_image,
+        canary=release.canary,
+    )
+
+
+def main() -> None:
+    exports = build(from_pulumi())
+    for key, value in exports.as_exports().items():
+        pulumi.export(key, value)
