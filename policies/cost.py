@@ -40,13 +40,14 @@ class LineItem:
     quantity: float
     worst_quantity: float
 
+    # Each line is billed to the cent, so totals do not depend on summation order.
     @property
     def monthly(self) -> float:
-        return self.unit_price * self.quantity
+        return round(self.unit_price * self.quantity, 2)
 
     @property
     def worst_monthly(self) -> float:
-        return self.unit_price * self.worst_quantity
+        return round(self.unit_price * self.worst_quantity, 2)
 
     def line(self) -> str:
         worst = (
@@ -79,11 +80,11 @@ class CostEstimate:
 
     @property
     def expected_total(self) -> float:
-        return sum(i.monthly for i in self.items)
+        return round(sum(i.monthly for i in self.items), 2)
 
     @property
     def worst_total(self) -> float:
-        return sum(i.worst_monthly for i in self.items)
+        return round(sum(i.worst_monthly for i in self.items), 2)
 
     def breakdown(self) -> str:
         return "\n".join(f"  - {i.line()}" for i in self.items) or "  (no priced resources)"
@@ -178,8 +179,9 @@ class _Estimator:
         for resource in self.resources:
             self._price(resource)
         p = self.prices
+        # Registration order varies between runs; a stable order keeps reports diffable.
         return CostEstimate(
-            self.items,
+            sorted(self.items, key=lambda i: (i.item, i.resource)),
             self.problems,
             p.region,
             p.source,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +19,12 @@ from policies.view import ResourceView
 STACKS = ["local", "dev", "prod"]
 
 
-@cache
 def views(stack: str, preview: bool = False) -> tuple[ResourceView, ...]:
+    return _simulated(stack, preview)
+
+
+@cache
+def _simulated(stack: str, preview: bool) -> tuple[ResourceView, ...]:
     return tuple(simulated_views(stack, preview=preview))
 
 
@@ -71,9 +76,37 @@ def test_prod_costs_something_and_local_nothing() -> None:
     assert estimate(views("local")).items == []
 
 
-def test_harness_command_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+def test_harness_command_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert harness_main(["--stack", "local"]) == 0
     assert "policy pack passed" in capsys.readouterr().out
+    tight = tmp_path / "tight.json"
+    tight.write_text(json.dumps({"autoscaler-bounds": {"max_replicas": 1}}))
+    assert harness_main(["--stack", "local", "--config", str(tight)]) == 1
+    out = capsys.readouterr().out
+    assert "MANDATORY [autoscaler-bounds] HorizontalPodAutoscaler 'agent-api'" in out
+    assert "policy pack FAILED" in out
+
+
+def test_a_bigger_gpu_pool_puts_prod_over_budget_and_over_the_gpu_cap() -> None:
+    pools = [
+        {
+            "name": "gpu",
+            "instanceTypes": ["g5.12xlarge"],
+            "capacityType": "ON_DEMAND",
+            "scaling": {"minSize": 1, "desiredSize": 2, "maxSize": 4},
+        }
+    ]
+    grown = simulated_views("prod", overrides={"agent-platform:gpuPools": pools})
+    report = evaluate(grown, configure(RULES, load_raw("prod")))
+    by_rule = {v.rule: v for v in report.mandatory}
+    assert "estimated cost (expected $" in by_rule["monthly-budget"].message
+    assert "Node group 'gpu-gpu-nodes' (g5.12xlarge, ON_DEMAND): 2 nodes x $4,140.56" in (
+        by_rule["monthly-budget"].message
+    )
+    assert by_rule["gpu-node-pool-capacity"].message.endswith(
+        "total 16 GPUs, above the cap 8 (max_total_gpus): NodeGroup 'gpu-gpu-nodes' 4 x 4 = 16. "
+        "Lower scalingConfig.maxSize or raise max_total_gpus in the stack's policy config."
+    )
 
 
 def test_cost_command_prints_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
