@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 from agent_app.breaker import CircuitBreaker, State
+from agent_app.logging import get_logger
 from agent_app.metrics import BREAKER_STATE_VALUES, Metrics
 from agent_app.settings import Settings
 
@@ -25,6 +26,9 @@ _TRANSIENT = (
     openai.RateLimitError,
     openai.InternalServerError,
 )
+
+
+log = get_logger(__name__)
 
 
 class LLMError(Exception):
@@ -120,6 +124,7 @@ class LLMClient:
         )
 
     def _breaker_changed(self, model: str, state: State) -> None:
+        log.warning("circuit state changed", model=model, state=state)
         self._set_breaker_gauge(model, state)
         if self._on_breaker_change is not None:
             task = asyncio.get_running_loop().create_task(self._on_breaker_change(model, state))
@@ -148,6 +153,8 @@ class LLMClient:
                 wait_jitter=s.llm_retry_wait_initial_s,
             ):
                 with attempt:
+                    if attempt.num > 1:
+                        self._metrics.retries.labels(**self._metrics.rel(model=model)).inc()
                     if not breaker.allow():
                         raise CircuitOpenError(model, breaker.seconds_until_probe())
                     return await self._attempt(breaker, model, messages, tools, operation)

@@ -67,6 +67,9 @@ class Metrics:
             buckets=_GENAI_DURATION_BUCKETS,
             registry=r,
         )
+        self.retries = Counter(
+            "agent_llm_retries", "LLM call attempts after the first.", labels("model"), registry=r
+        )
         self.cost = Counter(
             "agent_llm_cost_usd", "USD spent on LLM calls, by model.", labels("model"), registry=r
         )

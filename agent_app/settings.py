@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     consumer_name: str | None = None
     worker_concurrency: int = Field(default=4, ge=1)
     max_attempts: int = Field(default=3, ge=1)
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
     claim_idle_ms: int = Field(default=60_000, ge=100)
     task_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)

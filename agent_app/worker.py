@@ -74,7 +74,13 @@ class Worker:
             except RedisError as exc:
                 log.warning("redis unavailable; retrying", error=type(exc).__name__)
                 await asyncio.sleep(1)
-        # Unfinished entries stay pending and are reclaimed by another worker.
+        # Finish what is under way if the grace period allows; anything left stays pending
+        # and is reclaimed by another worker.
+        if self._inflight:
+            log.info("worker draining", tasks=len(self._inflight))
+            await asyncio.wait(
+                list(self._inflight.values()), timeout=self.settings.shutdown_grace_s
+            )
         for task in self._inflight.values():
             task.cancel()
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)

@@ -60,10 +60,17 @@ def test_transient_errors_are_retried_with_backoff(
     devllm.fault(model="small", fail_next=2, status=502)
 
     async def run() -> None:
-        client, _ = _client(settings)
+        client, metrics = _client(settings)
         result = await client.chat("small", MESSAGES)
         assert result.content is not None
         assert result.prompt_tokens > 0
+        assert (
+            metrics.registry.get_sample_value(
+                "agent_llm_retries_total",
+                {"model": "small", "release_version": "t", "release_track": "stable"},
+            )
+            == 2
+        )
         await client.aclose()
 
     asyncio.run(run())

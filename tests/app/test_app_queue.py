@@ -138,3 +138,21 @@ def test_queue_depth_metric_counts_lag_and_pending(
     wait_until(lambda: metric_value(api.url, "agent_queue_depth", **labels) == 0,
                what="queue drained")  # fmt: skip
     assert metric_value(worker.url, "agent_queue_depth", **labels) == 0
+
+
+def test_sigterm_lets_the_worker_finish_its_running_task(
+    acme: Client,
+    worker_factory: Callable[..., Service],
+    devllm: DevLLM,
+    clean_redis: redis.Redis,
+) -> None:
+    devllm.fault(latency_ms=300)
+    worker = worker_factory()
+    task_id = acme.submit("compute 20 + 22").json()["id"]
+    wait_until(lambda: devllm.total_requests() >= 1, what="first LLM call")
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(timeout=20) == 0
+    body = acme.task(task_id)
+    assert body["status"] == "completed"
+    assert body["attempts"] == 1
+    assert _pending(clean_redis) == 0
