@@ -119,6 +119,8 @@ def check_public_load_balancer(resource: ResourceView, cfg: LoadBalancerConfig) 
         internal = _annotated_internal(resource.get("metadata", "annotations"))
         where = "spec.type"
     elif resource.type == HELM_RELEASE:
+        if resource.get("chart") is UNKNOWN:
+            return [undetermined(PUBLIC_LB, resource, "chart unknown at preview.")]
         service = ingress_nginx_service(resource)
         if service is None:
             return []

@@ -1,0 +1,104 @@
+"""Values unknown at preview never crash a rule, and never pass where they must be known."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from policy_fixtures import resource, workload
+
+from policies.catalog import RULES
+from policies.rule import ResourceRule, StackRule
+from policies.view import UNKNOWN, ResourceView
+from policies.workloads import LONG_RUNNING, POD_SPEC_PATHS
+
+
+def unknown_leaves(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: unknown_leaves(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unknown_leaves(v) for v in value]
+    return UNKNOWN
+
+
+def samples() -> list[ResourceView]:
+    found = [workload(kind) for kind in sorted(POD_SPEC_PATHS)]
+    found += [
+        resource("kubernetes:core/v1:Service", "api", {"spec": {"type": "LoadBalancer"}}),
+        resource("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "api", {"spec": {}}),
+        resource("kubernetes:keda.sh/v1alpha1:ScaledObject", "worker", {"spec": {}}),
+        resource("kubernetes:helm.sh/v3:Release", "ingress-nginx", {"chart": "ingress-nginx"}),
+        resource("aws:eks/cluster:Cluster", "prod", {"encryptionConfig": {}, "vpcConfig": {}}),
+        resource("aws:eks/nodeGroup:NodeGroup", "gpu", {"instanceTypes": ["g5.xlarge"]}),
+        resource("aws:elasticache/replicationGroup:ReplicationGroup", "redis", {"nodeType": "x"}),
+        resource("aws:secretsmanager/secret:Secret", "keys", {"kmsKeyId": "k"}),
+    ]
+    return found
+
+
+def whole_spec_unknown(view: ResourceView) -> ResourceView:
+    props = {k: (v if k == "metadata" else UNKNOWN) for k, v in view.props.items()}
+    return ResourceView(view.type, view.name, view.urn, props)
+
+
+def every_leaf_unknown(view: ResourceView) -> ResourceView:
+    props = {k: (v if k == "metadata" else unknown_leaves(v)) for k, v in view.props.items()}
+    return ResourceView(view.type, view.name, view.urn, props)
+
+
+@pytest.mark.parametrize(
+    "rule", [r for r in RULES if isinstance(r, ResourceRule)], ids=lambda r: r.name
+)
+def test_resource_rules_survive_unknowns(rule: ResourceRule[Any]) -> None:
+    for sample in samples():
+        for view in (whole_spec_unknown(sample), every_leaf_unknown(sample)):
+            rule.check(view, rule.config())
+
+
+@pytest.mark.parametrize(
+    "rule", [r for r in RULES if isinstance(r, StackRule)], ids=lambda r: r.name
+)
+def test_stack_rules_survive_unknowns(rule: StackRule[Any]) -> None:
+    for transform in (whole_spec_unknown, every_leaf_unknown):
+        rule.check([transform(s) for s in samples()], rule.config())
+
+
+POD_RULES = {
+    "container-resources-required",
+    "pod-limits-within-caps",
+    "requests-within-limits",
+    "ephemeral-storage-bounded",
+    "gpu-limits-only",
+    "gpu-pods-on-gpu-nodes",
+    "gpu-taint-reserved",
+    "image-pinned",
+    "container-security-context",
+    "no-privileged-or-host-access",
+    "no-secret-literals-in-env",
+}
+APPLIES: dict[str, set[str]] = {
+    **{name: set(POD_SPEC_PATHS) for name in POD_RULES},
+    "probes-configured": set(LONG_RUNNING),
+    "autoscaler-bounds": {
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+        "kubernetes:keda.sh/v1alpha1:ScaledObject",
+    },
+    "no-public-load-balancer": {"kubernetes:core/v1:Service", "kubernetes:helm.sh/v3:Release"},
+    "eks-cluster-hardening": {"aws:eks/cluster:Cluster"},
+    "elasticache-hardening": {"aws:elasticache/replicationGroup:ReplicationGroup"},
+    "secretsmanager-kms": set(),  # an unknown key id is a key: counts as set, by design
+}
+
+
+def test_every_resource_rule_is_classified() -> None:
+    assert set(APPLIES) == {r.name for r in RULES if isinstance(r, ResourceRule)}
+
+
+@pytest.mark.parametrize(
+    "rule", [r for r in RULES if isinstance(r, ResourceRule)], ids=lambda r: r.name
+)
+def test_a_wholly_unknown_resource_is_never_a_silent_pass(rule: ResourceRule[Any]) -> None:
+    for sample in samples():
+        if sample.type in APPLIES[rule.name]:
+            found = rule.check(whole_spec_unknown(sample), rule.config())
+            assert found, (rule.name, sample.label)
