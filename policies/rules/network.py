@@ -166,6 +166,7 @@ RULES: list[Rule] = [
         "mandatory",
         LoadBalancerConfig,
         check_public_load_balancer,
-        "Fails: an unknown type or scheme may be public.",
+        "Fails: an unknown type or scheme may be public. An unknown Helm chart name is "
+        "skipped with an advisory note.",
     ),
 ]

@@ -210,6 +210,7 @@ def test_readme_documents_every_rule() -> None:
     for rule in RULES:
         row = next(line for line in readme.splitlines() if line.startswith(f"| `{rule.name}` |"))
         assert f"| {rule.enforcement} |" in row, rule.name
+        assert row.endswith(f"| {rule.on_unknown} |"), rule.name
 
 
 def test_every_resource_rule_ignores_unrelated_resources() -> None:
