@@ -136,8 +136,7 @@ class CanaryRelease(pulumi.ComponentResource):
                         max_replicas=bounds[track].max_replicas,
                         target_cpu_utilization=args.target_cpu_utilization,
                         target_memory_utilization=args.target_memory_utilization,
-                        # The API scales on CPU alone; the queue is the workers' signal.
-                        queue=args.queue if role == "worker" else None,
+                        queue=args.queue,
                     ),
                     opts=child_options(self, opts),
                 )

@@ -328,40 +328,48 @@ class StackConfig(_Model):
     def on_aws(self) -> bool:
         return self.environment is not Environment.LOCAL
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        problems = list(self._consistency_problems())
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-    def _consistency_problems(self) -> list[str]:
-        problems = []
+    def consistency_problems(self) -> list[tuple[str, str]]:
+        """Rules across sections, as (config key, what is wrong)."""
+        problems: list[tuple[str, str]] = []
+        env = self.environment
         if self.on_aws and self.cluster is None:
-            problems.append(f"cluster is required for the {self.environment} environment")
+            problems.append(("cluster", f"required for the {env} environment"))
         if not self.on_aws and self.cluster is not None:
-            problems.append("cluster is only for AWS environments (dev, prod); remove it")
+            problems.append(("cluster", "only for AWS environments (dev, prod); remove it"))
         if not self.on_aws and self.gpu_pools:
-            problems.append("gpuPools need an EKS cluster; the local stack is CPU-only")
+            problems.append(
+                ("gpuPools", "GPU pools need an EKS cluster; the local stack is CPU-only")
+            )
         if self.redis.mode == "elasticache" and not self.on_aws:
-            problems.append("redis.mode 'elasticache' needs an AWS environment")
+            problems.append(("redis.mode", "'elasticache' needs an AWS environment"))
         if self.llm.mode == "vllm" and not self.gpu_pools:
-            problems.append("llm.mode 'vllm' needs at least one entry in gpuPools")
+            problems.append(("llm.mode", "'vllm' needs at least one entry in gpuPools"))
         if self.llm.mode == "external" and self.secrets.model_api_key is None:
-            problems.append("llm.mode 'external' needs the secret modelApiKey")
+            problems.append(("modelApiKey", "required when llm.mode is 'external'"))
         if self.autoscaling.keda and not self.operators.keda.enabled:
-            problems.append("autoscaling.keda needs operators.keda.enabled")
+            problems.append(("autoscaling.keda", "needs operators.keda.enabled: true"))
         if self.ingress.enabled and not self.operators.ingress_nginx.enabled:
-            problems.append("ingress.enabled needs operators.ingressNginx.enabled")
-        if self.environment is Environment.PROD:
+            problems.append(("ingress.enabled", "needs operators.ingressNginx.enabled: true"))
+        if env is Environment.PROD:
             if not self.operators.external_secrets.enabled:
-                problems.append("prod keeps secrets in AWS Secrets Manager: enable externalSecrets")
+                problems.append(
+                    (
+                        "operators.externalSecrets.enabled",
+                        "prod keeps secrets in AWS Secrets Manager: set true",
+                    )
+                )
             if self.cluster is not None and not self.cluster.private_endpoint:
-                problems.append("prod needs cluster.privateEndpoint: true")
+                problems.append(
+                    ("cluster.privateEndpoint", "prod needs a private API endpoint: set true")
+                )
             if self.redis.mode == "elasticache" and self.redis.num_cache_clusters < 2:
-                problems.append("prod ElastiCache needs redis.numCacheClusters >= 2 for Multi-AZ")
+                problems.append(
+                    ("redis.numCacheClusters", "prod ElastiCache needs >= 2 for Multi-AZ")
+                )
         if self.canary is not None and self.canary.version == self.agent.version:
-            problems.append("canary.version equals agent.version; promote by dropping the canary")
+            problems.append(
+                ("canary.version", "equals agent.version; to promote, remove the canary")
+            )
         return problems
 
 
@@ -415,6 +423,7 @@ def load_stack_config(raw: Mapping[str, Any], secret_keys: set[str]) -> StackCon
                 loc = loc[1:]
             problems.append(f"{_key_of(loc)}: {_describe(error)}")
         raise ConfigError(problems) from None
+    problems += [f"{NAMESPACE}:{key}: {message}" for key, message in config.consistency_problems()]
     if problems:
         raise ConfigError(problems)
     return config

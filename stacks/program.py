@@ -41,7 +41,7 @@ from components.secrets import (
     PlatformSecretsArgs,
 )
 from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
-from stacks.config import Environment, LocalKubernetesConfig, StackConfig, from_pulumi
+from stacks.config import ConfigError, Environment, LocalKubernetesConfig, StackConfig, from_pulumi
 from stacks.outputs import StackExports
 
 TASK_STREAM = "agent:tasks"
@@ -318,6 +318,11 @@ def build(config: StackConfig) -> StackExports:
 
 
 def main() -> None:
-    exports = build(from_pulumi())
+    try:
+        config = from_pulumi()
+    except ConfigError as error:
+        # RunError prints the message alone: the problems, not a traceback.
+        raise pulumi.RunError(str(error)) from None
+    exports = build(config)
     for key, value in exports.as_exports().items():
         pulumi.export(key, value)

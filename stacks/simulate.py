@@ -135,9 +135,19 @@ _INVOKE_RESULTS: dict[str, dict[str, Any]] = {
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     """Keeps each registration's parent and custom flag, which MockMonitor drops."""
 
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+    def __init__(self, mocks: pulumi.runtime.Mocks, stack: str) -> None:
         super().__init__(mocks)
+        self.stack = stack
         self.registrations: list[SimulatedResource] = []
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # The base class reads the stack name from a context variable that the
+        # monitor's worker threads do not see; the URNs should name the real stack.
+        parent_type = parent.split("::")[2] if parent else ""
+        # As in the engine, the root stack is not part of its children's type chain.
+        if parent_type and parent_type != "pulumi:pulumi:Stack":
+            type_ = f"{parent_type}${type_}"
+        return f"urn:pulumi:{self.stack}::{PROJECT}::{type_}::{name}"
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -206,7 +216,7 @@ def simulate(
         secret_keys.add(key)
 
     config = load_stack_config(raw, secret_keys)
-    monitor = _RecordingMonitor(PlatformMocks(preview))
+    monitor = _RecordingMonitor(PlatformMocks(preview), stack)
     pulumi.runtime.set_mocks(
         monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor
     )

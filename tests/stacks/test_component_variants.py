@@ -1,0 +1,178 @@
+"""Component modes the committed stacks do not use, and the Args models' validation."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import cast
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pytest
+
+from components.autoscaling import AutoscalingArgs
+from components.canary import CanaryReleaseArgs, ReplicaBounds, TrackRelease, canary_bounds
+from components.local_cluster import LocalClusterArgs
+from components.network import NetworkArgs
+from stacks.config import Resources
+from stacks.simulate import simulate
+
+MODES = [pytest.param(False, id="up"), pytest.param(True, id="preview")]
+
+
+@pytest.mark.parametrize("preview", MODES)
+def test_local_against_a_kubeconfig_context(preview: bool) -> None:
+    sim = simulate(
+        "local",
+        overrides={"agent-platform:local": {"kubeconfigContext": "kind-agents"}},
+        preview=preview,
+    )
+    (provider,) = sim.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["context"] == "kind-agents"
+    assert "renderYamlToDirectory" not in provider.inputs
+    assert sim.outputs["clusterName"] == "kind-agents"
+
+
+@pytest.mark.parametrize("preview", MODES)
+def test_external_llm_endpoint_runs_no_model_server(preview: bool) -> None:
+    sim = simulate(
+        "local",
+        overrides={
+            "agent-platform:llm": {
+                "mode": "external",
+                "model": "gpt-4o-mini",
+                "baseUrl": "https://llm.example.com/v1",
+            }
+        },
+        secret_overrides={"agent-platform:modelApiKey": "sk-external"},
+        preview=preview,
+    )
+    names = {d.inputs["metadata"]["name"] for d in sim.of_type("kubernetes:apps/v1:Deployment")}
+    assert "llm" not in names
+    settings = sim.named("kubernetes:core/v1:ConfigMap", "agent-settings").inputs["data"]
+    assert settings["AGENT_LLM_BASE_URL"] == "https://llm.example.com/v1"
+
+
+def test_external_llm_without_its_key_is_a_config_error() -> None:
+    from stacks.config import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"agent-platform:modelApiKey: required when llm.mode is 'external'"
+    ):
+        simulate(
+            "local",
+            overrides={
+                "agent-platform:llm": {"mode": "external", "model": "m", "baseUrl": "https://x/v1"},
+                "agent-platform:modelApiKey": None,
+            },
+        )
+
+
+def test_dev_with_two_gpu_pools_gets_a_device_plugin_each() -> None:
+    pools = [
+        {
+            "name": "a10",
+            "instanceTypes": ["g5.xlarge"],
+            "capacityType": "SPOT",
+            "scaling": {"minSize": 0, "desiredSize": 0, "maxSize": 2},
+        },
+        {
+            "name": "l4",
+            "instanceTypes": ["g6.xlarge"],
+            "capacityType": "ON_DEMAND",
+            "scaling": {"minSize": 0, "desiredSize": 1, "maxSize": 1},
+        },
+    ]
+    sim = simulate("dev", overrides={"agent-platform:gpuPools": pools})
+    plugins = sorted(
+        d.inputs["metadata"]["name"] for d in sim.of_type("kubernetes:apps/v1:DaemonSet")
+    )
+    assert plugins == [
+        "dcgm-exporter-a10",
+        "dcgm-exporter-l4",
+        "nvidia-device-plugin-a10",
+        "nvidia-device-plugin-l4",
+    ]
+    for plugin in sim.of_type("kubernetes:apps/v1:DaemonSet"):
+        pool = plugin.inputs["metadata"]["name"].rsplit("-", 1)[1]
+        assert plugin.inputs["spec"]["template"]["spec"]["nodeSelector"] == {
+            "agent-platform.io/gpu-pool": pool
+        }
+
+
+def test_canary_bounds_follow_the_weight() -> None:
+    stable = ReplicaBounds(3, 20)
+    assert canary_bounds(stable, 10) == ReplicaBounds(1, 3)
+    assert canary_bounds(stable, 50) == ReplicaBounds(3, 20)
+
+
+def _resources() -> Resources:
+    return Resources(cpu_request="100m", cpu_limit="1", memory_request="64Mi", memory_limit="128Mi")
+
+
+def test_args_models_reject_inconsistent_input() -> None:
+    # Args validate before any resource exists, so no provider is ever asked for.
+    provider = cast("k8s.Provider", object())
+    with pytest.raises(ValueError, match="min_replicas 5 > max_replicas 2"):
+        AutoscalingArgs(
+            namespace="a", provider=provider, deployment_name="d", min_replicas=5, max_replicas=2
+        )
+    with pytest.raises(ValueError, match=r"target_cpu_utilization must be within 1\.\.100"):
+        AutoscalingArgs(
+            namespace="a",
+            provider=provider,
+            deployment_name="d",
+            min_replicas=1,
+            max_replicas=2,
+            target_cpu_utilization=0,
+        )
+    with pytest.raises(ValueError, match=r"canary_weight must be within 0\.\.100"):
+        CanaryReleaseArgs(
+            namespace="a",
+            provider=provider,
+            stable=TrackRelease("1", "img:1"),
+            canary=TrackRelease("2", "img:2"),
+            canary_weight=120,
+            replicas=ReplicaBounds(1, 2),
+            api_resources=_resources(),
+            worker_resources=_resources(),
+            secret_name="s",
+            settings={},
+            target_cpu_utilization=70,
+            target_memory_utilization=80,
+        )
+    with pytest.raises(ValueError, match="secrets_directory must differ"):
+        LocalClusterArgs(render_directory="out", secrets_directory="out")
+    with pytest.raises(ValueError, match="at least 2 availability zones"):
+        NetworkArgs(
+            cluster_name="c",
+            cidr=ipaddress.IPv4Network("10.0.0.0/16"),
+            availability_zones=1,
+            nat_gateway_per_az=False,
+        )
+
+
+def test_resources_reject_requests_above_limits() -> None:
+    with pytest.raises(ValueError, match="cpuRequest 2 exceeds cpuLimit 500m"):
+        Resources(cpu_request="2", cpu_limit="500m", memory_request="1Mi", memory_limit="1Mi")
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        Resources(cpu_request="lots", cpu_limit="1", memory_request="1Mi", memory_limit="1Mi")
+
+
+def test_app_api_keys_must_be_a_tenant_map() -> None:
+    from stacks.config import Secrets
+
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        Secrets(redis_password="x" * 20, app_api_keys="not-json")
+    secrets = Secrets(redis_password="x" * 20, app_api_keys=json.dumps({"t": "k"}))
+    assert secrets.tenant_api_keys() == {"t": "k"}
+    assert "x" * 20 not in repr(secrets)
+
+
+def test_pulumi_runtime_is_left_usable() -> None:
+    # simulate() installs mocks process-wide; a later simulation must start clean.
+    first = simulate("local")
+    second = simulate("local")
+    assert sorted(r.urn for r in first.resources) == sorted(r.urn for r in second.resources)
+    assert all(r.urn.startswith("urn:pulumi:local::agent-platform::") for r in first.resources)
+    assert isinstance(pulumi.Output.from_input("x"), pulumi.Output)

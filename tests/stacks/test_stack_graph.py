@@ -1,0 +1,383 @@
+"""The resource graph each stack registers, under Pulumi's mocks, in `up` and `preview`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pulumi.output import Unknown
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
+
+from components.kube import GPU_POOL_LABEL, GPU_RESOURCE, GPU_TAINT_KEY, NAME_LABEL
+from stacks.outputs import OUTPUT_KEYS, StackOutputs
+from stacks.simulate import SimulatedResource, Simulation
+
+Simulate = Callable[..., Simulation]
+MODES = [pytest.param(False, id="up"), pytest.param(True, id="preview")]
+STACKS = ["local", "dev", "prod"]
+POD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def _pod_spec(resource: SimulatedResource) -> dict[str, Any]:
+    spec: dict[str, Any] = resource.inputs["spec"]["template"]["spec"]
+    return spec
+
+
+def _workloads(sim: Simulation) -> Iterator[SimulatedResource]:
+    for resource in sim.resources:
+        if resource.type.startswith("kubernetes:apps/v1:") and resource.type.endswith(POD_KINDS):
+            yield resource
+
+
+@pytest.mark.parametrize("preview", MODES)
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_resource_belongs_to_a_component(
+    simulated: Simulate, stack: str, preview: bool
+) -> None:
+    sim = simulated(stack, preview)
+    components = {r.urn: r for r in sim.resources if not r.custom}
+    assert components, "the program registered no components"
+    for resource in sim.resources:
+        if not resource.custom:
+            assert resource.type.startswith("agent-platform:"), resource.type
+            assert resource.type.count(":") == 2, (
+                f"{resource.type} is not agent-platform:<area>:<Name>"
+            )
+            continue
+        assert resource.parent_urn in components, (
+            f"{resource.type} {resource.name} has no component parent"
+        )
+
+
+@pytest.mark.parametrize("preview", MODES)
+@pytest.mark.parametrize("stack", STACKS)
+def test_exports_exactly_the_outputs_contract(
+    simulated: Simulate, stack: str, preview: bool
+) -> None:
+    sim = simulated(stack, preview)
+    assert tuple(sim.outputs) == OUTPUT_KEYS
+    if not preview:
+        StackOutputs.model_validate(sim.outputs)
+
+
+def test_preview_leaves_cloud_computed_outputs_unknown(simulated: Simulate) -> None:
+    preview = simulated("prod", True).outputs
+    assert isinstance(preview["redisEndpoint"], Unknown)
+    assert isinstance(preview["imageRef"], Unknown)
+    # What config alone decides is known before anything exists.
+    assert preview["canary"] == {"version": "1.5.0", "weight": 10}
+    assert preview["namespace"] == "agents"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_secret_values_stay_secret(simulated: Simulate, stack: str) -> None:
+    sim = simulated(stack)
+    placeholders = ("simulated-redis-password", "simulated-api-key", "simulated-model-api-key")
+    for resource in sim.resources:
+        if resource.type == "kubernetes:core/v1:Secret":
+            # The SDK lifts secretness to the enclosing map when any value is secret.
+            data = resource.inputs["stringData"]
+            assert is_rpc_secret(data), f"Secret {resource.name} data is not a Pulumi secret"
+            continue
+        # Outside Secrets, a secret value may only appear wrapped as a Pulumi secret.
+        _assert_no_plain(resource.inputs, placeholders, f"{resource.type} {resource.name}")
+
+
+def _assert_no_plain(value: Any, needles: tuple[str, ...], where: str) -> None:
+    if is_rpc_secret(value):
+        return
+    if isinstance(value, dict):
+        for item in value.values():
+            _assert_no_plain(item, needles, where)
+    elif isinstance(value, list):
+        for item in value:
+            _assert_no_plain(item, needles, where)
+    elif isinstance(value, str):
+        assert not any(n in value for n in needles), f"plaintext secret in {where}"
+
+
+def test_prod_secrets_go_through_secrets_manager(simulated: Simulate) -> None:
+    sim = simulated("prod")
+    assert sim.of_type("kubernetes:core/v1:Secret") == []
+    versions = sim.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    assert len(versions) == 3
+    assert all(is_rpc_secret(v.inputs["secretString"]) for v in versions)
+    for secret in sim.of_type("aws:secretsmanager/secret:Secret"):
+        assert secret.inputs["kmsKeyId"], f"{secret.name} has no KMS key"
+    (external,) = sim.of_type("kubernetes:external-secrets.io/v1beta1:ExternalSecret")
+    keys = sorted(item["secretKey"] for item in external.inputs["spec"]["data"])
+    assert keys == ["api-keys-sha256", "llm-api-key", "redis-password"]
+    auth = sim.named("aws:elasticache/replicationGroup:ReplicationGroup", "queue-rg").inputs[
+        "authToken"
+    ]
+    assert is_rpc_secret(auth)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_gpu_pods_tolerate_the_taint_and_select_the_gpu_pool(
+    simulated: Simulate, stack: str
+) -> None:
+    sim = simulated(stack)
+    gpu_workloads = 0
+    for workload in _workloads(sim):
+        spec = _pod_spec(workload)
+        requests_gpu = any(
+            GPU_RESOURCE in c["resources"].get("limits", {}) for c in spec["containers"]
+        )
+        tolerates = any(t["key"] == GPU_TAINT_KEY for t in spec.get("tolerations", []))
+        if requests_gpu:
+            gpu_workloads += 1
+            assert tolerates, f"{workload.name} asks for a GPU but does not tolerate the taint"
+            assert spec["nodeSelector"] == {GPU_POOL_LABEL: "gpu"}
+            for container in spec["containers"]:
+                resources = container["resources"]
+                assert resources["requests"][GPU_RESOURCE] == resources["limits"][GPU_RESOURCE]
+        elif tolerates:
+            name = workload.inputs["metadata"]["name"]
+            assert workload.type == "kubernetes:apps/v1:DaemonSet", (
+                f"{name} tolerates GPUs without using one"
+            )
+            assert name.startswith(("nvidia-device-plugin-", "dcgm-exporter-"))
+    assert gpu_workloads == 1, "expected exactly the vLLM server to ask for GPUs"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_gpu_node_groups_are_tainted(simulated: Simulate, stack: str) -> None:
+    sim = simulated(stack)
+    pools = [
+        n
+        for n in sim.of_type("aws:eks/nodeGroup:NodeGroup")
+        if n.inputs.get("amiType", "").endswith("NVIDIA")
+    ]
+    assert len(pools) == len(sim.config.gpu_pools)
+    for pool in pools:
+        assert pool.inputs["taints"] == [
+            {"key": GPU_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}
+        ]
+        assert pool.inputs["labels"][GPU_POOL_LABEL] == "gpu"
+
+
+@pytest.mark.parametrize("preview", MODES)
+@pytest.mark.parametrize("stack", STACKS)
+def test_scaled_deployments_set_no_replicas(simulated: Simulate, stack: str, preview: bool) -> None:
+    sim = simulated(stack, preview)
+    kind = (
+        "keda.sh/v1alpha1:ScaledObject"
+        if sim.config.autoscaling.keda
+        else "autoscaling/v2:HorizontalPodAutoscaler"
+    )
+    scalers = sim.of_type(f"kubernetes:{kind}")
+    targets = {s.inputs["spec"]["scaleTargetRef"]["name"] for s in scalers}
+    deployments = {
+        d.inputs["metadata"]["name"]: d for d in sim.of_type("kubernetes:apps/v1:Deployment")
+    }
+    expected = {"agent-api", "agent-worker"} | (
+        {"agent-api-canary", "agent-worker-canary"} if sim.config.canary else set()
+    )
+    assert targets == expected
+    for target in targets:
+        assert "replicas" not in deployments[target].inputs["spec"], f"{target} sets replicas"
+
+
+def test_keda_scales_workers_on_the_task_stream(simulated: Simulate) -> None:
+    sim = simulated("dev")
+    worker = sim.named(
+        "kubernetes:keda.sh/v1alpha1:ScaledObject", "agent-worker-stable-scaledobject"
+    )
+    triggers = {t["type"]: t for t in worker.inputs["spec"]["triggers"]}
+    assert set(triggers) == {"cpu", "redis-streams"}
+    stream = triggers["redis-streams"]
+    assert stream["metadata"]["stream"] == "agent:tasks"
+    assert stream["metadata"]["consumerGroup"] == "agent-workers"
+    assert stream["metadata"]["pendingEntriesCount"] == "20"
+    assert stream["authenticationRef"] == {"name": "redis-queue"}
+
+
+def test_local_hpa_scales_on_cpu_and_memory_with_behaviour(simulated: Simulate) -> None:
+    sim = simulated("local")
+    hpa = sim.named(
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "agent-api-stable-hpa"
+    ).inputs["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 4)
+    assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu", "memory"]
+    assert set(hpa["behavior"]) == {"scaleUp", "scaleDown"}
+
+
+def test_prod_canary_takes_exactly_its_weight_through_the_ingress(simulated: Simulate) -> None:
+    sim = simulated("prod")
+    canary = sim.named("kubernetes:networking.k8s.io/v1:Ingress", "agent-ingress-canary").inputs
+    annotations = canary["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/canary"] == "true"
+    assert annotations["nginx.ingress.kubernetes.io/canary-weight"] == "10"
+    backend = canary["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+    assert backend == "agent-api-canary"
+    versions = {
+        d.inputs["metadata"]["name"]: d.inputs["spec"]["template"]["metadata"]["labels"][
+            "app.kubernetes.io/version"
+        ]
+        for d in sim.of_type("kubernetes:apps/v1:Deployment")
+        if d.inputs["metadata"]["name"].startswith("agent-api")
+    }
+    assert versions == {"agent-api": "1.4.0", "agent-api-canary": "1.5.0"}
+    assert sim.outputs["canary"] == {"version": "1.5.0", "weight": 10}
+
+
+@pytest.mark.parametrize(
+    "canary",
+    [
+        pytest.param(None, id="canary-removed"),
+        {"version": "1.5.0", "imageTag": "1.5.0", "weight": 0},
+    ],
+)
+def test_rollback_removes_every_canary_resource(canary: dict[str, Any] | None) -> None:
+    from stacks.simulate import simulate
+
+    sim = simulate("prod", overrides={"agent-platform:canary": canary})
+    names = [r.name for r in sim.resources]
+    assert not [n for n in names if "canary" in n]
+    assert sim.outputs["canary"] == {"version": None, "weight": 0}
+
+
+def test_without_ingress_the_split_is_a_replica_ratio() -> None:
+    from stacks.simulate import simulate
+
+    sim = simulate(
+        "local",
+        overrides={
+            "agent-platform:canary": {"version": "0.2.0", "imageTag": "0.2.0", "weight": 20},
+            "agent-platform:autoscaling": {"keda": False, "minReplicas": 4, "maxReplicas": 8},
+        },
+    )
+    bounds = {
+        h.inputs["spec"]["scaleTargetRef"]["name"]: (
+            h.inputs["spec"]["minReplicas"],
+            h.inputs["spec"]["maxReplicas"],
+        )
+        for h in sim.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    }
+    assert bounds["agent-api"] == (4, 8)
+    # 20% of traffic next to 4..8 stable pods: 1..2 canary pods (1/(4+1) = 20%).
+    assert bounds["agent-api-canary"] == (1, 2)
+    shared = sim.named("kubernetes:core/v1:Service", "agent-api").inputs["spec"]["selector"]
+    assert "agent-platform.io/track" not in shared, "the shared Service must reach both tracks"
+
+
+@pytest.mark.parametrize("stack", ["local", "dev"])
+def test_redis_admits_only_agent_pods(simulated: Simulate, stack: str) -> None:
+    sim = simulated(stack)
+    policy = sim.named("kubernetes:networking.k8s.io/v1:NetworkPolicy", "queue-netpol").inputs[
+        "spec"
+    ]
+    assert policy["podSelector"]["matchLabels"][NAME_LABEL] == "redis"
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert set(peer) == {"podSelector"}, "no namespace-wide or CIDR peers"
+    (expression,) = peer["podSelector"]["matchExpressions"]
+    assert expression == {
+        "key": NAME_LABEL,
+        "operator": "In",
+        "values": ["agent-api", "agent-worker"],
+    }
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    agent_pods = {
+        d.inputs["spec"]["template"]["metadata"]["labels"][NAME_LABEL]
+        for d in sim.of_type("kubernetes:apps/v1:Deployment")
+    }
+    assert {"agent-api", "agent-worker"} <= agent_pods
+
+
+def test_prod_elasticache_admits_only_the_node_security_group(simulated: Simulate) -> None:
+    sim = simulated("prod")
+    group = sim.named("aws:ec2/securityGroup:SecurityGroup", "queue-sg").inputs
+    (rule,) = group["ingress"]
+    assert (rule["fromPort"], rule["toPort"]) == (6379, 6379)
+    assert rule["securityGroups"] == ["sg-cluster"]
+    assert not rule.get("cidrBlocks")
+    cache = sim.named("aws:elasticache/replicationGroup:ReplicationGroup", "queue-rg").inputs
+    assert cache["atRestEncryptionEnabled"]
+    assert cache["transitEncryptionEnabled"]
+    assert cache["multiAzEnabled"]
+    assert cache["automaticFailoverEnabled"]
+
+
+def test_prod_cluster_is_private_encrypted_and_logged(simulated: Simulate) -> None:
+    sim = simulated("prod")
+    (cluster,) = sim.of_type("aws:eks/cluster:Cluster")
+    assert cluster.inputs["vpcConfig"]["endpointPublicAccess"] is False
+    assert cluster.inputs["encryptionConfig"]["resources"] == ["secrets"]
+    assert set(cluster.inputs["enabledClusterLogTypes"]) >= {"api", "audit", "authenticator"}
+    assert len(sim.of_type("aws:ec2/natGateway:NatGateway")) == 3
+    assert len({s.inputs["availabilityZone"] for s in sim.of_type("aws:ec2/subnet:Subnet")}) == 3
+    assert sim.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+
+
+def test_dev_spreads_over_two_zones_with_one_nat(simulated: Simulate) -> None:
+    sim = simulated("dev")
+    assert len({s.inputs["availabilityZone"] for s in sim.of_type("aws:ec2/subnet:Subnet")}) == 2
+    assert len(sim.of_type("aws:ec2/natGateway:NatGateway")) == 1
+    (cluster,) = sim.of_type("aws:eks/cluster:Cluster")
+    assert cluster.inputs["vpcConfig"]["endpointPublicAccess"] is True
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_workloads_run_restricted_with_probes_and_limits(simulated: Simulate, stack: str) -> None:
+    sim = simulated(stack)
+    for workload in _workloads(sim):
+        name = workload.inputs["metadata"]["name"]
+        if name.startswith(("nvidia-device-plugin-", "dcgm-exporter-")):
+            continue  # GPU node infrastructure: checked by the policy pack's allowlist
+        for container in _pod_spec(workload)["containers"]:
+            security = container["securityContext"]
+            assert security["runAsNonRoot"], name
+            assert security["readOnlyRootFilesystem"], name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"] == {"drop": ["ALL"]}, name
+            assert security["seccompProfile"] == {"type": "RuntimeDefault"}, name
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
+            assert container["livenessProbe"] != container["readinessProbe"], name
+
+
+def test_agent_pods_get_settings_and_secrets_by_reference(simulated: Simulate) -> None:
+    sim = simulated("local")
+    api = sim.named("kubernetes:apps/v1:Deployment", "agent-api-stable")
+    (container,) = _pod_spec(api)["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    for name in ("AGENT_REDIS_PASSWORD", "AGENT_LLM_API_KEY", "AGENT_API_KEYS_SHA256"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "agent-secrets"
+        assert "value" not in env[name]
+    assert env["AGENT_RELEASE_TRACK"]["value"] == "stable"
+    assert container["envFrom"] == [{"configMapRef": {"name": "agent-settings"}}]
+    assert (
+        container["livenessProbe"]["httpGet"]["path"],
+        container["readinessProbe"]["httpGet"]["path"],
+    ) == (
+        "/health",
+        "/ready",
+    )
+    settings = sim.named("kubernetes:core/v1:ConfigMap", "agent-settings").inputs["data"]
+    assert settings["AGENT_REDIS_URL"] == "redis://redis.agents.svc.cluster.local:6379/0"
+    assert settings["AGENT_LLM_BASE_URL"] == "http://llm.agents.svc.cluster.local:8000/v1"
+
+
+def test_hashed_api_keys_never_carry_the_raw_key() -> None:
+    from stacks.program import hashed_api_keys
+
+    hashed = hashed_api_keys({"team-a": "sk-raw-key"})
+    assert "sk-raw-key" not in hashed
+    assert hashed == '{"team-a": "' + __import__("hashlib").sha256(b"sk-raw-key").hexdigest() + '"}'
+
+
+def test_local_renders_secrets_apart_from_shareable_manifests(simulated: Simulate) -> None:
+    sim = simulated("local")
+    providers = {p.name: p.inputs for p in sim.of_type("pulumi:providers:kubernetes")}
+    assert providers["local-render"]["renderYamlToDirectory"] == "build/manifests/local"
+    assert providers["local-render-secrets"]["renderYamlToDirectory"] == "build/secrets/local"
+
+
+def test_unwrapped_secret_helper_matches_runtime() -> None:
+    # Guards the test helpers above against a change in how the SDK marks secrets.
+    from pulumi.runtime.rpc import wrap_rpc_secret
+
+    assert unwrap_rpc_secret(wrap_rpc_secret("x")) == "x"
