@@ -49,7 +49,14 @@ def secret_looking_name(name: str, cfg: EnvSecretsConfig) -> bool:
     return bool(set(segments) & set(cfg.secret_name_segments) or pairs & set(cfg.secret_name_pairs))
 
 
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+# ConfigMap keys shaped like environment variables are there to be loaded with envFrom.
+_ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
 def check_env_secrets(resource: ResourceView, cfg: EnvSecretsConfig) -> list[Violation]:
+    if resource.type == CONFIG_MAP:
+        return _check_config_map(resource, cfg)
     if not is_pod_bearing(resource):
         return []
     if containers_unknown(resource):
@@ -67,6 +74,30 @@ def check_env_secrets(resource: ResourceView, cfg: EnvSecretsConfig) -> list[Vio
                 continue
             found.extend(_check_var(resource, container.label, path, name, var, cfg))
     return found
+
+
+def _check_config_map(resource: ResourceView, cfg: EnvSecretsConfig) -> list[Violation]:
+    data = resource.get("data")
+    if data is UNKNOWN:
+        return [undetermined(ENV_LITERALS, resource, "data unknown at preview.")]
+    found: list[Violation] = []
+    fix = "move it to a Secret and read it with secretKeyRef (or secretRef in envFrom)."
+    for key, value in sorted(data.items() if isinstance(data, dict) else []):
+        if _ENV_KEY.match(key) and secret_looking_name(key, cfg):
+            found.append(
+                violation(ENV_LITERALS, resource, f"data.{key} is a secret-looking name; {fix}")
+            )
+        elif isinstance(value, str) and _credential_shaped(value, cfg):
+            found.append(
+                violation(
+                    ENV_LITERALS, resource, f"data.{key} holds a credential-shaped value; {fix}"
+                )
+            )
+    return found
+
+
+def _credential_shaped(value: str, cfg: EnvSecretsConfig) -> bool:
+    return any(re.search(p, value) for p in cfg.secret_value_patterns)
 
 
 def _check_var(
@@ -89,7 +120,7 @@ def _check_var(
         ]
     if value is UNKNOWN:
         return [undetermined(ENV_LITERALS, resource, f"{label}: {path}.value unknown.")]
-    if isinstance(value, str) and any(re.search(p, value) for p in cfg.secret_value_patterns):
+    if isinstance(value, str) and _credential_shaped(value, cfg):
         return [
             violation(
                 ENV_LITERALS,
@@ -113,7 +144,8 @@ def _check_var(
 RULES: list[Rule] = [
     ResourceRule(
         ENV_LITERALS,
-        "Container env holds no secret-looking literal; secrets come from secretKeyRef.",
+        "Container env and env-style ConfigMap data hold no secret-looking literal; secrets "
+        "come from secretKeyRef.",
         "mandatory",
         EnvSecretsConfig,
         check_env_secrets,

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from policy_fixtures import only, patched, workload
+from policy_fixtures import only, patched, resource, workload
 
 from policies.rules.env_secrets import EnvSecretsConfig, check_env_secrets, secret_looking_name
-from policies.view import UNKNOWN
+from policies.view import UNKNOWN, ResourceView
 
 ENV = "spec.template.spec.containers.0.env"
 
@@ -68,3 +68,43 @@ def test_secret_name_from_a_config_map() -> None:
 def test_allowed_name() -> None:
     view = patched(workload(), f"{ENV}.1", {"name": "TOKEN_LIMIT", "value": "4096"})
     assert check_env_secrets(view, EnvSecretsConfig(allowed_names=("TOKEN_LIMIT",))) == []
+
+
+def config_map(data: object) -> ResourceView:
+    return resource(
+        "kubernetes:core/v1:ConfigMap",
+        "agent-settings",
+        {"metadata": {"name": "agent-settings"}, "data": data},
+    )
+
+
+def test_env_style_config_map_without_secrets_passes() -> None:
+    data = {"AGENT_LOG_LEVEL": "info", "AGENT_REDIS_URL": "redis://redis:6379/0"}
+    assert check_env_secrets(config_map(data), EnvSecretsConfig()) == []
+
+
+def test_config_map_with_a_secret_looking_key() -> None:
+    found = only(check_env_secrets(config_map({"AGENT_API_TOKEN": "abc"}), EnvSecretsConfig()))
+    assert found.resource == "ConfigMap 'agent-settings'"
+    assert found.message == (
+        "ConfigMap 'agent-settings': data.AGENT_API_TOKEN is a secret-looking name; move it to "
+        "a Secret and read it with secretKeyRef (or secretRef in envFrom)."
+    )
+
+
+def test_config_map_with_credentials_in_a_url() -> None:
+    data = {"AGENT_REDIS_URL": "redis://agent:hunter2@redis:6379/0"}
+    found = only(check_env_secrets(config_map(data), EnvSecretsConfig()))
+    assert found.message == (
+        "ConfigMap 'agent-settings': data.AGENT_REDIS_URL holds a credential-shaped value; move "
+        "it to a Secret and read it with secretKeyRef (or secretRef in envFrom)."
+    )
+
+
+def test_config_files_are_not_read_as_env_names() -> None:
+    assert check_env_secrets(config_map({"redis.conf": "appendonly yes"}), EnvSecretsConfig()) == []
+
+
+def test_unknown_config_map_data_is_undecided() -> None:
+    [note] = check_env_secrets(config_map(UNKNOWN), EnvSecretsConfig())
+    assert note.undetermined

@@ -216,7 +216,7 @@ def test_readme_documents_every_rule() -> None:
 def test_every_resource_rule_ignores_unrelated_resources() -> None:
     from policy_fixtures import resource
 
-    other = resource("kubernetes:core/v1:ConfigMap", "settings", {"data": {"TOKEN": "x"}})
+    other = resource("kubernetes:core/v1:ServiceAccount", "agent", {"metadata": {"name": "a"}})
     for rule in RULES:
         if isinstance(rule, ResourceRule):
             assert rule.check(other, rule.config()) == [], rule.name

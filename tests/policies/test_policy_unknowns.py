@@ -32,6 +32,7 @@ def samples() -> list[ResourceView]:
         resource("aws:eks/nodeGroup:NodeGroup", "gpu", {"instanceTypes": ["g5.xlarge"]}),
         resource("aws:elasticache/replicationGroup:ReplicationGroup", "redis", {"nodeType": "x"}),
         resource("aws:secretsmanager/secret:Secret", "keys", {"kmsKeyId": "k"}),
+        resource("kubernetes:core/v1:ConfigMap", "settings", {"data": {"A": "b"}}),
     ]
     return found
 
@@ -74,10 +75,10 @@ POD_RULES = {
     "image-pinned",
     "container-security-context",
     "no-privileged-or-host-access",
-    "no-secret-literals-in-env",
 }
 APPLIES: dict[str, set[str]] = {
     **{name: set(POD_SPEC_PATHS) for name in POD_RULES},
+    "no-secret-literals-in-env": {*POD_SPEC_PATHS, "kubernetes:core/v1:ConfigMap"},
     "probes-configured": set(LONG_RUNNING),
     "autoscaler-bounds": {
         "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
