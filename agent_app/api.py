@@ -235,7 +235,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
                 if record is not None:
                     response.status_code = 200
                     response.headers["Idempotent-Replayed"] = "true"
-                    return await _maybe_wait(existing_id, record, wait, response)
+                    return await _maybe_wait(existing_id, wait, response)
                 # The first request was refused or died before creating the task.
                 task_id = existing_id
 
@@ -277,17 +277,20 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         await queue.enqueue(task_id, tenant)
         log.info("task accepted", task_id=task_id, tenant=tenant, model=selection.model)
         response.headers["Location"] = f"/v1/tasks/{task_id}"
-        record = await store.get(task_id)
-        assert record is not None
-        return await _maybe_wait(task_id, record, wait, response)
+        return await _maybe_wait(task_id, wait, response)
 
-    async def _maybe_wait(
-        task_id: str, record: dict[str, Any], wait: float | None, response: Response
-    ) -> dict[str, Any]:
+    async def _maybe_wait(task_id: str, wait: float | None, response: Response) -> dict[str, Any]:
         deadline = time.monotonic() + (wait or 0)
-        while record["status"] not in FINAL_STATUSES and time.monotonic() < deadline:
+        record = await store.get(task_id)
+        while (
+            record is not None
+            and record["status"] not in FINAL_STATUSES
+            and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.05)
-            record = await store.get(task_id) or record
+            record = await store.get(task_id)
+        if record is None:  # expired or deleted while we waited
+            raise ApiError(404, f"task {task_id!r} not found", "task_id")
         if wait and record["status"] in FINAL_STATUSES:
             response.status_code = 200
         return _public(record)

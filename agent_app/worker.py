@@ -144,7 +144,9 @@ class Worker:
             await self.queue.ack(entry_id)
             return
         record = await self.store.get(task_id)
-        assert record is not None
+        if record is None:  # expired between the two reads
+            await self.queue.ack(entry_id)
+            return
         tenant = record["tenant"]
         if attempt > s.max_attempts:
             await self._dead_letter(entry_id, task_id, record, attempt - 1)
