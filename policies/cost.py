@@ -214,7 +214,7 @@ class _Estimator:
     def _price(self, r: ResourceView) -> None:
         if r.type == EKS_CLUSTER:
             self._add(
-                "EKS control plane",
+                f"EKS control plane '{r.display_name}'",
                 r,
                 "cluster",
                 self.prices.eks_control_plane_hourly * self.hours,

@@ -72,7 +72,7 @@ def test_every_cost_item_is_priced_from_the_table() -> None:
     cost = estimate(stack())
     lines = [item.line() for item in cost.items]
     assert lines == [
-        "EKS control plane: 1 cluster x $73.00 = $73.00",
+        "EKS control plane 'prod': 1 cluster x $73.00 = $73.00",
         "ElastiCache 'redis' (cache.r7g.large): 2 nodes x $159.87 = $319.74",
         "Load balancer 'ingress-nginx' (network): 1 LB x $16.43 = $16.43",
         "NAT gateway 'nat-a': 1 gateway x $37.35 = $37.35",
@@ -162,7 +162,7 @@ def test_table_and_json() -> None:
     data = json.loads(json.dumps(cost.as_json()))
     assert data["expected_monthly_usd"] == pytest.approx(2434.28, abs=0.01)
     assert data["read_on"] == "2024-06-01"
-    assert data["items"][0]["item"] == "EKS control plane"
+    assert data["items"][0]["item"] == "EKS control plane 'prod'"
 
 
 def test_price_table_states_its_provenance() -> None:
