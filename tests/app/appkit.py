@@ -127,14 +127,17 @@ class Service:
     log: Path
 
 
-def start_service(env: Env, command: str, tmp_path: Path) -> Service:
+def start_service(env: Env, command: str, tmp_path: Path, prefix: tuple[str, ...] = ()) -> Service:
     port = free_port()
     worker_port = free_port()
     log = tmp_path / f"{command}-{uuid.uuid4().hex[:6]}.log"
     env = env.with_(port=port, worker_port=worker_port)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [AGENT_APP, command], env=env.process_env(), stdout=out, stderr=subprocess.STDOUT
+            [*prefix, AGENT_APP, command],
+            env=env.process_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port if command == 'serve' else worker_port}"
     try:
