@@ -48,9 +48,7 @@ class ResponseCache:
         self._metrics.cache.labels(**self._metrics.rel(result=result)).inc()
         if raw is None:
             return None
-        cached = ChatResult.from_json(text(raw))
-        cached.cached = True
-        return cached
+        return ChatResult.from_json(text(raw))
 
     async def put(self, key: str, value: ChatResult, ttl_s: int) -> None:
         await self._redis.set(key, value.to_json(), ex=ttl_s)

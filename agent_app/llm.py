@@ -38,7 +38,6 @@ class LLMError(Exception):
 class CircuitOpenError(LLMError):
     def __init__(self, model: str, retry_in_s: float) -> None:
         super().__init__(f"circuit for model {model!r} is open; next probe in {retry_in_s:.1f}s")
-        self.model = model
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,6 @@ class ChatResult:
     tool_calls: list[ToolCall] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached: bool = False
 
     def to_json(self) -> str:
         return json.dumps(
