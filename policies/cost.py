@@ -192,6 +192,7 @@ class _Estimator:
                 f"{p.nat_gateway_assumed_gb_per_month:g} GB a month through each NAT gateway",
                 "load balancers' hourly charge only (no LCU)",
                 "persistent volumes as EBS gp3",
+                "not priced: node root volumes, data transfer, CloudWatch logs, KMS, ECR",
             ],
         )
 
