@@ -20,31 +20,39 @@ class AppImageArgs:
     repository: str
     tag: str
     build: bool
+    region: str | None = None
     context: Path = REPO_ROOT
     dockerfile: Path = REPO_ROOT / "agent_app" / "Dockerfile"
 
     def __post_init__(self) -> None:
         if self.tag == "latest" or not self.tag:
             raise ValueError("the image tag must be an immutable version, not 'latest'")
+        if self.build and not self.region:
+            raise ValueError("building pushes to ECR, which needs the region")
 
 
 class AppImage(pulumi.ComponentResource):
-    """`image_ref` is a digest reference when the image is built, so pods run exactly
-    the bytes that were pushed. `reference(tag)` names another, earlier pushed, tag of
-    the same repository (ECR tags are immutable here, so a tag is as exact as a digest)."""
+    """`image_ref` is the pushed image by digest. Pods use `reference(tag)` instead: the
+    repository's tags are immutable, so a tag is as exact as a digest, and unlike the
+    digest it is known at preview, so a PR's preview shows (and the policy pack checks)
+    the image the pods will run. Depend on this component to wait for the push."""
 
     image_ref: pulumi.Output[str]
-    repository_url: pulumi.Output[str]
+    registry_repository: str
 
     def __init__(
         self, name: str, args: AppImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("agent-platform:image:AppImage", name, None, opts)
         if not args.build:
-            self.repository_url = pulumi.Output.from_input(args.repository)
-            self.image_ref = pulumi.Output.from_input(f"{args.repository}:{args.tag}")
+            self.registry_repository = args.repository
+            self.image_ref = pulumi.Output.from_input(self.reference(args.tag))
         else:
             child = child_options(self, opts)
+            account = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).account_id
+            self.registry_repository = (
+                f"{account}.dkr.ecr.{args.region}.amazonaws.com/{args.repository}"
+            )
             repository = aws.ecr.Repository(
                 f"{name}-repo",
                 name=args.repository,
@@ -82,9 +90,8 @@ class AppImage(pulumi.ComponentResource):
                 },
                 opts=child,
             )
-            self.repository_url = repository.repository_url
             self.image_ref = image.repo_digest
-        self.register_outputs({"imageRef": self.image_ref, "repositoryUrl": self.repository_url})
+        self.register_outputs({"imageRef": self.image_ref})
 
-    def reference(self, tag: str) -> pulumi.Output[str]:
-        return pulumi.Output.concat(self.repository_url, ":", tag)
+    def reference(self, tag: str) -> str:
+        return f"{self.registry_repository}:{tag}"

@@ -12,6 +12,15 @@ import pulumi_kubernetes as k8s
 from components.kube import child_options
 from stacks.config import OperatorsConfig
 
+# What reaches each operator's pods: the API server calls webhooks and the metrics API
+# (from outside the pod network, so from any address), and ingress-nginx takes traffic.
+# Everything else is denied.
+OPEN_PORTS = {
+    "keda": (6443, 9443),
+    "ingress_nginx": (80, 443, 8443),
+    "external_secrets": (10250,),
+}
+
 CHART_REPOSITORIES = {
     "keda": ("keda", "https://kedacore.github.io/charts"),
     "ingress_nginx": ("ingress-nginx", "https://kubernetes.github.io/ingress-nginx"),
@@ -70,5 +79,20 @@ class ClusterOperators(pulumi.ComponentResource):
                 timeout=600,
                 values=values,
                 opts=child_options(self, opts, provider=args.provider),
+            )
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-{chart}-ingress",
+                metadata={"name": "operator-ingress", "namespace": namespace},
+                spec={
+                    "podSelector": {},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {"ports": [{"protocol": "TCP", "port": port} for port in OPEN_PORTS[key]]}
+                    ],
+                },
+                # Helm creates the namespace.
+                opts=child_options(
+                    self, opts, provider=args.provider, depends_on=[self.releases[key]]
+                ),
             )
         self.register_outputs({"releases": list(self.releases)})

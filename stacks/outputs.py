@@ -20,6 +20,17 @@ class CanaryOutput(BaseModel):
     )
 
 
+class CostOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expectedUsd: float = Field(ge=0, description="Monthly USD at desired sizes.")  # noqa: N815
+    worstCaseUsd: float = Field(ge=0, description="Monthly USD with every pool at max size.")  # noqa: N815
+    priceTable: str = Field(description="Source, region and date of the prices.")  # noqa: N815
+    unpriced: list[str] = Field(
+        description="Resources the model could not price (never silently $0)."
+    )
+
+
 class StackOutputs(BaseModel):
     """The shape of `pulumi stack output --json` (secrets shown as "[secret]")."""
 
@@ -35,6 +46,9 @@ class StackOutputs(BaseModel):
     prometheusUrl: str = Field(description="In-cluster URL of Prometheus.")  # noqa: N815
     imageRef: str = Field(description="The agent image, by digest where it was built.")  # noqa: N815
     canary: CanaryOutput = Field(description="The canary release and its traffic weight.")
+    estimatedMonthlyCost: CostOutput = Field(  # noqa: N815
+        description="The policy pack's cost model over this stack's resources."
+    )
 
 
 OUTPUT_KEYS = tuple(StackOutputs.model_fields)
@@ -53,6 +67,7 @@ class StackExports:
     prometheus_url: pulumi.Input[str]
     image_ref: pulumi.Input[str]
     canary: pulumi.Input[dict[str, Any]]
+    estimated_monthly_cost: pulumi.Input[dict[str, Any]]
 
     def as_exports(self) -> dict[str, pulumi.Input[Any]]:
         exports: dict[str, pulumi.Input[Any]] = {
@@ -64,6 +79,7 @@ class StackExports:
             "prometheusUrl": self.prometheus_url,
             "imageRef": self.image_ref,
             "canary": self.canary,
+            "estimatedMonthlyCost": self.estimated_monthly_cost,
         }
         assert tuple(exports) == OUTPUT_KEYS, "StackExports drifted from StackOutputs"
         return exports

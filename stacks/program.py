@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -41,8 +42,10 @@ from components.secrets import (
     PlatformSecretsArgs,
 )
 from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
+from policies import cost
 from stacks.config import ConfigError, Environment, LocalKubernetesConfig, StackConfig, from_pulumi
 from stacks.outputs import StackExports
+from stacks.resource_ledger import ResourceLedger, WireResource
 
 TASK_STREAM = "agent:tasks"
 CONSUMER_GROUP = "agent-workers"
@@ -115,7 +118,19 @@ def _target(config: StackConfig) -> _Target:
     return _Target(eks.provider, eks.provider, eks.cluster_name, eks.kubeconfig, eks, network)
 
 
+def _cost_output(resources: list[WireResource]) -> dict[str, Any]:
+    estimate = cost.estimate(resources)
+    return {
+        "expectedUsd": estimate.expected_total,
+        "worstCaseUsd": estimate.worst_total,
+        "priceTable": f"{estimate.source}, {estimate.region}, read on {estimate.read_on}",
+        "unpriced": [f"{p.resource.label}: {p.message}" for p in estimate.problems],
+    }
+
+
 def build(config: StackConfig) -> StackExports:
+    ledger = ResourceLedger()
+    ledger.install()
     target = _target(config)
     ns = config.namespace
     namespace = PlatformNamespace(ns, PlatformNamespaceArgs(name=ns, provider=target.provider))
@@ -164,9 +179,11 @@ def build(config: StackConfig) -> StackExports:
             # With a canary, the working tree is the canary; stable was pushed before.
             tag=config.canary.image_tag if config.canary else config.agent.image_tag,
             build=config.on_aws,
+            region=config.cluster.region if config.cluster else None,
         ),
     )
-    stable_image = image.reference(config.agent.image_tag) if config.canary else image.image_ref
+    stable_image = image.reference(config.agent.image_tag)
+    canary_image = image.reference(config.canary.image_tag) if config.canary else None
 
     secret_values = {
         REDIS_PASSWORD_KEY: pulumi.Output.secret(config.secrets.redis_password.get_secret_value()),
@@ -282,7 +299,9 @@ def build(config: StackConfig) -> StackExports:
             namespace=ns,
             provider=target.provider,
             stable=TrackRelease(version=config.agent.version, image=stable_image),
-            canary=TrackRelease(version=canary.version, image=image.image_ref) if canary else None,
+            canary=TrackRelease(version=canary.version, image=canary_image)
+            if canary and canary_image
+            else None,
             canary_weight=canary.weight if canary else 0,
             replicas=ReplicaBounds(
                 config.autoscaling.min_replicas, config.autoscaling.max_replicas
@@ -302,7 +321,10 @@ def build(config: StackConfig) -> StackExports:
             if operators and operators.ingress_namespace
             else [],
         ),
-        opts=after_operators,
+        # Pods name the image by tag: wait until it is pushed.
+        opts=pulumi.ResourceOptions.merge(
+            after_operators, pulumi.ResourceOptions(depends_on=[image])
+        ),
     )
 
     return StackExports(
@@ -312,8 +334,9 @@ def build(config: StackConfig) -> StackExports:
         agent_api_endpoint=release.endpoint,
         redis_endpoint=redis_address,
         prometheus_url=monitoring.prometheus_url,
-        image_ref=image.image_ref if not canary else stable_image,
+        image_ref=image.image_ref,
         canary=release.canary,
+        estimated_monthly_cost=ledger.wire_resources().apply(_cost_output),
     )
 
 

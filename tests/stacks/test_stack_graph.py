@@ -381,3 +381,28 @@ def test_unwrapped_secret_helper_matches_runtime() -> None:
     from pulumi.runtime.rpc import wrap_rpc_secret
 
     assert unwrap_rpc_secret(wrap_rpc_secret("x")) == "x"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_cost_output_is_the_policy_models_estimate(simulated: Simulate, stack: str) -> None:
+    from policies.cost import estimate
+
+    sim = simulated(stack)
+    model = estimate([(r.type, r.inputs) for r in sim.resources if r.custom])
+    output = sim.outputs["estimatedMonthlyCost"]
+    assert output["expectedUsd"] == model.expected_total
+    assert output["worstCaseUsd"] == model.worst_total
+    assert output["unpriced"] == []
+    if stack != "local":
+        assert 0 < output["expectedUsd"] <= output["worstCaseUsd"] <= sim.config.budget.monthly_usd
+
+
+def test_prod_pods_run_immutable_tags_known_at_preview(simulated: Simulate) -> None:
+    sim = simulated("prod", True)
+    images = {
+        d.inputs["metadata"]["name"]: d.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
+        for d in sim.of_type("kubernetes:apps/v1:Deployment")
+    }
+    registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-platform/agent-app"
+    assert images["agent-api"] == f"{registry}:1.4.0"
+    assert images["agent-api-canary"] == f"{registry}:1.5.0"
