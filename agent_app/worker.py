@@ -23,6 +23,7 @@ from redis.exceptions import RedisError, ResponseError
 from agent_app.agent import Agent, TaskContext
 from agent_app.cache import ResponseCache
 from agent_app.cost import BudgetLedger
+from agent_app.limits import TenantSlots
 from agent_app.llm import LLMClient
 from agent_app.logging import get_logger
 from agent_app.queue import Entry, TaskQueue
@@ -53,7 +54,9 @@ class Worker:
             self.ledger, runtime.redis, self.http, runtime.metrics, self._tracer,
         )  # fmt: skip
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._tenant_limits: dict[str, asyncio.Semaphore] = {}
+        self.slots = TenantSlots(
+            runtime.redis, s.limited_tenant_concurrency, lease_s=max(5.0, s.claim_idle_ms / 500)
+        )
         self.heartbeat = time.monotonic()
         self._claim_every = min(5.0, s.claim_idle_ms / 2000)
         self._touch_every = s.claim_idle_ms / 3000
@@ -161,9 +164,7 @@ class Worker:
         limit: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
         if budget.limited:
             ttl = int(s.cache_ttl_s * s.limited_cache_ttl_factor)
-            limit = self._tenant_limits.setdefault(
-                tenant, asyncio.Semaphore(s.limited_tenant_concurrency)
-            )
+            limit = self.slots.hold(tenant, task_id)
             m.budget_actions.labels(**m.rel(action="lower_concurrency")).inc()
             m.budget_actions.labels(**m.rel(action="longer_cache_ttl")).inc()
         ctx = TaskContext(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import redis
 from appkit import Client, DevLLM, Service, metric_value
@@ -38,28 +40,37 @@ def test_cost_is_priced_from_usage_and_charged_to_the_tenant(
 def test_budget_at_80_percent_applies_cost_limiting_actions(
     acme: Client,
     globex: Client,
-    worker: Service,
+    worker_factory: Callable[..., Service],
     devllm: DevLLM,
     clean_redis: redis.Redis,
 ) -> None:
+    # One task at a time per worker, so both workers are sure to take some of the tasks.
+    worker, second = worker_factory(worker_concurrency=1), worker_factory(worker_concurrency=1)
     _spend(clean_redis, "acme", 0.85 * BUDGET)
     normal = globex.submit("compute 4 * 4", wait=20, quality=0.8).json()
     assert normal["model"] == "medium"
 
     devllm.fault(latency_ms=250)
-    limited = [acme.submit(f"compute {n} * 4", quality=0.8).json()["id"] for n in (5, 6)]
+    limited = [acme.submit(f"compute {n} * 4", quality=0.8).json()["id"] for n in (5, 6, 7)]
     bodies = [acme.wait_final(task_id) for task_id in limited]
     for body in bodies:
         assert body["status"] == "completed"
         # Cheaper model: the quality requirement is relaxed while near the budget.
         assert body["model"] == "small"
         assert "budget above limit" in body["selection"]["reason"]
-    # Lower concurrency: the limited tenant's tasks never called the model at the same time.
+    # Lower concurrency: even on two workers, the tenant's tasks never overlapped.
     assert devllm.max_inflight("small") == 1
+    workers = {clean_redis.hget(f"agent:task:{t}", "worker") for t in limited}
+    assert len(workers) == 2
+    assert clean_redis.exists("agent:slots:acme") == 0  # every slot was released
     # Longer cache TTL: four times the default hour.
     ttls = [clean_redis.ttl(k) for k in clean_redis.scan_iter("agent:cache:*")]
     assert max(ttls) > 3600
-    assert metric_value(worker.url, "agent_budget_actions_total", action="lower_concurrency") >= 2
+    actions = sum(
+        metric_value(w.url, "agent_budget_actions_total", action="lower_concurrency")
+        for w in (worker, second)
+    )
+    assert actions == 3
 
 
 def test_budget_exhausted_gets_429_with_a_clear_message(
