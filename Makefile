@@ -26,3 +26,10 @@ test: lint
 
 test-unit: bootstrap
 	$(VENV)/bin/pytest -m "not engine"
+
+# The whole policy pack over a stack, under mocks: no engine, no cloud account.
+policy: bootstrap
+	$(PY) -m policies.harness --stack $(STACK)
+
+cost: bootstrap
+	$(PY) -m policies.cost --stack $(STACK)
