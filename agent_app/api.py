@@ -149,7 +149,11 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         except Exception as exc:
             # Readiness reports it; the API still starts so liveness can succeed.
             log.warning("could not create the consumer group yet", error=type(exc).__name__)
-        log.info("api started", port=settings.port)
+        if not settings.api_keys_sha256:
+            log.warning("no API keys configured: every task request will be refused")
+        log.info(
+            "api started", port=settings.port, tenants=len(set(settings.api_keys_sha256.values()))
+        )
         yield
         await runtime.aclose()
 
