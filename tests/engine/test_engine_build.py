@@ -108,8 +108,13 @@ def test_engine_is_pinned_and_renders_kubernetes_yaml(tmp_path: Path) -> None:
         "PULUMI_CONFIG_PASSPHRASE": "engine-smoke",
     }
     proc = subprocess.run(
-        [str(SCRIPT), "exec", "bash", "-c",
-         "pulumi stack init dev --non-interactive && pulumi up --yes --non-interactive --skip-preview"],
+        [
+            str(SCRIPT),
+            "exec",
+            "bash",
+            "-c",
+            "pulumi stack init dev --non-interactive && pulumi up --yes --non-interactive --skip-preview",
+        ],
         cwd=project,
         env=env,
         capture_output=True,
