@@ -126,3 +126,61 @@ def test_engine_is_pinned_and_renders_kubernetes_yaml(tmp_path: Path) -> None:
     rendered = list(out_dir.rglob("*.yaml"))
     assert rendered, f"nothing rendered into {out_dir}"
     assert any("name: smoke" in p.read_text() for p in rendered)
+
+
+@pytest.mark.engine
+def test_engine_runs_a_python_policy_pack(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    pack = tmp_path / "pack"
+    project.mkdir()
+    pack.mkdir()
+    venv = ROOT / ".venv"
+    (project / "Pulumi.yaml").write_text(
+        f"name: engine-policy\nruntime:\n  name: python\n  options:\n    virtualenv: {venv}\n"
+    )
+    (project / "__main__.py").write_text(
+        "import pulumi\n"
+        "import pulumi_kubernetes as k8s\n"
+        f"render = k8s.Provider('render', render_yaml_to_directory={str(tmp_path / 'out')!r})\n"
+        "k8s.core.v1.ConfigMap('flagged', data={'forbidden': 'x'},\n"
+        "    opts=pulumi.ResourceOptions(provider=render))\n"
+    )
+    (pack / "PulumiPolicy.yaml").write_text(
+        f"runtime:\n  name: python\n  options:\n    virtualenv: {venv}\n"
+    )
+    (pack / "__main__.py").write_text(
+        "from pulumi_policy import EnforcementLevel, PolicyPack, ResourceValidationPolicy\n"
+        "def check(args, report_violation):\n"
+        "    if 'forbidden' in (args.props.get('data') or {}):\n"
+        "        report_violation('forbidden key present')\n"
+        "PolicyPack('engine-smoke-pack', enforcement_level=EnforcementLevel.MANDATORY,\n"
+        "    policies=[ResourceValidationPolicy(name='no-forbidden', description='d',\n"
+        "        validate=check)])\n"
+    )
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": f"file://{state}",
+        "PULUMI_CONFIG_PASSPHRASE": "engine-smoke",
+    }
+    proc = subprocess.run(
+        [
+            str(SCRIPT),
+            "exec",
+            "bash",
+            "-c",
+            "pulumi stack init dev --non-interactive && "
+            f"pulumi preview --non-interactive --policy-pack {pack}",
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "no-forbidden" in out, out
+    assert "forbidden key present" in out, out
