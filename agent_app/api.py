@@ -245,6 +245,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
 
         # After the idempotency check, so replaying an accepted task still works at 100%.
         budget = await ledger.status(tenant)
+        m.budget_used.labels(**m.rel(tenant=tenant)).set(budget.ratio)
         if budget.exhausted:
             m.budget_actions.labels(**m.rel(action="reject")).inc()
             raise ApiError(429, budget.message(), headers={"Retry-After": str(_until_next_month())})

@@ -122,6 +122,12 @@ class Metrics:
             labels("action"),
             registry=r,
         )
+        self.budget_used = Gauge(
+            "agent_tenant_budget_used_ratio",
+            "Share of the tenant's budget for the current period already spent.",
+            labels("tenant"),
+            registry=r,
+        )
         self.model_selections = Counter(
             "agent_model_selections", "Models chosen for tasks.", labels("model"), registry=r
         )

@@ -74,7 +74,7 @@ def test_budget_at_80_percent_applies_cost_limiting_actions(
 
 
 def test_budget_exhausted_gets_429_with_a_clear_message(
-    acme: Client, globex: Client, clean_redis: redis.Redis
+    acme: Client, globex: Client, api: Service, clean_redis: redis.Redis
 ) -> None:
     accepted = acme.submit("compute 5 + 5", idempotency_key="before-limit")
     _spend(clean_redis, "acme", BUDGET)
@@ -83,6 +83,7 @@ def test_budget_exhausted_gets_429_with_a_clear_message(
     assert "acme" in response.json()["error"]
     assert "budget" in response.json()["error"]
     assert int(response.headers["Retry-After"]) > 0
+    assert metric_value(api.url, "agent_tenant_budget_used_ratio", tenant="acme") == 1.0
     assert clean_redis.xlen("agent:tasks") == 1
     replay = acme.submit("compute 5 + 5", idempotency_key="before-limit")
     assert replay.status_code == 200

@@ -91,6 +91,26 @@ def test_redaction_removes_each_credential_kind(kind: str, text: str) -> None:
         assert secret not in result.text
 
 
+@settings(max_examples=200)
+@given(
+    before=st.text(max_size=40),
+    after=st.text(max_size=40),
+    key_id=st.from_regex(r"(AKIA|ASIA)[0-9A-Z]{16}", fullmatch=True),
+    secret=st.from_regex(r"[A-Za-z0-9_]{6,30}", fullmatch=True),
+)
+def test_redaction_finds_credentials_anywhere_in_text(
+    before: str, after: str, key_id: str, secret: str
+) -> None:
+    text = f"{before} {key_id} password={secret} Bearer {secret}xyzw {after}"
+    result = redact(text)
+    assert key_id not in result.text
+    assert f"password={secret}" not in result.text
+    assert f"Bearer {secret}" not in result.text
+    assert result.counts["aws_access_key_id"] >= 1
+    assert result.counts["password"] >= 1
+    assert result.counts["bearer_token"] >= 1
+
+
 def test_redaction_leaves_ordinary_text_alone() -> None:
     text = "The password policy requires 12 characters; a bearer of news arrived."
     assert redact(text).text == text
