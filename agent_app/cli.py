@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 import uvicorn
@@ -17,8 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="run the HTTP API (AGENT_PORT, default 8080)")
     sub.add_parser("worker", help="run a queue worker (probes on AGENT_WORKER_PORT, default 8081)")
     dev = sub.add_parser("devllm", help="run the deterministic development LLM stand-in")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8000)
+    # Defaults from the environment, so the same image runs it in a pod without flags.
+    dev.add_argument("--host", default=os.environ.get("AGENT_DEVLLM_HOST", "0.0.0.0"))  # noqa: S104
+    dev.add_argument("--port", type=int, default=int(os.environ.get("AGENT_DEVLLM_PORT", "8000")))
     dev.add_argument("--latency-ms", type=int, default=0, help="added to every response")
     dev.add_argument("--error-every", type=int, default=0, help="every Nth request gets a 500")
     dev.add_argument("--timeout-every", type=int, default=0, help="every Nth request hangs")

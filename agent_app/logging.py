@@ -27,6 +27,7 @@ class _Enrich:
     ) -> MutableMapping[str, Any]:
         event.setdefault("release_version", self._release.version)
         event.setdefault("release_track", self._release.track)
+        event.setdefault("environment", self._release.environment)
         trace_id = current_trace_id()
         if trace_id:
             event.setdefault("trace_id", trace_id)

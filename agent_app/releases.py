@@ -13,10 +13,11 @@ from agent_app.settings import Settings
 class Release:
     version: str
     track: str
+    environment: str = "dev"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Release:
-        return cls(version=settings.release_version, track=settings.release_track)
+        return cls(settings.release_version, settings.release_track, settings.environment)
 
     def headers(self) -> dict[str, str]:
         return {"X-Release-Version": self.version, "X-Release-Track": self.track}

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -29,7 +38,9 @@ DEFAULT_MODELS = [
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AGENT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="AGENT_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
     port: int = Field(default=8080, ge=1, le=65535)
@@ -40,6 +51,11 @@ class Settings(BaseSettings):
 
     llm_base_url: str = "http://127.0.0.1:8000/v1"
     llm_api_key: SecretStr = SecretStr("unused")
+    # The one model a deployment serves (e.g. vLLM's); without AGENT_MODELS the price table
+    # becomes this model alone, priced by the two settings below.
+    llm_model: str | None = None
+    llm_input_usd_per_1k: float = Field(default=0.001, ge=0)
+    llm_output_usd_per_1k: float = Field(default=0.003, ge=0)
     llm_timeout_s: float = Field(default=30.0, gt=0)
     llm_max_concurrency: int = Field(default=8, ge=1)
     llm_retry_attempts: int = Field(default=3, ge=1)
@@ -48,9 +64,11 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_reset_s: float = Field(default=30.0, gt=0)
 
-    # Comma-separated `tenant=sha256hex`; only hashes are stored so the Secret never holds keys.
+    # `tenant=sha256hex,...` or a JSON object tenant -> sha256hex; only hashes are stored,
+    # so the Secret never holds usable keys.
     api_keys_sha256: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
 
+    environment: str = "dev"
     release_version: str = "dev"
     release_track: Literal["stable", "canary"] = "stable"
     experiment_name: str = "prompt_style"
@@ -76,7 +94,13 @@ class Settings(BaseSettings):
     models: list[ModelSpec] = Field(default_factory=lambda: list(DEFAULT_MODELS), min_length=1)
     default_quality: float = Field(default=0.75, ge=0, le=1)
     expected_completion_tokens: int = Field(default=300, ge=1)
-    monthly_budget_usd: float = Field(default=100.0, gt=0)
+    monthly_budget_usd: float = Field(
+        default=100.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "AGENT_MONTHLY_BUDGET_USD", "AGENT_TENANT_MONTHLY_BUDGET_USD", "monthly_budget_usd"
+        ),
+    )
     # JSON object tenant -> monthly USD; tenants not listed get monthly_budget_usd.
     tenant_budgets_usd: dict[str, float] = Field(default_factory=dict)
     budget_limit_ratio: float = Field(default=0.8, gt=0, lt=1)
@@ -97,12 +121,39 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _single_model_price_table(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("llm_model") and "models" not in data:
+            data = {
+                **data,
+                "models": [
+                    {
+                        "name": data["llm_model"],
+                        "input_usd_per_1k": data.get("llm_input_usd_per_1k", 0.001),
+                        "output_usd_per_1k": data.get("llm_output_usd_per_1k", 0.003),
+                        "quality": 1.0,
+                    }
+                ],
+            }
+        return data
+
     @field_validator("api_keys_sha256", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
         parsed: dict[str, str] = {}
+        if value.lstrip().startswith("{"):
+            try:
+                by_tenant = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc.msg}") from None
+            if not isinstance(by_tenant, dict) or not all(
+                isinstance(v, str) for v in by_tenant.values()
+            ):
+                raise ValueError("JSON form must be an object of tenant -> sha256 hex")
+            return {digest.strip().lower(): tenant for tenant, digest in by_tenant.items()}
         for raw in value.split(","):
             item = raw.strip()
             if not item:
@@ -168,8 +219,8 @@ class Settings(BaseSettings):
             raise ValueError("models: model names must be unique")
         if self.injection_flag_score > self.injection_reject_score:
             raise ValueError("injection_flag_score must not exceed injection_reject_score")
-        if self.port == self.worker_port:
-            raise ValueError("port and worker_port must differ")
+        if self.llm_model is not None and self.llm_model not in names:
+            raise ValueError(f"llm_model {self.llm_model!r} is not in models ({', '.join(names)})")
         return self
 
     def budget_for(self, tenant: str) -> float:
@@ -183,13 +234,29 @@ class SettingsError(Exception):
     """Settings could not be loaded; the message names every bad variable."""
 
 
+def _env_names() -> dict[str, str]:
+    """Field or alias -> the environment variable(s) to name in an error message."""
+    names: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        env = f"AGENT_{name.upper()}"
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            choices = [str(c) for c in alias.choices if str(c).startswith("AGENT_")]
+            env = " or ".join(choices)
+            names.update(dict.fromkeys(choices, env))
+        names[name] = env
+    return names
+
+
 def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
+        env_names = _env_names()
         lines = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            env = f"AGENT_{str(err['loc'][0]).upper()}" if err["loc"] else "AGENT_*"
-            lines.append(f"  {env} ({field}): {err['msg']}")
+            loc = [str(p) for p in err["loc"]]
+            env = env_names.get(loc[0], f"AGENT_{loc[0].upper()}") if loc else "AGENT_*"
+            where = f" ({'.'.join(loc)})" if len(loc) > 1 else ""
+            lines.append(f"  {env}{where}: {err['msg']}")
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

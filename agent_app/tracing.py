@@ -20,6 +20,7 @@ def build_provider(
             "service.name": f"agent-app-{role}",
             "service.version": settings.release_version,
             "deployment.track": settings.release_track,
+            "deployment.environment.name": settings.environment,
         }
     )
     provider = TracerProvider(resource=resource)

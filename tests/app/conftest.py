@@ -54,7 +54,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def devllm_server() -> Iterator[DevLLM]:
     port = free_port()
-    proc = subprocess.Popen([AGENT_APP, "devllm", "--port", str(port)])
+    proc = subprocess.Popen([AGENT_APP, "devllm", "--host", "127.0.0.1", "--port", str(port)])
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health", proc)
     yield DevLLM(url)
