@@ -91,6 +91,11 @@ def dig(value: Any, *keys: str | int) -> Any:
     return value
 
 
+def number(value: Any) -> Any:
+    """Wire-form numbers arrive as floats (4.0); show whole ones as written (4)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def short_type(resource_type: str) -> str:
     """`kubernetes:apps/v1:Deployment` -> `Deployment`."""
     return resource_type.rsplit(":", 1)[-1]

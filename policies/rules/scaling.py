@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig, StackRule
-from policies.view import UNKNOWN, ResourceView
+from policies.view import UNKNOWN, ResourceView, number
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
     AUTOSCALERS,
@@ -62,7 +62,7 @@ def check_autoscaler_bounds(resource: ResourceView, cfg: BoundsConfig) -> list[V
             violation(
                 BOUNDS,
                 resource,
-                f"spec.{max_field} is {high}, above the cap {cfg.max_replicas} (max_replicas); "
+                f"spec.{max_field} is {number(high)}, above the cap {cfg.max_replicas} (max_replicas); "
                 f"lower spec.{max_field} or raise max_replicas in the stack's policy config.",
             )
         )
@@ -71,7 +71,7 @@ def check_autoscaler_bounds(resource: ResourceView, cfg: BoundsConfig) -> list[V
             violation(
                 BOUNDS,
                 resource,
-                f"spec.{min_field} {low} is greater than spec.{max_field} {high}; "
+                f"spec.{min_field} {number(low)} is greater than spec.{max_field} {number(high)}; "
                 f"set spec.{min_field} <= spec.{max_field}.",
             )
         )
@@ -201,8 +201,8 @@ def check_replicated_has_pdb(resources: Sequence[ResourceView], cfg: PdbConfig) 
                         PDB_RULE,
                         pdb,
                         f"covers {workload.label}, whose minimum is {replicas} replicas, but "
-                        f"spec.minAvailable {pdb.get('spec', 'minAvailable')} / maxUnavailable "
-                        f"{pdb.get('spec', 'maxUnavailable')} allows no eviction, so node drains "
+                        f"spec.minAvailable {number(pdb.get('spec', 'minAvailable'))} / maxUnavailable "
+                        f"{number(pdb.get('spec', 'maxUnavailable'))} allows no eviction, so node drains "
                         f"block; set spec.minAvailable below {replicas} (e.g. {replicas - 1}).",
                     )
                 )

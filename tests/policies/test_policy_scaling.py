@@ -174,3 +174,8 @@ def test_pdb_percentages_round_like_kubernetes() -> None:
 def test_unknown_replicas_are_undecided() -> None:
     [note] = check_replicated_has_pdb([worker(replicas=UNKNOWN)], PdbConfig())
     assert note.undetermined
+
+
+def test_wire_form_floats_read_as_written() -> None:
+    found = only(check_autoscaler_bounds(hpa(min_replicas=2.0, max_replicas=40.0), BoundsConfig()))
+    assert "spec.maxReplicas is 40, above the cap 20" in found.message
