@@ -29,7 +29,7 @@ def free_port() -> int:
         return port
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -44,7 +44,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: fl
 
 
 def wait_until(
-    predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05, what: str = ""
+    predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.05, what: str = ""
 ) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -153,7 +153,7 @@ class Client:
 
     def __init__(self, base_url: str, tenant: str | None) -> None:
         headers = {"X-API-Key": TENANT_KEYS[tenant]} if tenant else {}
-        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=30)
+        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=90)
 
     def submit(self, task: str, wait: float | None = None, **extra: Any) -> httpx.Response:
         params = {"wait": wait} if wait is not None else {}
@@ -169,7 +169,7 @@ class Client:
         body: dict[str, Any] = response.json()
         return body
 
-    def wait_final(self, task_id: str, timeout: float = 30) -> dict[str, Any]:
+    def wait_final(self, task_id: str, timeout: float = 60) -> dict[str, Any]:
         def final() -> dict[str, Any] | None:
             body = self.task(task_id)
             done = body["status"] in ("completed", "failed", "dead_lettered")

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from appkit import (
+
+from agent_app.auth import hash_key
+from app.appkit import (
     AGENT_APP,
     REDIS_PASSWORD,
     TENANT_KEYS,
@@ -28,8 +30,6 @@ from appkit import (
     wait_http,
     wait_until,
 )
-
-from agent_app.auth import hash_key
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +76,9 @@ def base_env(redis_server: RedisServer, devllm_server: DevLLM) -> Env:
         redis_password=REDIS_PASSWORD,
         llm_base_url=devllm_server.base_url,
         llm_api_key="dev-llm-key",
-        llm_timeout_s=3,
+        # Generous: the machine is shared, and a slow answer must not look like a fault.
+        llm_timeout_s=10,
+        max_wait_s=60,
         llm_retry_attempts=2,
         llm_retry_wait_initial_s=0.02,
         llm_retry_wait_max_s=0.1,
@@ -85,7 +87,7 @@ def base_env(redis_server: RedisServer, devllm_server: DevLLM) -> Env:
         api_keys_sha256=keys,
         release_version="1.2.3",
         release_track="canary",
-        claim_idle_ms=1500,
+        claim_idle_ms=3000,
         max_attempts=3,
         fetch_allowlist=f"{devllm_server.url}/pages/",
     )

@@ -12,7 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from appkit import (
+
+from agent_app.auth import hash_key
+from agent_app.cost import current_period, ledger_key
+from agent_app.settings import SettingsError, load_settings
+from app.appkit import (
     AGENT_APP,
     TENANT_KEYS,
     Client,
@@ -23,11 +27,7 @@ from appkit import (
     start_service,
     wait_http,
 )
-from appkit import stop as stop_process
-
-from agent_app.auth import hash_key
-from agent_app.cost import current_period, ledger_key
-from agent_app.settings import SettingsError, load_settings
+from app.appkit import stop as stop_process
 
 pytestmark = pytest.mark.redis
 
@@ -61,7 +61,7 @@ def test_stack_shaped_configuration_runs_tasks_on_the_served_model(
 ) -> None:
     api, worker = stack_shaped
     client = Client(api.url, "globex")
-    body = client.submit("compute 11 * 11", wait=20).json()
+    body = client.submit("compute 11 * 11", wait=60).json()
     client.http.close()
     assert body["status"] == "completed", body
     assert body["model"] == SERVED_MODEL
@@ -73,7 +73,7 @@ def test_stack_shaped_configuration_runs_tasks_on_the_served_model(
     clean_redis.hset(ledger_key(current_period()), "globex", 40)
     limited = Client(api.url, "globex")
     assert (
-        limited.submit("compute 1 + 1", wait=20)
+        limited.submit("compute 1 + 1", wait=60)
         .json()["selection"]["reason"]
         .endswith("relaxed from 0.75 by 0.20)")
     )

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from appkit import Client, DevLLM, Service, metric_value
 
 from agent_app.cost import call_cost, current_period, ledger_key
 from agent_app.selection import select_model
 from agent_app.settings import DEFAULT_MODELS, ModelSpec
+from app.appkit import Client, DevLLM, Service, metric_value
 
 BUDGET = 100.0  # the default AGENT_MONTHLY_BUDGET_USD
 
@@ -26,7 +26,7 @@ def _spend(r: redis.Redis, tenant: str, usd: float) -> None:
 def test_cost_is_priced_from_usage_and_charged_to_the_tenant(
     acme: Client, worker: Service, clean_redis: redis.Redis
 ) -> None:
-    body = acme.submit("compute 3 * 3", wait=20, quality=0.5).json()
+    body = acme.submit("compute 3 * 3", wait=60, quality=0.5).json()
     assert body["model"] == "small"
     spec = DEFAULT_MODELS[0]
     expected = call_cost(spec, body["tokens"]["input"], body["tokens"]["output"])
@@ -47,7 +47,7 @@ def test_budget_at_80_percent_applies_cost_limiting_actions(
     # One task at a time per worker, so both workers are sure to take some of the tasks.
     worker, second = worker_factory(worker_concurrency=1), worker_factory(worker_concurrency=1)
     _spend(clean_redis, "acme", 0.85 * BUDGET)
-    normal = globex.submit("compute 4 * 4", wait=20, quality=0.8).json()
+    normal = globex.submit("compute 4 * 4", wait=60, quality=0.8).json()
     assert normal["model"] == "medium"
 
     devllm.fault(latency_ms=250)
@@ -94,13 +94,13 @@ def test_budget_exhausted_gets_429_with_a_clear_message(
 def test_cache_hit_skips_the_llm_and_costs_nothing(
     acme: Client, worker: Service, devllm: DevLLM
 ) -> None:
-    first = acme.submit("compute 12 / 4", wait=20).json()
+    first = acme.submit("compute 12 / 4", wait=60).json()
     assert first["tokens"]["cached_calls"] == 0
     calls = devllm.total_requests()
     hits_before = metric_value(worker.url, "agent_cache_requests_total", result="hit")
 
     # Same request up to whitespace: the normalised key matches.
-    second = acme.submit("compute  12 / 4 ", wait=20).json()
+    second = acme.submit("compute  12 / 4 ", wait=60).json()
     assert second["status"] == "completed"
     assert second["result"] == first["result"]
     assert second["tokens"]["cached_calls"] == 3

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import redis
-from appkit import Client, DevLLM, Service
+
+from app.appkit import Client, DevLLM, Service
 
 # These tests start or use a real redis-server.
 pytestmark = pytest.mark.redis
@@ -38,19 +39,19 @@ def test_task_runs_tools_and_reports_steps_tokens_and_cost(
 def test_session_memory_carries_between_tasks(
     acme: Client, worker: Service, clean_redis: redis.Redis
 ) -> None:
-    first = acme.submit("remember that my city is Lisbon", wait=20, session_id="s1")
+    first = acme.submit("remember that my city is Lisbon", wait=60, session_id="s1")
     assert first.status_code == 200
     assert first.json()["status"] == "completed"
-    second = acme.submit("recall my city please", wait=20, session_id="s1")
+    second = acme.submit("recall my city please", wait=60, session_id="s1")
     assert "city is Lisbon" in second.json()["result"]
-    other = acme.submit("recall my city please", wait=20, session_id="s2")
+    other = acme.submit("recall my city please", wait=60, session_id="s2")
     assert "nothing remembered for city" in other.json()["result"]
     ttl = clean_redis.ttl("agent:memory:acme:s1")
     assert 0 < ttl <= 3600
 
 
 def test_wait_returns_the_final_result(acme: Client, worker: Service) -> None:
-    response = acme.submit("compute 6 * 7", wait=20)
+    response = acme.submit("compute 6 * 7", wait=60)
     assert response.status_code == 200
     assert response.json()["status"] == "completed"
     assert "6 * 7 = 42" in response.json()["result"]
@@ -65,7 +66,7 @@ def test_wait_without_worker_returns_202_with_queued_status(acme: Client) -> Non
 def test_fetch_tool_reads_only_allowlisted_urls(
     acme: Client, worker: Service, devllm: DevLLM
 ) -> None:
-    ok = acme.submit(f"summarise {devllm.url}/pages/fox", wait=20).json()
+    ok = acme.submit(f"summarise {devllm.url}/pages/fox", wait=60).json()
     assert "the quick brown fox" in ok["result"]
-    refused = acme.submit(f"summarise {devllm.url}/admin/stats", wait=20).json()
+    refused = acme.submit(f"summarise {devllm.url}/admin/stats", wait=60).json()
     assert "is not on the fetch allowlist" in refused["result"]

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from appkit import DevLLM, RedisServer, Service
 
 from agent_app.breaker import CircuitBreaker
 from agent_app.llm import CircuitOpenError, LLMClient, LLMError
@@ -19,6 +18,7 @@ from agent_app.releases import Release
 from agent_app.runtime import BreakerBoard, connect_redis
 from agent_app.settings import Settings
 from agent_app.tracing import build_provider, tracer
+from app.appkit import DevLLM, RedisServer, Service
 
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "compute 1 + 2"}]
 

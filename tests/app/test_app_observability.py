@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from appkit import Client, DevLLM, RedisServer, Service, free_port, metric_samples
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -22,6 +21,7 @@ from agent_app.runtime import Runtime
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
 from agent_app.worker import Worker
+from app.appkit import Client, DevLLM, RedisServer, Service, free_port, metric_samples
 
 RELEASE = {"release_version": "1.2.3", "release_track": "canary"}
 
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.redis
 def test_metric_names_and_labels(api: Service, acme: Client, worker: Service) -> None:
     # The API outlives this test, so its counters are compared before and after.
     before = metric_samples(api.url)
-    body = acme.submit("compute 8 - 3", wait=20).json()
+    body = acme.submit("compute 8 - 3", wait=60).json()
     assert body["status"] == "completed"
     samples = metric_samples(api.url) + metric_samples(worker.url)
     for name, labels, _ in samples:
@@ -70,7 +70,7 @@ def test_metric_names_and_labels(api: Service, acme: Client, worker: Service) ->
 def test_worker_logs_are_json_with_trace_task_tenant_and_release(
     acme: Client, worker: Service
 ) -> None:
-    task_id = acme.submit("compute 9 + 1", wait=20).json()["id"]
+    task_id = acme.submit("compute 9 + 1", wait=60).json()["id"]
     # Every line is JSON, the libraries' (uvicorn's) included.
     lines = [json.loads(line) for line in worker.log.read_text().splitlines() if line]
     finished = [e for e in lines if e.get("event") == "agent finished"]

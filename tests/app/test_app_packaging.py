@@ -9,10 +9,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from appkit import AGENT_APP
 
 from agent_app.auth import hash_key
 from agent_app.settings import Settings, SettingsError, load_settings
+from app.appkit import AGENT_APP
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "agent_app" / "Dockerfile"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from appkit import Client, Env, Service, start_service, stop
+
+from app.appkit import Client, Env, Service, start_service, stop
 
 pytestmark = pytest.mark.redis
 
@@ -56,7 +57,7 @@ def test_api_and_worker_work_on_a_read_only_root(
 ) -> None:
     api, worker = read_only_stack
     client = Client(api.url, "acme")
-    body = client.submit("compute 6 * 9", wait=20).json()
+    body = client.submit("compute 6 * 9", wait=60).json()
     assert body["status"] == "completed", body
     assert "6 * 9 = 54" in body["result"]
     for service in (api, worker):

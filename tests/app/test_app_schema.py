@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 import schemathesis
-from appkit import TENANT_KEYS, Service
 from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
+
+from app.appkit import TENANT_KEYS, Service
 
 pytestmark = pytest.mark.redis
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
-from appkit import TENANT_KEYS, Client, Service
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent_app.redaction import redact
 from agent_app.validation import check_injection
+from app.appkit import TENANT_KEYS, Client, Service
 
 BENIGN = [
     "How does a heart attack happen, and what are the warning signs?",
@@ -118,7 +118,7 @@ def test_redaction_leaves_ordinary_text_alone() -> None:
 
 
 def test_answers_are_redacted_and_counted(acme: Client, worker: Service) -> None:
-    body = acme.submit("echo password=hunter2 and AKIAIOSFODNN7EXAMPLE", wait=20).json()
+    body = acme.submit("echo password=hunter2 and AKIAIOSFODNN7EXAMPLE", wait=60).json()
     assert body["status"] == "completed"
     assert "hunter2" not in json.dumps(body)
     assert "AKIAIOSFODNN7EXAMPLE" not in body["result"]
@@ -193,7 +193,11 @@ def test_malformed_json_oversize_body_and_bad_idempotency_key(acme: Client) -> N
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=30),
+    st.none()
+    | st.booleans()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers()
+    | st.text(max_size=30),
     lambda children: (
         st.lists(children, max_size=4)
         | st.dictionaries(
