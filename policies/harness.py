@@ -16,13 +16,17 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policies.catalog import RULES
 from policies.pack_config import ConfiguredRule, configure, load_raw
 from policies.rule import ResourceRule
 from policies.view import ResourceView
 from policies.violation import Violation
+
+if TYPE_CHECKING:
+    # The program imports the cost model; importing it back only for types avoids a cycle.
+    from stacks.simulate import Simulation
 
 
 @dataclass(frozen=True)
@@ -69,14 +73,17 @@ def evaluate(resources: Sequence[ResourceView], rules: Sequence[ConfiguredRule])
     return report
 
 
+def views_of(simulation: Simulation) -> list[ResourceView]:
+    return [ResourceView.of(r.type, r.name, r.urn, r.inputs) for r in simulation.resources]
+
+
 def simulated_views(
     stack: str, *, preview: bool = False, overrides: Mapping[str, Any] | None = None
 ) -> list[ResourceView]:
     """The stack's resources from its program run under mocks."""
     from stacks.simulate import simulate
 
-    simulation = simulate(stack, overrides=overrides, preview=preview)
-    return [ResourceView.of(r.type, r.name, r.urn, r.inputs) for r in simulation.resources]
+    return views_of(simulate(stack, overrides=overrides, preview=preview))
 
 
 def run_stack(
