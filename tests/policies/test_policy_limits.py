@@ -131,6 +131,7 @@ def test_malformed_quantity_is_a_violation() -> None:
 def test_missing_ephemeral_storage_limit() -> None:
     view = patched(workload(), f"{C0}.resources.limits.ephemeral-storage", DELETE)
     found = only(check_ephemeral_storage(view, EphemeralConfig()))
+    assert found.resource == "Deployment 'agent-api'"
     assert found.message == (
         "Deployment 'agent-api': container 'api' has no "
         "spec.template.spec.containers[0].resources.limits.ephemeral-storage; set "
