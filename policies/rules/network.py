@@ -157,7 +157,8 @@ RULES: list[Rule] = [
         "mandatory",
         NetworkPolicyConfig,
         check_network_policy_coverage,
-        "Unknown namespaces or labels are skipped with an advisory note.",
+        "A workload's unknown namespace or labels are skipped with an advisory note; a "
+        "NetworkPolicy whose namespace or selector is unknown does not count as covering.",
     ),
     ResourceRule(
         PUBLIC_LB,
