@@ -133,3 +133,10 @@ def test_aws_load_balancer_must_be_internal() -> None:
     )
     internal = resource("aws:lb/loadBalancer:LoadBalancer", "api-alb", {"internal": True})
     assert check_public_load_balancer(internal, LoadBalancerConfig()) == []
+
+
+def test_policy_with_unknown_selector_does_not_count_as_covering() -> None:
+    unknown = network_policy()
+    unknown.props["spec"]["podSelector"] = UNKNOWN
+    found = only(check_network_policy_coverage([workload(), unknown], NetworkPolicyConfig()))
+    assert found.resource == "Deployment 'agent-api'"
