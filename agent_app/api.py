@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -184,6 +185,16 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         ]
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
         return JSONResponse({"error": f"invalid request: {summary}", "fields": fields}, 422)
+
+    @app.exception_handler(RedisError)
+    async def redis_error(_: Request, exc: RedisError) -> JSONResponse:
+        # The client did nothing wrong and may retry; readiness already reports the cause.
+        log.warning("redis unavailable", error=type(exc).__name__)
+        return JSONResponse(
+            {"error": "task store temporarily unavailable; retry later"},
+            503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
 import redis
 
-from app.appkit import Client, DevLLM, Service
+from app.appkit import Client, DevLLM, Env, Service, free_port, start_service, stop
 
 # These tests start or use a real redis-server.
 pytestmark = pytest.mark.redis
@@ -70,3 +73,24 @@ def test_fetch_tool_reads_only_allowlisted_urls(
     assert "the quick brown fox" in ok["result"]
     refused = acme.submit(f"summarise {devllm.url}/admin/stats", wait=60).json()
     assert "is not on the fetch allowlist" in refused["result"]
+
+
+def test_without_redis_api_is_live_but_not_ready_and_answers_503(
+    base_env: Env, tmp_path: Path
+) -> None:
+    unused = free_port()
+    api = start_service(base_env.with_(redis_url=f"redis://127.0.0.1:{unused}/0"), "serve",
+                        tmp_path)  # fmt: skip
+    try:
+        assert httpx.get(f"{api.url}/health").status_code == 200
+        ready = httpx.get(f"{api.url}/ready")
+        assert ready.status_code == 503
+        assert "redis unreachable" in ready.json()["problems"][0]
+        client = Client(api.url, "acme")
+        response = client.submit("compute 1 + 1")
+        assert response.status_code == 503
+        assert "retry later" in response.json()["error"]
+        assert response.headers["Retry-After"] == "5"
+        client.http.close()
+    finally:
+        stop(api.proc)
