@@ -281,3 +281,9 @@ def test_engine_sees_every_policy_with_its_schema_and_the_stack_initial_config()
     budget = info.initialConfig["monthly-budget"]
     assert budget.enforcementLevel == proto.MANDATORY
     assert budget.properties["monthly_budget_usd"] == 6000
+
+
+def test_no_pack_module_shadows_the_standard_library() -> None:
+    # The language host puts policies/ first on sys.path (see the README).
+    names = {p.stem for p in (REPO / "policies").iterdir() if p.suffix == ".py" or p.is_dir()}
+    assert not names & set(sys.stdlib_module_names)
