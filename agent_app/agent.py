@@ -121,10 +121,15 @@ class Agent:
 
         with self._tracer.start_as_current_span("plan"):
             plan = await self._chat(
-                ctx, result, [{"role": "system", "content": _PLAN_PROMPT},
-                              {"role": "user", "content": ctx.task}], None,
-            )  # fmt: skip
-        result.steps.append({"type": "plan", "content": plan.content or ""})
+                ctx,
+                result,
+                [
+                    {"role": "system", "content": _PLAN_PROMPT},
+                    {"role": "user", "content": ctx.task},
+                ],
+                None,
+            )
+        result.steps.append({"type": "plan", "content": self._clean(result, plan.content, "plan")})
 
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
@@ -135,37 +140,49 @@ class Agent:
         for _ in range(self._settings.max_steps):
             reply = await self._chat(ctx, result, messages, self._tools.schemas())
             if not reply.tool_calls:
-                cleaned = redact(reply.content or "")
-                for kind, n in cleaned.counts.items():
-                    self._metrics.redactions.labels(
-                        **self._metrics.rel(kind=kind, where="answer")
-                    ).inc(n)
-                result.redactions = cleaned.total
-                result.answer = cleaned.text
-                result.steps.append({"type": "answer", "content": cleaned.text})
-                await self._remember(ctx, cleaned.text)
+                answer = self._clean(result, reply.content, "answer")
+                result.answer = answer
+                result.steps.append({"type": "answer", "content": answer})
+                await self._remember(ctx, answer)
                 return result
             messages.append(
                 {
                     "role": "assistant",
                     "content": reply.content,
                     "tool_calls": [
-                        {"id": c.id, "type": "function",
-                         "function": {"name": c.name, "arguments": c.arguments}}
+                        {
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments},
+                        }
                         for c in reply.tool_calls
                     ],
                 }
-            )  # fmt: skip
+            )
             for call in reply.tool_calls:
-                output = await self._tool(tool_ctx, call.name, call.arguments)
+                # Tool output is cleaned before the model or the client sees it.
+                output = self._clean(
+                    result, await self._tool(tool_ctx, call.name, call.arguments), "tool"
+                )
                 result.steps.append(
-                    {"type": "tool", "tool": call.name, "arguments": call.arguments,
-                     "result": output}
-                )  # fmt: skip
+                    {
+                        "type": "tool",
+                        "tool": call.name,
+                        "arguments": self._clean(result, call.arguments, "tool"),
+                        "result": output,
+                    }
+                )
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
         result.status = "failed"
         result.error = f"no final answer within the step limit of {self._settings.max_steps}"
         return result
+
+    def _clean(self, result: AgentResult, text: str | None, where: str) -> str:
+        cleaned = redact(text or "")
+        for kind, n in cleaned.counts.items():
+            self._metrics.redactions.labels(**self._metrics.rel(kind=kind, where=where)).inc(n)
+        result.redactions += cleaned.total
+        return cleaned.text
 
     async def _tool(self, ctx: ToolContext, name: str, arguments: str) -> str:
         with self._tracer.start_as_current_span(f"execute_tool {name}") as span:
@@ -181,7 +198,7 @@ class Agent:
             if outcome == "error":
                 span.set_status(StatusCode.ERROR, output)
             self._metrics.tool_calls.labels(**self._metrics.rel(tool=name, outcome=outcome)).inc()
-            return redact(output).text
+            return output
 
     async def _chat(
         self,
@@ -198,8 +215,9 @@ class Agent:
         reply = await self._llm.chat(ctx.model, messages, tools)
         result.input_tokens += reply.prompt_tokens
         result.output_tokens += reply.completion_tokens
-        usd = call_cost(self._settings.model(ctx.model), reply.prompt_tokens,
-                        reply.completion_tokens)  # fmt: skip
+        usd = call_cost(
+            self._settings.model(ctx.model), reply.prompt_tokens, reply.completion_tokens
+        )
         self._metrics.cost.labels(**self._metrics.rel(model=ctx.model)).inc(usd)
         await self._ledger.charge(ctx.tenant, usd, task_key(ctx.task_id))
         await self._cache.put(key, reply, ctx.cache_ttl_s)
@@ -214,8 +232,11 @@ class Agent:
     async def _remember(self, ctx: TaskContext, answer: str) -> None:
         key = history_key(ctx.tenant, ctx.session_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, json.dumps({"role": "user", "content": ctx.task}),
-                       json.dumps({"role": "assistant", "content": answer}))  # fmt: skip
+            pipe.rpush(
+                key,
+                json.dumps({"role": "user", "content": ctx.task}),
+                json.dumps({"role": "assistant", "content": answer}),
+            )
             pipe.ltrim(key, -2 * _HISTORY_TURNS, -1)
             pipe.expire(key, self._settings.memory_ttl_s)
             await pipe.execute()

@@ -34,9 +34,23 @@ from agent_app.validation import IDEMPOTENCY_KEY, TaskRequest, check_injection
 log = get_logger(__name__)
 
 _PUBLIC_FIELDS = (
-    "id", "status", "result", "error", "steps", "tokens", "cost_usd", "model", "selection",
-    "injection", "attempts", "variant", "session_id", "redactions", "created_at", "finished_at",
-)  # fmt: skip
+    "id",
+    "status",
+    "result",
+    "error",
+    "steps",
+    "tokens",
+    "cost_usd",
+    "model",
+    "selection",
+    "injection",
+    "attempts",
+    "variant",
+    "session_id",
+    "redactions",
+    "created_at",
+    "finished_at",
+)
 
 
 class ApiError(Exception):
@@ -284,12 +298,15 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
                 "session_id": body.session_id,
                 "model": selection.model,
                 "selection": selection.to_dict(),
-                "injection": {"action": verdict.action, "score": verdict.score,
-                              "reasons": verdict.reasons},
+                "injection": {
+                    "action": verdict.action,
+                    "score": verdict.score,
+                    "reasons": verdict.reasons,
+                },
                 "variant": variant,
                 "budget_limited": budget.limited,
             },
-        )  # fmt: skip
+        )
         await queue.enqueue(task_id, tenant)
         log.info("task accepted", task_id=task_id, tenant=tenant, model=selection.model)
         response.headers["Location"] = f"/v1/tasks/{task_id}"

@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
 
         uvicorn.run(
             devllm_app(args.latency_ms, args.error_every, args.timeout_every),
-            host=args.host, port=args.port, log_level="warning",
-        )  # fmt: skip
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+        )
         return 0
     try:
         settings = load_settings()
@@ -43,9 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         from agent_app.api import create_app
 
         uvicorn.run(
-            create_app(settings), host=settings.host, port=settings.port, log_config=None,
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
             access_log=False,
-        )  # fmt: skip
+        )
         return 0
     from agent_app.worker import serve_worker
 

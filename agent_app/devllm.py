@@ -25,6 +25,7 @@ _EXPR = re.compile(r"(?<![\w.])[-(]*\d+(?:\.\d+)?(?:\s*[-+*/%^()]+\s*[-(]*\d+(?:
 _URL = re.compile(r"https?://[^\s'\"<>]+")
 _REMEMBER = re.compile(r"\bremember(?: that)? (?:my )?([A-Za-z_][\w-]{0,40}) is ([^.;\n]+)", re.I)
 _RECALL = re.compile(r"\b(?:recall|what is) my ([A-Za-z_][\w-]{0,40})", re.I)
+_KNOWN_TOOLS = frozenset({"calculator", "current_time", "memory_set", "memory_get", "fetch"})
 _ZONE = re.compile(r"\b([A-Z][a-z]+/[A-Z][A-Za-z_]+)\b")
 
 
@@ -71,7 +72,7 @@ def _call(name: str, args: dict[str, Any], seed: str) -> dict[str, Any]:
     }
 
 
-def plan_tool_calls(task: str, tool_names: set[str]) -> list[dict[str, Any]]:
+def plan_tool_calls(task: str, tool_names: set[str] | frozenset[str]) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
     if "calculator" in tool_names:
         for match in _EXPR.finditer(task):
@@ -102,10 +103,10 @@ def respond(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict
         calls = plan_tool_calls(task, names)
         if calls:
             return {"role": "assistant", "content": None, "tool_calls": calls}
-    if not tools and any(m.get("role") == "system" and "plan" in str(m.get("content")).lower()
-                         for m in messages):  # fmt: skip
-        steps = plan_tool_calls(task, {"calculator", "current_time", "memory_set", "memory_get",
-                                       "fetch"})  # fmt: skip
+    if not tools and any(
+        m.get("role") == "system" and "plan" in str(m.get("content")).lower() for m in messages
+    ):
+        steps = plan_tool_calls(task, _KNOWN_TOOLS)
         used = sorted({c["function"]["name"] for c in steps}) or ["none"]
         return {"role": "assistant", "content": f"Plan: use tools {', '.join(used)}; then answer."}
     if tool_results:

@@ -54,9 +54,13 @@ class TaskQueue:
         if entry_ids:
             ids: list[int | bytes | str | memoryview] = list(entry_ids)
             await self._redis.xclaim(
-                self.stream, self.group, consumer, min_idle_time=0, message_ids=ids,
+                self.stream,
+                self.group,
+                consumer,
+                min_idle_time=0,
+                message_ids=ids,
                 justid=True,
-            )  # fmt: skip
+            )
 
     async def ack(self, entry_id: str) -> None:
         # Deleting acknowledged entries keeps the stream short; they are all before the

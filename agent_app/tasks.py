@@ -47,9 +47,19 @@ class TaskStore:
     async def create(self, task_id: str, fields: dict[str, Any]) -> None:
         key = task_key(task_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=_encode({**fields, "id": task_id, "status": "queued",
-                                            "created_at": time.time(), "attempts": 0,
-                                            "cost_usd": 0.0}))  # fmt: skip
+            pipe.hset(
+                key,
+                mapping=_encode(
+                    {
+                        **fields,
+                        "id": task_id,
+                        "status": "queued",
+                        "created_at": time.time(),
+                        "attempts": 0,
+                        "cost_usd": 0.0,
+                    }
+                ),
+            )
             pipe.expire(key, self._ttl_s)
             await pipe.execute()
 

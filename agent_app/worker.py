@@ -50,9 +50,16 @@ class Worker:
         self.llm = LLMClient(s, runtime.metrics, self._tracer, self.board.publish)
         self.http = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
         self.agent = Agent(
-            s, self.llm, ResponseCache(runtime.redis, runtime.metrics), default_registry(),
-            self.ledger, runtime.redis, self.http, runtime.metrics, self._tracer,
-        )  # fmt: skip
+            s,
+            self.llm,
+            ResponseCache(runtime.redis, runtime.metrics),
+            default_registry(),
+            self.ledger,
+            runtime.redis,
+            self.http,
+            runtime.metrics,
+            self._tracer,
+        )
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self.slots = TenantSlots(
             runtime.redis, s.limited_tenant_concurrency, lease_s=max(5.0, s.claim_idle_ms / 500)
@@ -107,9 +114,10 @@ class Worker:
                 self._spawn(entry)
         else:
             await asyncio.wait(
-                self._inflight.values(), timeout=self._touch_every,
+                self._inflight.values(),
+                timeout=self._touch_every,
                 return_when=asyncio.FIRST_COMPLETED,
-            )  # fmt: skip
+            )
 
     def _spawn(self, entry: Entry) -> None:
         entry_id, fields = entry
@@ -142,8 +150,10 @@ class Worker:
         m = self.runtime.metrics
         attempt = await self.store.start(task_id, self.consumer)
         if attempt in (-1, -2):
-            log.info("entry acknowledged without work",
-                     reason="already final" if attempt == -1 else "unknown task")  # fmt: skip
+            log.info(
+                "entry acknowledged without work",
+                reason="already final" if attempt == -1 else "unknown task",
+            )
             await self.queue.ack(entry_id)
             return
         record = await self.store.get(task_id)
@@ -157,8 +167,9 @@ class Worker:
         started = time.perf_counter()
         budget = await self.ledger.status(tenant)
         if budget.exhausted:
-            await self._final(entry_id, task_id, record, started, "failed",
-                              {"error": budget.message()})  # fmt: skip
+            await self._final(
+                entry_id, task_id, record, started, "failed", {"error": budget.message()}
+            )
             return
         ttl = s.cache_ttl_s
         limit: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
@@ -189,10 +200,19 @@ class Worker:
                 await self._dead_letter(entry_id, task_id, record, attempt)
             return
         await self._final(
-            entry_id, task_id, record, started, result.status,
-            {"result": result.answer, "error": result.error, "steps": result.steps,
-             "tokens": result.tokens, "redactions": result.redactions},
-        )  # fmt: skip
+            entry_id,
+            task_id,
+            record,
+            started,
+            result.status,
+            {
+                "result": result.answer,
+                "error": result.error,
+                "steps": result.steps,
+                "tokens": result.tokens,
+                "redactions": result.redactions,
+            },
+        )
 
     async def _final(
         self,
@@ -221,9 +241,13 @@ class Worker:
         await self.store.finish(task_id, "dead_lettered", {"error": error})
         await self.queue.dead_letter(
             entry_id,
-            {"task_id": task_id, "tenant": record["tenant"], "error": error,
-             "attempts": str(attempts)},
-        )  # fmt: skip
+            {
+                "task_id": task_id,
+                "tenant": record["tenant"],
+                "error": error,
+                "attempts": str(attempts),
+            },
+        )
         m.dead_letters.labels(**m.rel()).inc()
         m.tasks.labels(**m.rel(status="dead_lettered", variant=record.get("variant", ""))).inc()
         log.error("task dead-lettered", attempts=attempts, error=error)
@@ -260,8 +284,9 @@ def health_app(worker: Worker) -> FastAPI:
         m = runtime.metrics
         with contextlib.suppress(Exception):
             depth = await worker.queue.depth()
-            m.queue_depth.labels(**m.rel(stream=worker.queue.stream,
-                                         group=worker.queue.group)).set(depth)  # fmt: skip
+            m.queue_depth.labels(**m.rel(stream=worker.queue.stream, group=worker.queue.group)).set(
+                depth
+            )
         return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
@@ -280,9 +305,12 @@ async def serve_worker(settings: Settings, span_processor: SpanProcessor | None 
     worker = Worker(runtime)
     stop = asyncio.Event()
     config = uvicorn.Config(
-        health_app(worker), host=settings.host, port=settings.worker_port, log_config=None,
+        health_app(worker),
+        host=settings.host,
+        port=settings.worker_port,
+        log_config=None,
         access_log=False,
-    )  # fmt: skip
+    )
     server = _EmbeddedServer(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

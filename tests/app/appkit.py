@@ -160,8 +160,9 @@ class Client:
         headers = {}
         if "idempotency_key" in extra:
             headers["Idempotency-Key"] = extra.pop("idempotency_key")
-        return self.http.post("/v1/tasks", json={"task": task, **extra}, params=params,
-                              headers=headers)  # fmt: skip
+        return self.http.post(
+            "/v1/tasks", json={"task": task, **extra}, params=params, headers=headers
+        )
 
     def task(self, task_id: str) -> dict[str, Any]:
         response = self.http.get(f"/v1/tasks/{task_id}")

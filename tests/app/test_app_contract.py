@@ -84,8 +84,11 @@ def test_stack_shaped_configuration_runs_tasks_on_the_served_model(
 
 def test_devllm_takes_its_port_from_the_environment() -> None:
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "AGENT_DEVLLM_PORT": str(port),
-           "AGENT_DEVLLM_HOST": "127.0.0.1"}  # fmt: skip
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AGENT_DEVLLM_PORT": str(port),
+        "AGENT_DEVLLM_HOST": "127.0.0.1",
+    }
     proc = subprocess.Popen([AGENT_APP, "devllm"], env=env)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc)
@@ -100,8 +103,10 @@ def test_served_model_must_be_in_an_explicit_price_table(monkeypatch: pytest.Mon
     settings = load_settings()
     assert [m.name for m in settings.models] == [SERVED_MODEL]
     assert settings.models[0].input_usd_per_1k == 0.5
-    monkeypatch.setenv("AGENT_MODELS", '[{"name": "other", "input_usd_per_1k": 0, '
-                       '"output_usd_per_1k": 0, "quality": 1}]')  # fmt: skip
+    monkeypatch.setenv(
+        "AGENT_MODELS",
+        '[{"name": "other", "input_usd_per_1k": 0, "output_usd_per_1k": 0, "quality": 1}]',
+    )
     with pytest.raises(SettingsError, match="is not in models"):
         load_settings()
 

@@ -130,8 +130,10 @@ def test_selection_respects_remaining_budget() -> None:
 
 
 def test_selection_relief_when_limited() -> None:
-    models = [*DEFAULT_MODELS, ModelSpec(name="tiny", input_usd_per_1k=0.0,
-                                         output_usd_per_1k=0.0, quality=0.1)]  # fmt: skip
+    models = [
+        *DEFAULT_MODELS,
+        ModelSpec(name="tiny", input_usd_per_1k=0.0, output_usd_per_1k=0.0, quality=0.1),
+    ]
     assert select_model(models, 0.8, 100.0, 100, 100).model == "medium"
     limited = select_model(models, 0.8, 100.0, 100, 100, limited=True, quality_relief=0.2)
     assert limited.model == "small"

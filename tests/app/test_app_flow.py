@@ -79,8 +79,9 @@ def test_without_redis_api_is_live_but_not_ready_and_answers_503(
     base_env: Env, tmp_path: Path
 ) -> None:
     unused = free_port()
-    api = start_service(base_env.with_(redis_url=f"redis://127.0.0.1:{unused}/0"), "serve",
-                        tmp_path)  # fmt: skip
+    api = start_service(
+        base_env.with_(redis_url=f"redis://127.0.0.1:{unused}/0"), "serve", tmp_path
+    )
     try:
         assert httpx.get(f"{api.url}/health").status_code == 200
         ready = httpx.get(f"{api.url}/ready")

@@ -104,9 +104,14 @@ def test_timeout_cuts_a_hanging_call_and_the_retry_succeeds(
         assert result.content is not None
         timeouts = metrics.registry.get_sample_value(
             "gen_ai_client_operation_duration_seconds_count",
-            {"gen_ai_operation_name": "chat", "gen_ai_request_model": "large",
-             "error_type": "APITimeoutError", "release_version": "t", "release_track": "stable"},
-        )  # fmt: skip
+            {
+                "gen_ai_operation_name": "chat",
+                "gen_ai_request_model": "large",
+                "error_type": "APITimeoutError",
+                "release_version": "t",
+                "release_track": "stable",
+            },
+        )
         assert timeouts == 1
         await client.aclose()
 

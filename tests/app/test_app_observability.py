@@ -40,22 +40,41 @@ def test_metric_names_and_labels(api: Service, acme: Client, worker: Service) ->
         assert labels.get("release_track") == "canary", name
 
     def find(name: str, **labels: str) -> list[float]:
-        return [v for n, lab, v in samples
-                if n == name and all(lab.get(k) == x for k, x in labels.items())]  # fmt: skip
+        return [
+            v
+            for n, lab, v in samples
+            if n == name and all(lab.get(k) == x for k, x in labels.items())
+        ]
 
     variant = body["variant"]
     assert find("agent_tasks_total", status="completed", variant=variant) == [1.0]
-    submitted = [v for n, lab, v in before
-                 if n == "agent_tasks_submitted_total" and lab["variant"] == variant]  # fmt: skip
+    submitted = [
+        v
+        for n, lab, v in before
+        if n == "agent_tasks_submitted_total" and lab["variant"] == variant
+    ]
     assert find("agent_tasks_submitted_total", variant=variant) == [sum(submitted) + 1]
     assert find("agent_task_duration_seconds_count", status="completed") == [1.0]
     assert find("agent_tool_calls_total", tool="calculator", outcome="ok") == [1.0]
     model = body["model"]
     for token_type in ("input", "output"):
-        assert find("gen_ai_client_token_usage_sum", gen_ai_operation_name="chat",
-                    gen_ai_request_model=model, gen_ai_token_type=token_type)[0] > 0  # fmt: skip
-    assert find("gen_ai_client_operation_duration_seconds_count", gen_ai_request_model=model,
-                error_type="")[0] == 3  # fmt: skip
+        assert (
+            find(
+                "gen_ai_client_token_usage_sum",
+                gen_ai_operation_name="chat",
+                gen_ai_request_model=model,
+                gen_ai_token_type=token_type,
+            )[0]
+            > 0
+        )
+    assert (
+        find(
+            "gen_ai_client_operation_duration_seconds_count",
+            gen_ai_request_model=model,
+            error_type="",
+        )[0]
+        == 3
+    )
     assert find("agent_llm_cost_usd_total", model=model)[0] > 0
     assert find("agent_cache_requests_total", result="miss")[0] == 3
     assert find("agent_llm_circuit_state", model=model) == [0.0]
@@ -131,8 +150,15 @@ def test_agent_spans_and_otlp_export(
         runtime = Runtime.build(settings, "worker", SimpleSpanProcessor(exporter))
         worker = Worker(runtime, consumer="trace-test")
         store = TaskStore(runtime.redis, settings.task_ttl_s)
-        await store.create(task_id, {"tenant": "acme", "request": {"task": "compute 2 ^ 10"},
-                                     "model": "small", "variant": "control"})  # fmt: skip
+        await store.create(
+            task_id,
+            {
+                "tenant": "acme",
+                "request": {"task": "compute 2 ^ 10"},
+                "model": "small",
+                "variant": "control",
+            },
+        )
         await worker.queue.ensure_group()
         await worker.queue.enqueue(task_id, "acme")
         stop = asyncio.Event()

@@ -52,9 +52,20 @@ def test_dockerfile_installs_every_app_dependency() -> None:
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     selected = [d for d in deps if d.startswith(kept)]
     names = {re.split(r"[<>=!~ ]", d)[0] for d in selected}
-    assert {"fastapi", "uvicorn", "redis", "prometheus-client", "structlog", "stamina", "openai",
-            "httpx", "pydantic", "pydantic-settings", "opentelemetry-sdk",
-            "opentelemetry-exporter-otlp-proto-http"} <= names  # fmt: skip
+    assert {
+        "fastapi",
+        "uvicorn",
+        "redis",
+        "prometheus-client",
+        "structlog",
+        "stamina",
+        "openai",
+        "httpx",
+        "pydantic",
+        "pydantic-settings",
+        "opentelemetry-sdk",
+        "opentelemetry-exporter-otlp-proto-http",
+    } <= names
     assert not any(n.startswith("pulumi") for n in names)
 
 

@@ -87,8 +87,10 @@ def test_redelivered_entry_of_a_finished_task_changes_nothing(
     assert body["status"] == "completed"
     calls = devllm.total_requests()
     clean_redis.xadd(STREAM, {"task_id": body["id"], "tenant": "acme"})
-    wait_until(lambda: clean_redis.xlen(STREAM) == 0 and _pending(clean_redis) == 0,
-               what="duplicate acknowledged")  # fmt: skip
+    wait_until(
+        lambda: clean_redis.xlen(STREAM) == 0 and _pending(clean_redis) == 0,
+        what="duplicate acknowledged",
+    )
     again = acme.task(body["id"])
     assert again["finished_at"] == body["finished_at"]
     assert again["attempts"] == body["attempts"]
@@ -135,8 +137,9 @@ def test_queue_depth_metric_counts_lag_and_pending(
     worker = worker_factory()
     wait_until(lambda: _pending(clean_redis) == 3, what="all delivered")
     assert metric_value(api.url, "agent_queue_depth", **labels) == 3  # all pending
-    wait_until(lambda: metric_value(api.url, "agent_queue_depth", **labels) == 0,
-               what="queue drained")  # fmt: skip
+    wait_until(
+        lambda: metric_value(api.url, "agent_queue_depth", **labels) == 0, what="queue drained"
+    )
     assert metric_value(worker.url, "agent_queue_depth", **labels) == 0
 
 

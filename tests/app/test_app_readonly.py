@@ -17,11 +17,16 @@ pytestmark = pytest.mark.redis
 
 # A private mount namespace whose root is remounted read-only, with a fresh tmpfs on /tmp.
 READ_ONLY = (
-    "unshare", "-m", "--propagation", "private", "sh", "-c",
-    'mount --rbind / / && mount -o remount,bind,ro / && mount -t tmpfs tmpfs /tmp '
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    "mount --rbind / / && mount -o remount,bind,ro / && mount -t tmpfs tmpfs /tmp "
     '&& cd / && exec "$@"',
     "read-only",
-)  # fmt: skip
+)
 
 
 def _read_only_supported() -> bool:

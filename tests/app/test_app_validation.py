@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from agent_app.redaction import redact
 from agent_app.validation import check_injection
-from app.appkit import TENANT_KEYS, Client, Service
+from app.appkit import TENANT_KEYS, Client, Service, metric_value
 
 BENIGN = [
     "How does a heart attack happen, and what are the warning signs?",
@@ -117,14 +117,23 @@ def test_redaction_leaves_ordinary_text_alone() -> None:
     assert redact(text).total == 0
 
 
-def test_answers_are_redacted_and_counted(acme: Client, worker: Service) -> None:
+def test_answers_and_steps_are_redacted_and_counted(acme: Client, worker: Service) -> None:
     body = acme.submit("echo password=hunter2 and AKIAIOSFODNN7EXAMPLE", wait=60).json()
     assert body["status"] == "completed"
     assert "hunter2" not in json.dumps(body)
     assert "AKIAIOSFODNN7EXAMPLE" not in body["result"]
+    assert "[REDACTED:password]" in body["result"]
     assert body["redactions"] == 2
-    worker_log = worker.log.read_text()
-    assert "hunter2" not in worker_log
+
+    # A tool call's arguments carry the secret too: they are cleaned in the steps.
+    stored = acme.submit("remember that my login is password=hunter2", wait=60).json()
+    assert stored["status"] == "completed"
+    tool_step = next(s for s in stored["steps"] if s["type"] == "tool")
+    assert "[REDACTED:password]" in tool_step["arguments"]
+    assert "hunter2" not in json.dumps(stored)
+    assert stored["redactions"] == 2  # the tool arguments and the answer
+    assert "hunter2" not in worker.log.read_text()
+    assert metric_value(worker.url, "agent_redactions_total", kind="password", where="tool") == 1
 
 
 def test_auth_missing_wrong_and_cross_tenant(api: Service, acme: Client, globex: Client) -> None:
