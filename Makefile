@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= local
 
-.PHONY: help bootstrap lint test test-unit up preview destroy policy cost bench
+.PHONY: help bootstrap tools lint test test-unit up policy cost
 
 help:
 	@echo "make up       set up everything, then pulumi up on the local stack (renders to build/manifests/local)"
@@ -21,7 +21,14 @@ lint: bootstrap
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-test: lint
+# Tools built from Go modules on first use (minutes cold, cached after): built here so
+# that no test spends its timeout compiling.
+tools: bootstrap
+	scripts/promtool --version >/dev/null
+	scripts/actionlint -version >/dev/null
+	scripts/pulumi-engine ensure
+
+test: lint tools
 	$(VENV)/bin/pytest
 
 test-unit: bootstrap

@@ -87,10 +87,10 @@ def alert_rules(t: AlertThresholds) -> dict[str, Any]:
                 "rules": [
                     {"record": "agent:task_error_ratio:rate5m", "expr": _error_ratio("")},
                     {
-                        "record": "agent:task_error_ratio_by_track:rate5m",
+                        "record": "agent:task_error_ratio_by_release_track:rate5m",
                         "expr": (
-                            'sum by (track) (rate(agent_tasks_total{status=~"failed|dead_lettered"}[5m]))'
-                            " / clamp_min(sum by (track) (rate(agent_tasks_total[5m])), 1e-9)"
+                            'sum by (release_track) (rate(agent_tasks_total{status=~"failed|dead_lettered"}[5m]))'
+                            " / clamp_min(sum by (release_track) (rate(agent_tasks_total[5m])), 1e-9)"
                         ),
                     },
                     {
@@ -147,16 +147,16 @@ def alert_rules(t: AlertThresholds) -> dict[str, Any]:
                     {
                         "alert": "CanaryErrorRatioAboveStable",
                         "expr": (
-                            'agent:task_error_ratio_by_track:rate5m{track="canary"} > on() '
+                            'agent:task_error_ratio_by_release_track:rate5m{release_track="canary"} > on() '
                             f"({t.canary_error_ratio_factor} * "
-                            'agent:task_error_ratio_by_track:rate5m{track="stable"}) '
-                            'and on() agent:task_error_ratio_by_track:rate5m{track="canary"} > 0.01'
+                            'agent:task_error_ratio_by_release_track:rate5m{release_track="stable"}) '
+                            'and on() agent:task_error_ratio_by_release_track:rate5m{release_track="canary"} > 0.01'
                         ),
                         "for": "10m",
                         "labels": {"severity": "page"},
                         "annotations": {
                             "summary": "The canary fails more than the stable release: roll it back",
-                            "runbook": "pulumi config set canary.weight 0 (see README), then pulumi up.",
+                            "runbook": "pulumi config set --path canary.weight 0, then pulumi up (see README).",
                         },
                     },
                     {

@@ -1,0 +1,316 @@
+"""The generated Prometheus config and alert rules, checked and unit-tested by promtool."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.prometheus_rules import AlertThresholds, alert_rules, scrape_config, to_yaml
+
+# $730 a month is $1 an hour, which makes the budget-burn series easy to reason about.
+THRESHOLDS = AlertThresholds(monthly_budget_usd=730)
+REL = 'release_version="1.4.0"'
+
+
+PROMTOOL = Path(__file__).resolve().parents[2] / "scripts" / "promtool"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    # scripts/promtool builds the deployed version on first use; `make test` warms it first.
+    return subprocess.run(
+        [str(PROMTOOL), *args], capture_output=True, text=True, timeout=1200, check=False
+    )
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path) -> Path:
+    path = tmp_path / "agent-platform.yml"
+    path.write_text(to_yaml(alert_rules(THRESHOLDS)))
+    return path
+
+
+def test_rules_pass_promtool_check(rules_file: Path) -> None:
+    result = _run("check", "rules", str(rules_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 10 rules found" in result.stdout
+
+
+def test_config_passes_promtool_check(tmp_path: Path, rules_file: Path) -> None:
+    config = scrape_config("agents", "30s", "gpu-system")
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    # Where the Deployment mounts the rules ConfigMap; here, beside the config.
+    config["rule_files"] = [str(rules_file)]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(to_yaml(config))
+    result = _run("check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
+    broken = alert_rules(THRESHOLDS)
+    broken["groups"][1]["rules"][0]["expr"] = "sum(rate(agent_tasks_total[5m]) >"
+    path = tmp_path / "broken.yml"
+    path.write_text(to_yaml(broken))
+    result = _run("check", "rules", str(path))
+    assert result.returncode != 0
+    assert (
+        "AgentTaskErrorRatioHigh" in result.stdout + result.stderr or "parse error" in result.stderr
+    )
+
+
+def _series(name: str, labels: str, values: str) -> dict[str, str]:
+    return {"series": f"{name}{{{labels}}}", "values": values}
+
+
+def _alert(
+    name: str, at: str, *, firing: bool, labels: dict[str, str] | None = None, **annotations: str
+) -> dict[str, Any]:
+    expected = [{"exp_labels": labels or {}, "exp_annotations": annotations}] if firing else []
+    return {"eval_time": at, "alertname": name, "exp_alerts": expected}
+
+
+def _unit_tests() -> list[dict[str, Any]]:
+    page, ticket = {"severity": "page"}, {"severity": "ticket"}
+    return [
+        {
+            "name": "error ratio above 5% pages after 10 minutes; 1% does not",
+            "interval": "1m",
+            "input_series": [
+                _series(
+                    "agent_tasks_total",
+                    f'status="completed",release_track="stable",{REL}',
+                    "0+90x30",
+                ),
+                _series(
+                    "agent_tasks_total", f'status="failed",release_track="stable",{REL}', "0+10x30"
+                ),
+            ],
+            "alert_rule_test": [
+                _alert("AgentTaskErrorRatioHigh", "8m", firing=False),
+                _alert(
+                    "AgentTaskErrorRatioHigh",
+                    "20m",
+                    firing=True,
+                    labels=page,
+                    summary="More than 10% of agent tasks fail",
+                    runbook="Check the LLM breaker state and the dead-letter stream.",
+                ),
+            ],
+        },
+        {
+            "name": "a healthy error ratio stays quiet",
+            "interval": "1m",
+            "input_series": [
+                _series(
+                    "agent_tasks_total",
+                    f'status="completed",release_track="stable",{REL}',
+                    "0+99x30",
+                ),
+                _series(
+                    "agent_tasks_total", f'status="failed",release_track="stable",{REL}', "0+1x30"
+                ),
+            ],
+            "alert_rule_test": [_alert("AgentTaskErrorRatioHigh", "25m", firing=False)],
+        },
+        {
+            "name": "p99 latency above 30s",
+            "interval": "1m",
+            "input_series": [
+                _series(
+                    "agent_task_duration_seconds_bucket",
+                    f'le="10",status="completed",{REL}',
+                    "0+50x30",
+                ),
+                _series(
+                    "agent_task_duration_seconds_bucket",
+                    f'le="60",status="completed",{REL}',
+                    "0+100x30",
+                ),
+                _series(
+                    "agent_task_duration_seconds_bucket",
+                    f'le="+Inf",status="completed",{REL}',
+                    "0+100x30",
+                ),
+            ],
+            "alert_rule_test": [
+                _alert(
+                    "AgentTaskLatencyP99High",
+                    "20m",
+                    firing=True,
+                    labels=ticket,
+                    summary="Agent task p99 latency is 59.00000000000001s",
+                )
+            ],
+        },
+        {
+            "name": "queue backlog pages after 15 minutes over 100",
+            "interval": "1m",
+            "input_series": [
+                _series(
+                    "agent_queue_depth",
+                    f'stream="agent:tasks",group="agent-workers",{REL}',
+                    "150x30",
+                ),
+            ],
+            "alert_rule_test": [
+                _alert("AgentQueueBacklog", "10m", firing=False),
+                _alert(
+                    "AgentQueueBacklog",
+                    "20m",
+                    firing=True,
+                    labels=page,
+                    summary="150 tasks wait in the queue",
+                    runbook="Autoscaling is at its maximum or workers are failing.",
+                ),
+            ],
+        },
+        {
+            "name": "LLM spend of $3/h burns a $730/month budget",
+            "interval": "1m",
+            "input_series": [
+                _series("agent_llm_cost_usd_total", f'model="small",{REL}', "0+0.05x150"),
+            ],
+            "alert_rule_test": [
+                _alert(
+                    "LlmBudgetBurnHigh",
+                    "2h",
+                    firing=True,
+                    labels=ticket,
+                    summary="LLM spend of $3.00/h would exceed the monthly budget of $730",
+                )
+            ],
+        },
+        {
+            "name": "LLM spend of $0.60/h stays within budget",
+            "interval": "1m",
+            "input_series": [
+                _series("agent_llm_cost_usd_total", f'model="small",{REL}', "0+0.01x150"),
+            ],
+            "alert_rule_test": [_alert("LlmBudgetBurnHigh", "2h", firing=False)],
+        },
+        {
+            "name": "canary failing 10% against stable 1% pages",
+            "interval": "1m",
+            "input_series": [
+                _series(
+                    "agent_tasks_total",
+                    f'status="completed",release_track="stable",{REL}',
+                    "0+99x30",
+                ),
+                _series(
+                    "agent_tasks_total", f'status="failed",release_track="stable",{REL}', "0+1x30"
+                ),
+                _series(
+                    "agent_tasks_total",
+                    'status="completed",release_track="canary",release_version="1.5.0"',
+                    "0+9x30",
+                ),
+                _series(
+                    "agent_tasks_total",
+                    'status="failed",release_track="canary",release_version="1.5.0"',
+                    "0+1x30",
+                ),
+            ],
+            "alert_rule_test": [
+                _alert(
+                    "CanaryErrorRatioAboveStable",
+                    "20m",
+                    firing=True,
+                    labels=page,
+                    summary="The canary fails more than the stable release: roll it back",
+                    runbook="pulumi config set --path canary.weight 0, then pulumi up (see README).",
+                )
+            ],
+        },
+        {
+            "name": "a canary as good as stable stays quiet",
+            "interval": "1m",
+            "input_series": [
+                _series(
+                    "agent_tasks_total",
+                    f'status="completed",release_track="stable",{REL}',
+                    "0+99x30",
+                ),
+                _series(
+                    "agent_tasks_total", f'status="failed",release_track="stable",{REL}', "0+1x30"
+                ),
+                _series(
+                    "agent_tasks_total",
+                    'status="completed",release_track="canary",release_version="1.5.0"',
+                    "0+99x30",
+                ),
+                _series(
+                    "agent_tasks_total",
+                    'status="failed",release_track="canary",release_version="1.5.0"',
+                    "0+1x30",
+                ),
+            ],
+            "alert_rule_test": [_alert("CanaryErrorRatioAboveStable", "20m", firing=False)],
+        },
+        {
+            "name": "idle and saturated GPUs",
+            "interval": "1m",
+            "input_series": [
+                _series("DCGM_FI_DEV_GPU_UTIL", 'gpu="0",Hostname="idle-node"', "3x90"),
+            ],
+            "alert_rule_test": [
+                _alert(
+                    "GpuIdle",
+                    "80m",
+                    firing=True,
+                    labels=ticket,
+                    summary="GPUs average 3% utilisation: scale the pool down",
+                ),
+                _alert("GpuSaturated", "80m", firing=False),
+            ],
+        },
+        {
+            "name": "saturated GPUs",
+            "interval": "1m",
+            "input_series": [
+                _series("DCGM_FI_DEV_GPU_UTIL", 'gpu="0",Hostname="busy-node"', "99x30"),
+            ],
+            "alert_rule_test": [
+                _alert(
+                    "GpuSaturated",
+                    "20m",
+                    firing=True,
+                    labels=ticket,
+                    summary="GPUs average 99% utilisation: add capacity",
+                )
+            ],
+        },
+    ]
+
+
+def test_alert_rules_behave_under_promtool_unit_tests(tmp_path: Path, rules_file: Path) -> None:
+    tests = tmp_path / "alerts_test.yml"
+    tests.write_text(
+        yaml.safe_dump(
+            {"rule_files": [rules_file.name], "evaluation_interval": "1m", "tests": _unit_tests()},
+            sort_keys=False,
+        )
+    )
+    result = _run("test", "rules", str(tests))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_unit_tests_can_fail(tmp_path: Path, rules_file: Path) -> None:
+    # The healthy case claims a page: promtool must say the alert did not fire.
+    wrong = _unit_tests()[1]
+    wrong["alert_rule_test"] = [
+        _alert("AgentTaskErrorRatioHigh", "25m", firing=True, labels={"severity": "page"})
+    ]
+    tests = tmp_path / "wrong_test.yml"
+    tests.write_text(
+        yaml.safe_dump({"rule_files": [rules_file.name], "tests": [wrong]}, sort_keys=False)
+    )
+    result = _run("test", "rules", str(tests))
+    assert result.returncode != 0
+    assert "AgentTaskErrorRatioHigh" in result.stdout + result.stderr
