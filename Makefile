@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= local
 
-.PHONY: help bootstrap tools lint test test-unit up policy cost
+.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost
 
 help:
 	@echo "make up       set up everything, then pulumi up on the local stack (renders to build/manifests/local)"
@@ -33,6 +33,17 @@ test: lint tools
 
 test-unit: bootstrap
 	$(VENV)/bin/pytest -m "not engine"
+
+# The main job: the real engine, `pulumi up` on the local stack with the policy pack.
+up: bootstrap
+	scripts/pulumi-engine ensure
+	scripts/pulumi-local up
+
+preview: bootstrap
+	scripts/pulumi-local preview
+
+destroy: bootstrap
+	scripts/pulumi-local destroy
 
 # The whole policy pack over a stack, under mocks: no engine, no cloud account.
 policy: bootstrap
