@@ -1,0 +1,293 @@
+"""The real Pulumi engine on the `local` stack: up, preview, outputs, StackReference,
+policy enforcement, secrets and schema validation of the rendered manifests.
+
+Runs `scripts/pulumi-local` (the README's `make up`) against a throwaway state
+directory. In CI a missing engine fails; elsewhere these tests skip until
+`make tools` (or `make test`) has built it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacks.outputs import OUTPUT_KEYS, StackOutputs
+
+REPO = Path(__file__).resolve().parents[2]
+RENDERED = REPO / "build" / "manifests" / "local"
+RENDERED_SECRETS = REPO / "build" / "secrets" / "local"
+KUBERNETES_VERSION = "1.31.0"
+
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
+
+
+def _engine_built() -> bool:
+    versions = subprocess.run(
+        [REPO / "scripts" / "pulumi-engine", "versions"], capture_output=True, text=True, check=True
+    ).stdout
+    engine_dir = Path(dict(line.split("=", 1) for line in versions.split())["dir"])
+    return (engine_dir / "bin" / "pulumi").exists()
+
+
+@dataclass
+class LocalStack:
+    state: Path
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "AGENT_PLATFORM_STATE": str(self.state)}
+        result = subprocess.run(
+            [str(REPO / "scripts" / "pulumi-local"), *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"pulumi-local {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    @property
+    def config_file(self) -> Path:
+        return self.state / "local" / "Pulumi.local.yaml"
+
+    def secret(self, key: str) -> str:
+        return self.run(
+            "pulumi",
+            "config",
+            "get",
+            key,
+            "--stack",
+            "local",
+            "--config-file",
+            str(self.config_file),
+        ).stdout.strip()
+
+    def outputs(self) -> dict[str, object]:
+        parsed: dict[str, object] = json.loads(self.run("output").stdout)
+        return parsed
+
+
+@pytest.fixture(scope="module")
+def engine() -> None:
+    if not _engine_built():
+        if os.environ.get("CI"):
+            pytest.fail("the Pulumi engine is not built: `make tools` builds it before the tests")
+        pytest.skip(
+            "the Pulumi engine is not built yet: run `make tools` (about 15-20 minutes cold)"
+        )
+
+
+@pytest.fixture(scope="module")
+def deployed(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    stack = LocalStack(tmp_path_factory.mktemp("pulumi-state"))
+    stack.run("up")
+    yield stack
+    stack.run("destroy")
+
+
+def test_up_prints_outputs_and_a_second_up_changes_nothing(deployed: LocalStack) -> None:
+    preview = deployed.run("preview", "--expect-no-changes", "--diff")
+    assert "unchanged" in preview.stdout
+    again = deployed.run("up")
+    assert "+ " not in again.stdout.split("Resources:")[1].split("Duration")[0]
+    assert "unchanged" in again.stdout.split("Resources:")[1]
+    assert '"agentApiEndpoint"' in again.stdout, "up prints the stack outputs"
+
+
+def test_stack_outputs_follow_the_contract(deployed: LocalStack) -> None:
+    outputs = deployed.outputs()
+    assert tuple(sorted(outputs)) == tuple(sorted(OUTPUT_KEYS))
+    assert outputs["kubeconfig"] == "[secret]"
+    model = StackOutputs.model_validate(outputs)
+    assert model.namespace == "agents"
+    assert model.canary.weight == 0
+    assert model.estimatedMonthlyCost.unpriced == []
+
+
+def test_rendered_manifests_are_written_and_secrets_kept_apart(deployed: LocalStack) -> None:
+    manifests = sorted(p.name for p in (RENDERED / "1-manifest").glob("*.yaml"))
+    assert "apps_v1-deployment-agents-agent-api.yaml" in manifests
+    assert "apps_v1-statefulset-agents-redis.yaml" in manifests
+    assert not [m for m in manifests if "-secret-" in m], "Secrets must not be in the shared tree"
+    secrets = sorted(p.name for p in (RENDERED_SECRETS / "1-manifest").glob("*.yaml"))
+    assert secrets == ["v1-secret-agents-agent-secrets.yaml", "v1-secret-agents-redis-auth.yaml"]
+
+
+def test_no_secret_value_in_shared_files_or_state(deployed: LocalStack) -> None:
+    password = deployed.secret("redisPassword")
+    api_key = next(iter(json.loads(deployed.secret("appApiKeys")).values()))
+    assert len(password) >= 16
+    needles = [password, api_key]
+    needles += [base64.b64encode(n.encode()).decode() for n in needles]
+    shared = [*RENDERED.rglob("*"), *(deployed.state / "local" / "backend").rglob("*")]
+    shared += [REPO / "Pulumi.local.yaml"]
+    files = [p for p in shared if p.is_file()]
+    assert any(p.suffix == ".json" for p in files), "the state file was not searched"
+    for path in files:
+        text = path.read_text(errors="replace")
+        for needle in needles:
+            assert needle not in text, f"a secret value is in {path}"
+    # The one place they may be: the unshared Secret manifests.
+    rendered_secret = (
+        RENDERED_SECRETS / "1-manifest" / "v1-secret-agents-redis-auth.yaml"
+    ).read_text()
+    assert base64.b64encode(password.encode()).decode() in rendered_secret
+
+
+def test_another_project_reads_the_outputs_through_a_stack_reference(
+    deployed: LocalStack, tmp_path: Path
+) -> None:
+    consumer = tmp_path / "consumer"
+    shutil.copytree(REPO / "examples" / "consumer", consumer)
+    project = yaml.safe_load((consumer / "Pulumi.yaml").read_text())
+    project["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
+    (consumer / "Pulumi.yaml").write_text(yaml.safe_dump(project))
+    cwd = ["--cwd", str(consumer)]
+    deployed.run("pulumi", "stack", "init", "reader", *cwd)
+    deployed.run(
+        "pulumi", "config", "set", "platformStack", "organization/agent-platform/local", *cwd
+    )
+    deployed.run("pulumi", "up", "--yes", "--skip-preview", "--non-interactive", *cwd)
+    read = json.loads(deployed.run("pulumi", "stack", "output", "--json", *cwd).stdout)
+    platform = deployed.outputs()
+    assert read["agentApi"] == platform["agentApiEndpoint"]
+    assert read["tasksUrl"] == f"{platform['agentApiEndpoint']}/v1/tasks"
+    assert read["canaryWeight"] == 0
+    assert read["kubeconfig"] == "[secret]"
+    deployed.run("pulumi", "destroy", "--yes", "--non-interactive", *cwd)
+    deployed.run("pulumi", "stack", "rm", "reader", "--yes", *cwd)
+
+
+def _preview_with(
+    stack: LocalStack, tmp_path: Path, config: Mapping[str, object], policy_config: Path
+) -> subprocess.CompletedProcess[str]:
+    document = yaml.safe_load(stack.config_file.read_text())
+    document["config"].update(config)
+    changed = tmp_path / "Pulumi.local.yaml"
+    changed.write_text(yaml.safe_dump(document))
+    return stack.run(
+        "pulumi",
+        "preview",
+        "--stack",
+        "local",
+        "--non-interactive",
+        "--config-file",
+        str(changed),
+        "--policy-pack",
+        str(REPO / "policies"),
+        "--policy-pack-config",
+        str(policy_config),
+        check=False,
+    )
+
+
+def test_a_mandatory_policy_violation_fails_the_preview(
+    deployed: LocalStack, tmp_path: Path
+) -> None:
+    too_many = {"agent-platform:autoscaling": {"keda": False, "minReplicas": 2, "maxReplicas": 50}}
+    result = _preview_with(
+        deployed, tmp_path, too_many, REPO / "policies" / "config" / "local.json"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "autoscaler-bounds" in output
+    assert "mandatory" in output
+    assert "agent-api" in output
+
+
+def test_an_advisory_violation_warns_without_failing(deployed: LocalStack, tmp_path: Path) -> None:
+    levels = json.loads((REPO / "policies" / "config" / "local.json").read_text())
+    rule = levels["autoscaler-bounds"]
+    levels["autoscaler-bounds"] = (
+        {**rule, "enforcementLevel": "advisory"} if isinstance(rule, dict) else "advisory"
+    )
+    advisory = tmp_path / "advisory.json"
+    advisory.write_text(json.dumps(levels))
+    too_many = {"agent-platform:autoscaling": {"keda": False, "minReplicas": 2, "maxReplicas": 50}}
+    result = _preview_with(deployed, tmp_path, too_many, advisory)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "autoscaler-bounds" in output
+    assert "advisory" in output
+
+
+def test_bad_stack_config_fails_before_any_resource(deployed: LocalStack, tmp_path: Path) -> None:
+    bad = {"agent-platform:canary": {"version": "0.2.0", "imageTag": "0.2.0", "weight": 150}}
+    result = _preview_with(deployed, tmp_path, bad, REPO / "policies" / "config" / "local.json")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "agent-platform:canary.weight: Input should be less than or equal to 100" in output
+    assert "Traceback" not in output
+
+
+def test_rendered_manifests_pass_strict_schema_validation(deployed: LocalStack) -> None:
+    files = sorted(str(p) for p in RENDERED.rglob("*.yaml"))
+    assert len(files) > 20
+    result = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "kubernetes-validate"),
+            "--strict",
+            "-k",
+            KUBERNETES_VERSION,
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(" passed for resource ") == len(files)
+
+
+def test_schema_validation_catches_a_bad_manifest(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "x"},
+                "spec": {
+                    "replicas": "two",
+                    "selector": {},
+                    "template": {"spec": {"containers": []}},
+                },
+            }
+        )
+    )
+    result = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "kubernetes-validate"),
+            "--strict",
+            "-k",
+            KUBERNETES_VERSION,
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "replicas" in result.stdout + result.stderr
+
+
+def test_lifecycle_destroy_leaves_nothing(engine: None, tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path / "state")
+    stack.run("up")
+    stack.run("destroy")
+    left = json.loads(stack.run("pulumi", "stack", "export", "--stack", "local").stdout)
+    assert left["deployment"].get("resources") in (None, [])
+    assert not list(RENDERED.rglob("*.yaml"))
