@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -9,17 +10,31 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import redis
 
+T = TypeVar("T")
+
 REDIS_PASSWORD = "test-redis-password"
 TENANT_KEYS = {"acme": "acme-secret-key", "globex": "globex-secret-key"}
 AGENT_APP = str(Path(sys.executable).with_name("agent-app"))
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run without its last step, set_event_loop(None): that step makes a later
+    asyncio.get_event_loop() in this thread raise, which breaks other suites in the same
+    session (Pulumi's mocks call it)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from agent_app.releases import Release
 from agent_app.runtime import BreakerBoard, connect_redis
 from agent_app.settings import Settings
 from agent_app.tracing import build_provider, tracer
-from app.appkit import DevLLM, RedisServer, Service
+from app.appkit import DevLLM, RedisServer, Service, run_async
 
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "compute 1 + 2"}]
 
@@ -73,7 +73,7 @@ def test_transient_errors_are_retried_with_backoff(
         )
         await client.aclose()
 
-    asyncio.run(run())
+    run_async(run())
     assert devllm.requests()["small"] == 3
 
 
@@ -88,7 +88,7 @@ def test_client_errors_are_not_retried(devllm: DevLLM, redis_server: RedisServer
         assert client.breaker("medium").state == "closed"
         await client.aclose()
 
-    asyncio.run(run())
+    run_async(run())
     assert devllm.requests()["medium"] == 1
 
 
@@ -115,7 +115,7 @@ def test_timeout_cuts_a_hanging_call_and_the_retry_succeeds(
         assert timeouts == 1
         await client.aclose()
 
-    asyncio.run(run())
+    run_async(run())
     assert devllm.requests()["large"] == 2
 
 
@@ -128,7 +128,7 @@ def test_concurrency_limit_bounds_parallel_calls(devllm: DevLLM, redis_server: R
         await asyncio.gather(*(client.chat("medium", MESSAGES) for _ in range(6)))
         await client.aclose()
 
-    asyncio.run(run())
+    run_async(run())
     assert devllm.max_inflight("medium") == 2
 
 
@@ -176,7 +176,7 @@ def test_breaker_opens_rejects_then_half_open_probe_closes_it(
         await client.aclose()
         await redis_client.aclose()
 
-    asyncio.run(run())
+    run_async(run())
 
 
 def test_half_open_breaker_lets_one_probe_through() -> None:

@@ -21,7 +21,7 @@ from agent_app.runtime import Runtime
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
 from agent_app.worker import Worker
-from app.appkit import Client, DevLLM, RedisServer, Service, free_port, metric_samples
+from app.appkit import Client, DevLLM, RedisServer, Service, free_port, metric_samples, run_async
 
 RELEASE = {"release_version": "1.2.3", "release_track": "canary"}
 
@@ -174,7 +174,7 @@ def test_agent_spans_and_otlp_export(
         await runtime.aclose()  # flushes the OTLP batch
         return record
 
-    record = asyncio.run(run())
+    record = run_async(run())
     assert record is not None
     assert "2 ^ 10 = 1024" in record["result"]
     spans = {s.name: s for s in exporter.get_finished_spans()}
