@@ -99,3 +99,29 @@ def secret(value: Any) -> Any:
     import pulumi
 
     return pulumi.Output.secret(value)
+
+
+# The agent's own pods: the only clients of Redis and of the LLM.
+AGENT_CLIENTS = ("agent-api", "agent-worker")
+
+
+def agent_clients_only(app: str, port: int) -> dict[str, Any]:
+    """A NetworkPolicy spec admitting only the agent's pods to `app` on `port`."""
+    return {
+        "podSelector": {"matchLabels": selector(app)},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [
+                    {
+                        "podSelector": {
+                            "matchExpressions": [
+                                {"key": NAME_LABEL, "operator": "In", "values": list(AGENT_CLIENTS)}
+                            ]
+                        }
+                    }
+                ],
+                "ports": [{"protocol": "TCP", "port": port}],
+            }
+        ],
+    }

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 
 from components.kube import (
     GPU_RESOURCE,
-    NAME_LABEL,
+    agent_clients_only,
     child_options,
     gpu_node_selector,
     gpu_tolerations,
@@ -31,7 +31,6 @@ DEVLLM_RESOURCES = {
     "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
     "limits": {"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "256Mi"},
 }
-CLIENT_NAMES = ("agent-api", "agent-worker")
 
 
 @dataclass(frozen=True)
@@ -135,28 +134,7 @@ class LlmService(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol",
             metadata={"name": "llm-clients-only", "namespace": ns, "labels": app_labels},
-            spec={
-                "podSelector": {"matchLabels": selector(LLM_NAME)},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            {
-                                "podSelector": {
-                                    "matchExpressions": [
-                                        {
-                                            "key": NAME_LABEL,
-                                            "operator": "In",
-                                            "values": list(CLIENT_NAMES),
-                                        }
-                                    ]
-                                }
-                            }
-                        ],
-                        "ports": [{"protocol": "TCP", "port": LLM_PORT}],
-                    }
-                ],
-            },
+            spec=agent_clients_only(LLM_NAME, LLM_PORT),
             opts=opts,
         )
         return pulumi.Output.concat(

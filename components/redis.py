@@ -10,7 +10,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.kube import (
-    NAME_LABEL,
+    agent_clients_only,
     child_options,
     labels,
     restricted_container_security,
@@ -22,8 +22,6 @@ from stacks.config import RedisConfig
 
 REDIS_PORT = 6379
 REDIS_UID = 999
-# Only these pods may open a connection to Redis.
-CLIENT_NAMES = ("agent-api", "agent-worker")
 
 _REDIS_CONF = """\
 # Written by agent-platform. The task stream must survive a restart: append-only file,
@@ -219,28 +217,7 @@ class Redis(pulumi.ComponentResource):
                 "namespace": args.namespace,
                 "labels": pod_labels,
             },
-            spec={
-                "podSelector": {"matchLabels": selector(app)},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            {
-                                "podSelector": {
-                                    "matchExpressions": [
-                                        {
-                                            "key": NAME_LABEL,
-                                            "operator": "In",
-                                            "values": list(CLIENT_NAMES),
-                                        }
-                                    ]
-                                }
-                            }
-                        ],
-                        "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
-                    }
-                ],
-            },
+            spec=agent_clients_only(app, REDIS_PORT),
             opts=opts,
         )
         return pulumi.Output.concat(

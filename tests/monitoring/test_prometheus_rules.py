@@ -67,6 +67,17 @@ def _series(name: str, labels: str, values: str) -> dict[str, str]:
     return {"series": f"{name}{{{labels}}}", "values": values}
 
 
+def _outcomes(
+    track: str, completed: int, failed: int, version: str = "1.4.0"
+) -> list[dict[str, str]]:
+    """Task counters of one release track, rising by `completed` and `failed` a minute."""
+    labels = f'release_track="{track}",release_version="{version}"'
+    return [
+        _series("agent_tasks_total", f'status="completed",{labels}', f"0+{completed}x30"),
+        _series("agent_tasks_total", f'status="failed",{labels}', f"0+{failed}x30"),
+    ]
+
+
 def _alert(
     name: str, at: str, *, firing: bool, labels: dict[str, str] | None = None, **annotations: str
 ) -> dict[str, Any]:
@@ -80,16 +91,7 @@ def _unit_tests() -> list[dict[str, Any]]:
         {
             "name": "error ratio above 5% pages after 10 minutes; 1% does not",
             "interval": "1m",
-            "input_series": [
-                _series(
-                    "agent_tasks_total",
-                    f'status="completed",release_track="stable",{REL}',
-                    "0+90x30",
-                ),
-                _series(
-                    "agent_tasks_total", f'status="failed",release_track="stable",{REL}', "0+10x30"
-                ),
-            ],
+            "input_series": _outcomes("stable", completed=90, failed=10),
             "alert_rule_test": [
                 _alert("AgentTaskErrorRatioHigh", "8m", firing=False),
                 _alert(
@@ -105,16 +107,7 @@ def _unit_tests() -> list[dict[str, Any]]:
         {
             "name": "a healthy error ratio stays quiet",
             "interval": "1m",
-            "input_series": [
-                _series(
-                    "agent_tasks_total",
-                    f'status="completed",release_track="stable",{REL}',
-                    "0+99x30",
-                ),
-                _series(
-                    "agent_tasks_total", f'status="failed",release_track="stable",{REL}', "0+1x30"
-                ),
-            ],
+            "input_series": _outcomes("stable", completed=99, failed=1),
             "alert_rule_test": [_alert("AgentTaskErrorRatioHigh", "25m", firing=False)],
         },
         {
@@ -197,24 +190,8 @@ def _unit_tests() -> list[dict[str, Any]]:
             "name": "canary failing 10% against stable 1% pages",
             "interval": "1m",
             "input_series": [
-                _series(
-                    "agent_tasks_total",
-                    f'status="completed",release_track="stable",{REL}',
-                    "0+99x30",
-                ),
-                _series(
-                    "agent_tasks_total", f'status="failed",release_track="stable",{REL}', "0+1x30"
-                ),
-                _series(
-                    "agent_tasks_total",
-                    'status="completed",release_track="canary",release_version="1.5.0"',
-                    "0+9x30",
-                ),
-                _series(
-                    "agent_tasks_total",
-                    'status="failed",release_track="canary",release_version="1.5.0"',
-                    "0+1x30",
-                ),
+                *_outcomes("stable", completed=99, failed=1),
+                *_outcomes("canary", completed=9, failed=1, version="1.5.0"),
             ],
             "alert_rule_test": [
                 _alert(
@@ -231,24 +208,8 @@ def _unit_tests() -> list[dict[str, Any]]:
             "name": "a canary as good as stable stays quiet",
             "interval": "1m",
             "input_series": [
-                _series(
-                    "agent_tasks_total",
-                    f'status="completed",release_track="stable",{REL}',
-                    "0+99x30",
-                ),
-                _series(
-                    "agent_tasks_total", f'status="failed",release_track="stable",{REL}', "0+1x30"
-                ),
-                _series(
-                    "agent_tasks_total",
-                    'status="completed",release_track="canary",release_version="1.5.0"',
-                    "0+99x30",
-                ),
-                _series(
-                    "agent_tasks_total",
-                    'status="failed",release_track="canary",release_version="1.5.0"',
-                    "0+1x30",
-                ),
+                *_outcomes("stable", completed=99, failed=1),
+                *_outcomes("canary", completed=99, failed=1, version="1.5.0"),
             ],
             "alert_rule_test": [_alert("CanaryErrorRatioAboveStable", "20m", firing=False)],
         },
