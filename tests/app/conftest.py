@@ -3,6 +3,7 @@ the API and workers as subprocesses talking over 127.0.0.1."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import structlog
 
 from agent_app.auth import hash_key
 from app.appkit import (
@@ -150,3 +152,14 @@ def globex(api: Service) -> Iterator[Client]:
     client = Client(api.url, "globex")
     yield client
     client.http.close()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that build the app in this process: its logging set-up is global."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()

@@ -134,6 +134,7 @@ def test_agent_spans_and_otlp_export(
     devllm: DevLLM,
     clean_redis: redis.Redis,
     otlp_collector: str,
+    restore_logging: None,
 ) -> None:
     settings = Settings(
         redis_url=redis_server.url,
