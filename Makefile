@@ -20,6 +20,7 @@ lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/mypy examples/consumer/__main__.py  # its own __main__, apart from the program's
 
 # Tools built from Go modules on first use (minutes cold, cached after): built here so
 # that no test spends its timeout compiling.
