@@ -157,7 +157,11 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     urn=response.urn,
                     type=request.type,
                     name=request.name,
-                    inputs=pulumi.runtime.rpc.deserialize_properties(request.object),
+                    # The monitor runs on executor threads that do not see the
+                    # runtime's dry-run setting; only a preview sends unknowns anyway.
+                    inputs=pulumi.runtime.rpc.deserialize_properties(
+                        request.object, keep_unknowns=True
+                    ),
                     parent_urn=request.parent or None,
                     custom=bool(request.custom),
                 )

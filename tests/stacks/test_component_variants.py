@@ -176,3 +176,12 @@ def test_pulumi_runtime_is_left_usable() -> None:
     assert sorted(r.urn for r in first.resources) == sorted(r.urn for r in second.resources)
     assert all(r.urn.startswith("urn:pulumi:local::agent-platform::") for r in first.resources)
     assert isinstance(pulumi.Output.from_input("x"), pulumi.Output)
+
+
+def test_a_preview_after_an_up_still_sees_unknowns() -> None:
+    from pulumi.output import Unknown
+
+    simulate("dev")
+    preview = simulate("dev", preview=True)
+    (cluster,) = preview.of_type("aws:eks/cluster:Cluster")
+    assert isinstance(cluster.inputs["encryptionConfig"]["provider"]["keyArn"], Unknown)
