@@ -47,8 +47,10 @@ destroy: bootstrap
 	scripts/pulumi-local destroy
 
 # The whole policy pack over a stack, under mocks: no engine, no cloud account.
+# Both as `up` sees the stack and as `preview` does, with values still unknown.
 policy: bootstrap
 	$(PY) -m policies.harness --stack $(STACK)
+	$(PY) -m policies.harness --stack $(STACK) --preview
 
 cost: bootstrap
 	$(PY) -m policies.cost --stack $(STACK)
