@@ -15,25 +15,34 @@ from app.appkit import Client, Env, Service, start_service, stop
 
 pytestmark = pytest.mark.redis
 
-# A private mount namespace whose root is remounted read-only, with a fresh tmpfs on /tmp.
-READ_ONLY = (
-    "unshare",
-    "-m",
-    "--propagation",
-    "private",
-    "sh",
-    "-c",
-    "mount --rbind / / && mount -o remount,bind,ro / && mount -t tmpfs tmpfs /tmp "
-    '&& cd / && exec "$@"',
-    "read-only",
-)
+
+def _read_only(writable: Path) -> tuple[str, ...]:
+    """A private mount namespace whose root is remounted read-only, with a fresh tmpfs at
+    `writable`, where TMPDIR and HOME point (the container's emptyDir at /tmp). The tmpfs
+    does not cover /tmp itself: the checkout, and so the venv, may live under /tmp."""
+    return (
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f"mount --rbind / / && mount -o remount,bind,ro / && mount -t tmpfs tmpfs {writable} "
+        '&& cd / && exec "$@"',
+        "read-only",
+    )
 
 
-def _read_only_supported() -> bool:
+def _read_only_supported(writable: Path) -> bool:
     if shutil.which("unshare") is None:
         return False
     probe = subprocess.run(
-        [*READ_ONLY, "sh", "-c", "! touch /read-only-probe 2>/dev/null"],
+        [
+            *_read_only(writable),
+            "sh",
+            "-c",
+            f"! touch /read-only-probe 2>/dev/null && touch {writable}/ok",
+        ],
         capture_output=True,
         check=False,
         timeout=10,
@@ -45,13 +54,17 @@ def _read_only_supported() -> bool:
 def read_only_stack(
     base_env: Env, tmp_path: Path, clean_redis: redis.Redis
 ) -> Iterator[tuple[Service, Service]]:
-    if not _read_only_supported():
+    writable = tmp_path / "writable"
+    writable.mkdir()
+    if not _read_only_supported(writable):
         pytest.skip("this machine cannot create a mount namespace (unshare -m)")
     env = base_env.with_(task_stream="readonly:tasks")
-    # As in the image: HOME on the writable /tmp, no bytecode written at run time.
-    env.values.update({"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"})
-    api = start_service(env, "serve", tmp_path, READ_ONLY)
-    worker = start_service(env, "worker", tmp_path, READ_ONLY)
+    # As in the image: HOME and temp files on the one writable mount, no bytecode written.
+    env.values.update(
+        {"HOME": str(writable), "TMPDIR": str(writable), "PYTHONDONTWRITEBYTECODE": "1"}
+    )
+    api = start_service(env, "serve", tmp_path, _read_only(writable))
+    worker = start_service(env, "worker", tmp_path, _read_only(writable))
     yield api, worker
     stop(worker.proc)
     stop(api.proc)
