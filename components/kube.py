@@ -6,7 +6,10 @@ the components, the policy pack and the tests agree on them.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
+
+import pulumi
 
 PART_OF = "agent-platform"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -76,29 +79,28 @@ def spread_over_zones_and_nodes(match_labels: dict[str, str]) -> list[dict[str, 
     ]
 
 
-def child_options(parent: Any, opts: Any, *, provider: Any = None, depends_on: Any = ()) -> Any:
+def child_options(
+    parent: pulumi.Resource,
+    opts: pulumi.ResourceOptions | None,
+    *,
+    provider: pulumi.ProviderResource | None = None,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> pulumi.ResourceOptions:
     """Options for a component's children: parented to it, and waiting on whatever the
     component itself was told to wait on (Pulumi does not pass a component's
     `depends_on` down to its children, and a Namespace must exist before its objects)."""
-    import pulumi
-
     inherited: list[Any] = []
     if opts is not None and opts.depends_on is not None:
-        inherited = (
-            list(opts.depends_on)
-            if isinstance(opts.depends_on, list | tuple)
-            else [opts.depends_on]
-        )
+        given = opts.depends_on
+        inherited = list(given) if isinstance(given, list | tuple) else [given]
     return pulumi.ResourceOptions(
         parent=parent, provider=provider, depends_on=[*inherited, *depends_on] or None
     )
 
 
-def secret(value: Any) -> Any:
+def secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
     """Mark a string as a Pulumi secret (it usually is already; this keeps it one)."""
-    import pulumi
-
-    return pulumi.Output.secret(value)
+    return cast("pulumi.Output[str]", pulumi.Output.secret(value))
 
 
 # The agent's own pods: the only clients of Redis and of the LLM.
