@@ -38,9 +38,20 @@ include /etc/redis/auth/auth.conf
 
 
 @dataclass(frozen=True)
+class SecretKeyRef:
+    """Where clients read a value: a key of a Kubernetes Secret in the namespace."""
+
+    name: pulumi.Input[str]
+    key: str
+
+
+@dataclass(frozen=True)
 class RedisArgs:
     config: RedisConfig
     password: pulumi.Output[str]
+    # The Secret key the clients read the password from (the server's own copy, for
+    # requirepass, is kept apart in redis-auth).
+    client_password_secret: SecretKeyRef
     namespace: pulumi.Input[str] = "agents"
     provider: k8s.Provider | None = None
     secrets_provider: k8s.Provider | None = None
@@ -66,6 +77,7 @@ class Redis(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     port: pulumi.Output[int]
     tls: bool
+    password_secret: pulumi.Output[dict[str, str]]
 
     def __init__(
         self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None
@@ -78,7 +90,13 @@ class Redis(pulumi.ComponentResource):
         else:
             self.endpoint, self.port = self._elasticache(name, args, opts)
             self.tls = True
-        self.register_outputs({"endpoint": self.endpoint, "port": self.port})
+        ref = args.client_password_secret
+        self.password_secret = pulumi.Output.all(ref.name, ref.key).apply(
+            lambda v: {"name": v[0], "key": v[1]}
+        )
+        self.register_outputs(
+            {"endpoint": self.endpoint, "port": self.port, "passwordSecret": self.password_secret}
+        )
 
     def _in_cluster(
         self, name: str, args: RedisArgs, component_opts: pulumi.ResourceOptions | None

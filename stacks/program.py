@@ -33,7 +33,7 @@ from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.network import Network, NetworkArgs
 from components.operators import ClusterOperators, ClusterOperatorsArgs
 from components.prometheus_rules import AlertThresholds
-from components.redis import Redis, RedisArgs
+from components.redis import Redis, RedisArgs, SecretKeyRef
 from components.secrets import (
     API_KEYS_KEY,
     LLM_API_KEY_KEY,
@@ -215,6 +215,7 @@ def build(config: StackConfig) -> StackExports:
         RedisArgs(
             config=config.redis,
             password=secret_values[REDIS_PASSWORD_KEY],
+            client_password_secret=SecretKeyRef(secrets.secret_name, REDIS_PASSWORD_KEY),
             namespace=ns,
             provider=target.provider,
             secrets_provider=target.secrets_provider,

@@ -51,6 +51,8 @@ class Simulation:
     config: StackConfig
     resources: list[SimulatedResource]
     outputs: dict[str, Any] = field(default_factory=dict)
+    # What each component passed to register_outputs, by URN.
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[SimulatedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -139,6 +141,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.stack = stack
         self.registrations: list[SimulatedResource] = []
+        self.component_outputs: dict[str, dict[str, Any]] = {}
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         # The base class reads the stack name from a context variable that the
@@ -167,6 +170,12 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 )
             )
         return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        self.component_outputs[request.urn] = pulumi.runtime.rpc.deserialize_properties(
+            request.outputs, keep_unknowns=True
+        )
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
 def stack_file_config(stack: str) -> tuple[dict[str, Any], set[str]]:
@@ -237,4 +246,10 @@ def simulate(
     pulumi.runtime.settings.SETTINGS.rpc_manager.clear()
     pulumi.runtime.settings.SETTINGS.outputs.clear()
     _sync_await(run_pulumi_func(_resolve_outputs))
-    return Simulation(stack=stack, config=config, resources=monitor.registrations, outputs=resolved)
+    return Simulation(
+        stack=stack,
+        config=config,
+        resources=monitor.registrations,
+        outputs=resolved,
+        component_outputs=monitor.component_outputs,
+    )

@@ -185,3 +185,15 @@ def test_a_preview_after_an_up_still_sees_unknowns() -> None:
     preview = simulate("dev", preview=True)
     (cluster,) = preview.of_type("aws:eks/cluster:Cluster")
     assert isinstance(cluster.inputs["encryptionConfig"]["provider"]["keyArn"], Unknown)
+
+
+@pytest.mark.parametrize("stack", ["local", "prod"])
+def test_redis_outputs_its_endpoint_and_the_password_secret(stack: str) -> None:
+    sim = simulate(stack)
+    (queue,) = [r for r in sim.resources if r.type == "agent-platform:redis:Redis"]
+    outputs = sim.component_outputs[queue.urn]
+    assert outputs["passwordSecret"] == {"name": "agent-secrets", "key": "redis-password"}
+    expected = (
+        "queue-rg.cache.amazonaws.com" if stack == "prod" else "redis.agents.svc.cluster.local"
+    )
+    assert (outputs["endpoint"], outputs["port"]) == (expected, 6379)
