@@ -406,3 +406,12 @@ def test_prod_pods_run_immutable_tags_known_at_preview(simulated: Simulate) -> N
     registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-platform/agent-app"
     assert images["agent-api"] == f"{registry}:1.4.0"
     assert images["agent-api-canary"] == f"{registry}:1.5.0"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_component_registers_its_outputs(simulated: Simulate, stack: str) -> None:
+    sim = simulated(stack)
+    components = [r for r in sim.resources if not r.custom]
+    for component in components:
+        outputs = sim.component_outputs.get(component.urn)
+        assert outputs, f"{component.type} {component.name} registered no outputs"
