@@ -73,6 +73,25 @@ def test_wrapper_modules_are_committed_without_generated_files() -> None:
             assert not fh.read(4).startswith(b"\x7fELF"), f"{f} is a binary"
 
 
+def _in_engine(project: Path, state: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """Run a shell command in the engine's environment against a fresh file backend."""
+    state.mkdir()
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": f"file://{state}",
+        "PULUMI_CONFIG_PASSPHRASE": "engine-smoke",
+    }
+    return subprocess.run(
+        [str(SCRIPT), "exec", "bash", "-c", command],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
 @pytest.mark.engine
 def test_engine_is_pinned_and_renders_kubernetes_yaml(tmp_path: Path) -> None:
     pulumi, k8s = _pin("pulumi"), _pin("pulumi-kubernetes")
@@ -100,27 +119,10 @@ def test_engine_is_pinned_and_renders_kubernetes_yaml(tmp_path: Path) -> None:
         "k8s.core.v1.ConfigMap('smoke', metadata={'name': 'smoke'}, data={'k': 'v'},\n"
         "    opts=pulumi.ResourceOptions(provider=render))\n"
     )
-    state = tmp_path / "state"
-    state.mkdir()
-    env = {
-        **os.environ,
-        "PULUMI_BACKEND_URL": f"file://{state}",
-        "PULUMI_CONFIG_PASSPHRASE": "engine-smoke",
-    }
-    proc = subprocess.run(
-        [
-            str(SCRIPT),
-            "exec",
-            "bash",
-            "-c",
-            "pulumi stack init dev --non-interactive && pulumi up --yes --non-interactive --skip-preview",
-        ],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    proc = _in_engine(
+        project,
+        tmp_path / "state",
+        "pulumi stack init dev --non-interactive && pulumi up --yes --non-interactive --skip-preview",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rendered = list(out_dir.rglob("*.yaml"))
@@ -157,28 +159,11 @@ def test_engine_runs_a_python_policy_pack(tmp_path: Path) -> None:
         "    policies=[ResourceValidationPolicy(name='no-forbidden', description='d',\n"
         "        validate=check)])\n"
     )
-    state = tmp_path / "state"
-    state.mkdir()
-    env = {
-        **os.environ,
-        "PULUMI_BACKEND_URL": f"file://{state}",
-        "PULUMI_CONFIG_PASSPHRASE": "engine-smoke",
-    }
-    proc = subprocess.run(
-        [
-            str(SCRIPT),
-            "exec",
-            "bash",
-            "-c",
-            "pulumi stack init dev --non-interactive && "
-            f"pulumi preview --non-interactive --policy-pack {pack}",
-        ],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    proc = _in_engine(
+        project,
+        tmp_path / "state",
+        "pulumi stack init dev --non-interactive && "
+        f"pulumi preview --non-interactive --policy-pack {pack}",
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
