@@ -30,6 +30,8 @@ WORKER_NAME = "agent-worker"
 API_PORT = 8080
 WORKER_PORT = 8081
 APP_UID = 10001
+# The identity the agent pods run as; IRSA trusts it by this name.
+SERVICE_ACCOUNT = "agent"
 
 Track = Literal["stable", "canary"]
 
@@ -91,7 +93,7 @@ class AgentService(pulumi.ComponentResource):
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata={
-                "name": "agent",
+                "name": SERVICE_ACCOUNT,
                 "namespace": ns,
                 "labels": labels("agent", "identity"),
                 "annotations": dict(args.service_account_annotations),

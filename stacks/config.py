@@ -430,21 +430,18 @@ def load_stack_config(raw: Mapping[str, Any], secret_keys: set[str]) -> StackCon
 
 
 def _describe(error: Any) -> str:
-    message = str(error["msg"])
-    if error["type"] == "missing":
+    kind = error["type"]
+    if kind == "missing":
         return "required key is missing"
-    if error["type"] == "extra_forbidden":
+    if kind == "extra_forbidden":
         return "unknown key (check its spelling)"
-    message = message.removeprefix("Value error, ")
-    if (
-        "input" in error
-        and error["type"] not in ("model_type",)
-        and not isinstance(error["input"], dict | list)
-    ):
-        shown = error["input"]
-        if not any(s in str(error["loc"]) for s in SECRET_KEYS):
-            return f"{message} (got {shown!r})"
-    return message
+    message = str(error["msg"]).removeprefix("Value error, ")
+    shown = error.get("input")
+    # Echo a bad scalar so the fix is obvious, never a secret's value.
+    is_secret = any(key in error["loc"] for key in SECRET_KEYS)
+    if shown is None or isinstance(shown, dict | list) or is_secret:
+        return message
+    return f"{message} (got {shown!r})"
 
 
 def from_pulumi() -> StackConfig:

@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.agent_service import SERVICE_ACCOUNT
 from components.app_image import AppImage, AppImageArgs
 from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger
 from components.canary import (
@@ -50,7 +51,6 @@ from stacks.resource_ledger import ResourceLedger, WireResource
 TASK_STREAM = "agent:tasks"
 CONSUMER_GROUP = "agent-workers"
 GPU_SYSTEM_NAMESPACE = "gpu-system"
-AGENT_SERVICE_ACCOUNT = "agent"
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ def build(config: StackConfig) -> StackExports:
             "agent-identity",
             WorkloadIdentityArgs(
                 namespace=ns,
-                service_account=AGENT_SERVICE_ACCOUNT,
+                service_account=SERVICE_ACCOUNT,
                 oidc_provider_arn=target.cluster.oidc_provider_arn,
                 oidc_issuer=target.cluster.oidc_issuer,
             ),

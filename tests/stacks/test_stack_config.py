@@ -185,3 +185,8 @@ def test_prod_requires_a_private_endpoint() -> None:
     assert caught.value.problems == [
         "agent-platform:cluster.privateEndpoint: prod needs a private API endpoint: set true"
     ]
+
+
+def test_an_invalid_secret_is_reported_without_its_value() -> None:
+    problems = _problems({"agent-platform:redisPassword": "short-secret"})
+    assert problems == ["agent-platform:redisPassword: must be at least 16 characters"]
