@@ -150,6 +150,7 @@ class AgentService(pulumi.ComponentResource):
             track,
             command=["agent-app", "serve"],
             port=API_PORT,
+            port_variable="AGENT_PORT",
             resources=self._args.api_resources,
         )
         worker = self._deployment(
@@ -159,6 +160,7 @@ class AgentService(pulumi.ComponentResource):
             track,
             command=["agent-app", "worker"],
             port=WORKER_PORT,
+            port_variable="AGENT_WORKER_PORT",
             resources=self._args.worker_resources,
         )
         service = k8s.core.v1.Service(
@@ -185,6 +187,7 @@ class AgentService(pulumi.ComponentResource):
         track: ReleaseTrack,
         command: list[str],
         port: int,
+        port_variable: str,
         resources: Resources,
     ) -> pulumi.Output[str]:
         ns = self._args.namespace
@@ -196,7 +199,7 @@ class AgentService(pulumi.ComponentResource):
         env: list[dict[str, Any]] = [
             {"name": "AGENT_RELEASE_VERSION", "value": track.version},
             {"name": "AGENT_RELEASE_TRACK", "value": track.track},
-            {"name": "AGENT_PORT", "value": str(port)},
+            {"name": port_variable, "value": str(port)},
             {
                 "name": "AGENT_REDIS_PASSWORD",
                 "valueFrom": {"secretKeyRef": {"name": secret, "key": REDIS_PASSWORD_KEY}},

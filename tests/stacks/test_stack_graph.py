@@ -348,6 +348,12 @@ def test_agent_pods_get_settings_and_secrets_by_reference(simulated: Simulate) -
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "agent-secrets"
         assert "value" not in env[name]
     assert env["AGENT_RELEASE_TRACK"]["value"] == "stable"
+    assert env["AGENT_PORT"]["value"] == "8080"
+    worker = sim.named("kubernetes:apps/v1:Deployment", "agent-worker-stable")
+    (worker_container,) = _pod_spec(worker)["containers"]
+    worker_env = {e["name"]: e for e in worker_container["env"]}
+    assert worker_env["AGENT_WORKER_PORT"]["value"] == "8081"
+    assert worker_container["ports"] == [{"name": "http", "containerPort": 8081}]
     assert container["envFrom"] == [{"configMapRef": {"name": "agent-settings"}}]
     assert (
         container["livenessProbe"]["httpGet"]["path"],
