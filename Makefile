@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= local
 
-.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost
+.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost bench
 
 help:
 	@echo "make up       set up everything, then pulumi up on the local stack (renders to build/manifests/local)"
@@ -54,3 +54,7 @@ policy: bootstrap
 
 cost: bootstrap
 	$(PY) -m policies.cost --stack $(STACK)
+
+# Timings of the program, the policy pack and the engine; writes benchmarks/RESULTS.md.
+bench: bootstrap
+	$(PY) -m benchmarks.run

@@ -1,0 +1,1 @@
+"""`make bench`: timings of the program, the policy pack and the engine (issue 6)."""
