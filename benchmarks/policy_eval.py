@@ -7,7 +7,8 @@ URN and its Kubernetes `metadata.name`, so the set has the prod stack's mix of
 Deployments, Services, NetworkPolicies, AWS resources and components, with unique names.
 
 Timed figures (one process, after one untimed warm-up pass, since the engine's policy
-host is also a long-lived process that has imported the pack):
+host is also a long-lived process that has imported the pack; a `gc.collect()` before
+each sample):
   baseline  the view normalisation alone (`ResourceView.of` over every resource);
   pack      normalisation plus `policies.harness.evaluate` with every rule at the
             stack's configured levels (`policies/config/prod.json`).
@@ -16,6 +17,7 @@ host is also a long-lived process that has imported the pack):
 from __future__ import annotations
 
 import copy
+import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +74,11 @@ def _measure(
         f"{len(report.undetermined)} notes"
     )
     for _ in range(reps):
+        # The simulation left a large heap: collect first, so that no sample pays for
+        # the previous one's garbage.
+        gc.collect()
         figure.baseline.add(timed(lambda: _views(resources)))
+        gc.collect()
         figure.pack.add(timed(lambda: evaluate(_views(resources), rules)))
     return figure
 

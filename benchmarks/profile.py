@@ -19,11 +19,15 @@ import json
 import pstats
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from benchmarks.program_eval import _scenario
+
+REPO = str(Path(__file__).resolve().parent.parent)
 
 # (label, file suffix, function): what the cold profile is summarised by.
 NAMED = [
@@ -61,9 +65,11 @@ def _cumulative(stats: Stats, suffix: str, function: str) -> float:
 
 
 def _short(key: tuple[str, int, str]) -> str:
+    """Paths relative to site-packages, the standard library or the repository."""
     file, line, name = key
-    file = file.split("site-packages/")[-1].replace(str(sys.prefix), "")
-    return f"{file.split('/work/main/')[-1]}:{line}({name})"
+    for root in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["stdlib"], REPO):
+        file = file.removeprefix(f"{root}/")
+    return f"{file}:{line}({name})"
 
 
 def _gc_share(services: int) -> dict[str, Any]:

@@ -167,7 +167,10 @@ def run(
     results = ProgramResults(
         empty=Scenario("empty program (baseline)", "empty", 0),
         prod=Scenario("prod stack", "prod", 1),
-        services=[Scenario(f"prod, {n} agent services", "services", n) for n in SERVICE_COUNTS],
+        services=[
+            Scenario(f"prod, {n} agent service{'' if n == 1 else 's'}", "services", n)
+            for n in SERVICE_COUNTS
+        ],
         relaxed_gc=[
             Scenario("prod stack, relaxed GC (what-if)", "prod", 1, relaxed_gc=True),
             Scenario(
