@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.program_eval import _scenario
+from benchmarks.program_eval import patched_program
 
 REPO = str(Path(__file__).resolve().parent.parent)
 
@@ -88,7 +88,7 @@ def _gc_share(services: int) -> dict[str, Any]:
             counts[info["generation"]] += 1
 
     scenario = "prod" if services == 1 else "services"
-    with _scenario(program, scenario, services):
+    with patched_program(program, scenario, services):
         simulate("prod")
         gc.callbacks.append(callback)
         start = time.perf_counter()

@@ -66,7 +66,7 @@ def _replicating(original: Any, services: int) -> Callable[..., Any]:
 
 
 @contextmanager
-def _scenario(program: Any, scenario: str, services: int) -> Iterator[None]:
+def patched_program(program: Any, scenario: str, services: int) -> Iterator[None]:
     if scenario == "empty":
         with mock.patch.object(program, "build", _empty_build):
             yield
@@ -95,7 +95,7 @@ def _measure(scenario: str, services: int, relaxed_gc: bool) -> dict[str, float 
         gc.set_threshold(*RELAXED_GC_THRESHOLDS)
     phases: list[float] = []
     resources = 0
-    with _scenario(program, scenario, services):
+    with patched_program(program, scenario, services):
         for _ in range(2):
             began = time.perf_counter()
             simulation = simulate("prod")

@@ -286,6 +286,7 @@ def _findings(program: ProgramResults, engine: EngineResults, profile: dict[str,
     """What the numbers above say, with the numbers; nothing in stacks/ or components/
     was changed to get them."""
     named = {label: value for label, value in profile["cold_named"]}
+    warm_build = dict(profile["warm_named"])["stacks.program.build (the program)"]
     imports = named["module imports during evaluation (lazy SDK submodules)"]
     prod_gc, services_gc = profile["gc"]
     relaxed_prod, relaxed_services = program.relaxed_gc
@@ -310,11 +311,12 @@ def _findings(program: ProgramResults, engine: EngineResults, profile: dict[str,
         f"prod evaluation and {services_gc['gc'] / services_gc['total']:.0%} with 10 "
         "services**, nearly all of it in full (generation 2) collections: the Pulumi SDK "
         "allocates tens of thousands of Outputs, futures and asyncio handles per hundred "
-        "resources, which keeps triggering collections, and each full collection walks a "
-        "heap that grows with the stack. That is why the cost per service rises with the "
-        f"number of services (marginal {_marginal(services[0], services[1]):.3f} s/service "
-        f"from 1 to 10, {_marginal(services[-2], services[-1]):.3f} from 10 to 50) instead "
-        "of staying flat. Raising the thresholds (what-if above) made warm prod "
+        "resources, which keeps triggering collections, and each full collection walks the "
+        "whole heap, which grows with the stack: more collections, each dearer. This is "
+        "consistent with the cost per service rising with the number of services "
+        f"(marginal {_marginal(services[0], services[1]):.3f} s/service from 1 to 10, "
+        f"{_marginal(services[-2], services[-1]):.3f} from 10 to 50) instead of staying "
+        "flat. Raising the thresholds (what-if above) made warm prod "
         f"{prod.warm.median / relaxed_prod.warm.median:.1f}x and the "
         f"{services[-1].services}-service stack "
         f"{services[-1].warm.median / relaxed_services.warm.median:.1f}x faster. A fix, "
@@ -324,7 +326,7 @@ def _findings(program: ProgramResults, engine: EngineResults, profile: dict[str,
         "it changes no output.",
         "3. **Past the collector, the time is the Pulumi SDK's, not the program's.** In "
         "the warm profile the components' own code (the synchronous part of "
-        "`stacks.program.build`) is a minority; the rest is `Output.from_input`/`all`, "
+        f"`stacks.program.build`) is {warm_build / profile['warm_total']:.0%}; the rest is `Output.from_input`/`all`, "
         "`contains_unknowns`, `rpc.serialize_properties` and the asyncio scheduling of "
         "the resolution callbacks. The `ResourceLedger` (the stack's cost output) "
         "re-serialises every resource's inputs once more, "
