@@ -354,7 +354,7 @@ def _profile_section(profile: dict[str, Any]) -> list[str]:
     lines = [
         "## Profile of the program evaluation",
         "",
-        '`benchmarks/profile.py`: cProfile (stdlib) over `simulate("prod")` in a fresh '
+        '`benchmarks/profiling.py`: cProfile (stdlib) over `simulate("prod")` in a fresh '
         "interpreter, first (cold) then second (warm) evaluation; cProfile inflates run "
         "time, so read the shares. It sees the main thread only (the mock monitor's "
         "executor threads are not in it). The garbage collector's share is measured "

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import engine, policy_eval, profile, program_eval
+from benchmarks import engine, policy_eval, profiling, program_eval
 from benchmarks.report import Machine, render
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = _load()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     progress("profiling the program evaluation")
-    profiled = profile.run()
+    profiled = profiling.run()
     program = program_eval.run(args.program_reps, args.what_if_reps, progress)
     policy = policy_eval.run(args.policy_reps, progress)
     engine_results = engine.run(args.engine_reps, progress)

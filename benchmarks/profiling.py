@@ -1,7 +1,7 @@
 """Where program evaluation spends its time: cProfile of `simulate("prod")`, and the
 share of the garbage collector measured with `gc.callbacks`.
 
-Runs in a fresh interpreter (`python -m benchmarks.profile`), printing JSON:
+Runs in a fresh interpreter (`python -m benchmarks.profiling`), printing JSON:
   cold   the first evaluation (includes the lazy provider-SDK imports), cumulative
          time of a few named functions that the profile shows dominate;
   warm   the second evaluation, the top functions by own time;
@@ -122,7 +122,7 @@ def _measure() -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.profile"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "benchmarks.profiling"], capture_output=True, text=True, check=True
     )
     result: dict[str, Any] = json.loads(done.stdout)
     return result
