@@ -76,24 +76,15 @@ class Network(pulumi.ComponentResource):
         nat_gateways: list[aws.ec2.NatGateway] = []
         for index, zone in enumerate(self.availability_zones):
             suffix = zone[-1]
-            subnet = aws.ec2.Subnet(
+            subnet = self._subnet(
                 f"{name}-public-{suffix}",
-                vpc_id=vpc.id,
-                availability_zone=zone,
-                cidr_block=str(blocks[index]),
+                vpc.id,
+                zone,
+                blocks[index],
+                {"kubernetes.io/role/elb": "1", **shared_tag},
+                public_routes.id,
+                child,
                 map_public_ip_on_launch=False,
-                tags={
-                    "Name": f"{name}-public-{suffix}",
-                    "kubernetes.io/role/elb": "1",
-                    **shared_tag,
-                },
-                opts=child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-public-{suffix}",
-                subnet_id=subnet.id,
-                route_table_id=public_routes.id,
-                opts=child,
             )
             public.append(subnet)
             if args.nat_gateway_per_az or index == 0:
@@ -116,18 +107,6 @@ class Network(pulumi.ComponentResource):
         for index, zone in enumerate(self.availability_zones):
             suffix = zone[-1]
             nat = nat_gateways[index if args.nat_gateway_per_az else 0]
-            subnet = aws.ec2.Subnet(
-                f"{name}-private-{suffix}",
-                vpc_id=vpc.id,
-                availability_zone=zone,
-                cidr_block=str(blocks[len(self.availability_zones) + index]),
-                tags={
-                    "Name": f"{name}-private-{suffix}",
-                    "kubernetes.io/role/internal-elb": "1",
-                    **shared_tag,
-                },
-                opts=child,
-            )
             routes = aws.ec2.RouteTable(
                 f"{name}-private-{suffix}",
                 vpc_id=vpc.id,
@@ -135,11 +114,14 @@ class Network(pulumi.ComponentResource):
                 tags={"Name": f"{name}-private-{suffix}"},
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(
+            subnet = self._subnet(
                 f"{name}-private-{suffix}",
-                subnet_id=subnet.id,
-                route_table_id=routes.id,
-                opts=child,
+                vpc.id,
+                zone,
+                blocks[len(self.availability_zones) + index],
+                {"kubernetes.io/role/internal-elb": "1", **shared_tag},
+                routes.id,
+                child,
             )
             private.append(subnet)
 
@@ -153,3 +135,29 @@ class Network(pulumi.ComponentResource):
                 "privateSubnetIds": self.private_subnet_ids,
             }
         )
+
+    @staticmethod
+    def _subnet(
+        name: str,
+        vpc_id: pulumi.Input[str],
+        zone: str,
+        cidr: ipaddress.IPv4Network,
+        tags: dict[str, str],
+        route_table_id: pulumi.Input[str],
+        opts: pulumi.ResourceOptions,
+        map_public_ip_on_launch: bool | None = None,
+    ) -> aws.ec2.Subnet:
+        """A subnet in one zone and its route table association."""
+        subnet = aws.ec2.Subnet(
+            name,
+            vpc_id=vpc_id,
+            availability_zone=zone,
+            cidr_block=str(cidr),
+            tags={"Name": name, **tags},
+            map_public_ip_on_launch=map_public_ip_on_launch,
+            opts=opts,
+        )
+        aws.ec2.RouteTableAssociation(
+            name, subnet_id=subnet.id, route_table_id=route_table_id, opts=opts
+        )
+        return subnet
