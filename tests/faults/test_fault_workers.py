@@ -1,0 +1,176 @@
+"""Worker kills: tasks under load while workers are SIGKILLed at random and restarted by a
+supervisor loop. Every accepted task must end completed or dead-lettered exactly once."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from app.appkit import TENANT_KEYS, Client, DevLLM, Env, Service, wait_until
+
+from faults.campaign import record
+from faults.stack import (
+    DEAD,
+    FINAL,
+    STREAM,
+    RedisProcess,
+    WorkerPool,
+    campaign_env,
+    dead_letter_counts,
+    final_count,
+    pending,
+    records,
+)
+
+SEED = 20261124
+TASKS = 500
+WORKERS = 3
+MAX_KILLS = 12
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(240)]
+
+
+def test_worker_kills_lose_and_duplicate_nothing(
+    redis_factory: Callable[[bool], RedisProcess],
+    devllm_factory: Callable[..., DevLLM],
+    api_factory: Callable[[Env], Service],
+    worker_pool: Callable[[Env], WorkerPool],
+) -> None:
+    began = time.monotonic()
+    rng = random.Random(SEED)
+    server = redis_factory(False)
+    # Some latency keeps every worker busy with several tasks, so a kill interrupts work.
+    llm = devllm_factory("--latency-ms", "150")
+    env = campaign_env(
+        server.url,
+        llm.base_url,
+        llm_retry_attempts=2,
+        llm_retry_wait_initial_s=0.05,
+        llm_retry_wait_max_s=0.2,
+        breaker_failure_threshold=50,
+        breaker_reset_s=1,
+    )
+    api = api_factory(env)
+    pool = worker_pool(env)
+    pool.start(WORKERS)
+    r = server.client()
+
+    accepted: list[str] = []
+    refused: list[int] = []
+
+    def submit_all() -> None:
+        clients = {tenant: Client(api.url, tenant) for tenant in TENANT_KEYS}
+        for n in range(TASKS):
+            client = clients["acme" if n % 2 else "globex"]
+            response = client.submit(f"compute {n} * 7 + {n % 13}")
+            if response.status_code == 202:
+                accepted.append(response.json()["id"])
+            else:
+                refused.append(response.status_code)
+        for client in clients.values():
+            client.http.close()
+
+    submitter = threading.Thread(target=submit_all, daemon=True)
+    submitter.start()
+
+    # The supervisor: kill a random worker now and then while work is under way, and
+    # start a new one in its place at once.
+    kills = 0
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        time.sleep(rng.uniform(0.3, 1.0))
+        ids = list(accepted)
+        done = final_count(r, ids)
+        if not submitter.is_alive() and done == len(ids):
+            break
+        if kills < MAX_KILLS and (submitter.is_alive() or done < 0.9 * TASKS):
+            pool.kill(rng.randrange(len(pool.live)))
+            kills += 1
+            pool.start(1)
+    submitter.join(timeout=60)
+
+    # A worker killed between writing a result and acknowledging its entry leaves the entry
+    # pending; a survivor reclaims and acknowledges it without redoing the task.
+    wait_until(lambda: pending(r) == 0 and r.xlen(STREAM) == 0, timeout=60, what="queue drained")
+
+    found = records(r, accepted)
+    statuses = {task_id: fields.get("status", "missing") for task_id, fields in found.items()}
+    lost_ids = [
+        task_id
+        for task_id, fields in found.items()
+        if fields.get("status") not in FINAL or "finished_at" not in fields
+    ]
+    dead_entries = dead_letter_counts(r)
+    finished_logs = pool.event_counts("task finished")
+    dead_logs = pool.event_counts("task dead-lettered")
+    # A task is duplicated if more than one final outcome was produced for it anywhere: two
+    # "finished" or "dead-lettered" log events, two dead-letter entries, or a dead-letter
+    # entry for a task whose record says it completed.
+    duplicated = [
+        task_id
+        for task_id in accepted
+        if finished_logs[task_id] + dead_logs[task_id] > 1
+        or dead_entries[task_id] > 1
+        or (dead_entries[task_id] and statuses[task_id] != "dead_lettered")
+    ]
+    missing_dead_entries = [
+        task_id
+        for task_id, status in statuses.items()
+        if status == "dead_lettered" and not dead_entries[task_id]
+    ]
+    readers = {tenant: Client(api.url, tenant) for tenant in TENANT_KEYS}
+    by_api = {
+        task_id: readers[found[task_id].get("tenant", "acme")].task(task_id)["status"]
+        for task_id in accepted
+    }
+    for reader in readers.values():
+        reader.http.close()
+    api_disagrees = [task_id for task_id in accepted if by_api[task_id] != statuses[task_id]]
+    to_final = [
+        float(fields["finished_at"]) - float(fields["created_at"])
+        for fields in found.values()
+        if "finished_at" in fields
+    ]
+    attempts = [int(fields.get("attempts", 0)) for fields in found.values()]
+    counted = list(statuses.values())
+
+    record(
+        "worker-kills",
+        tried={"tasks": TASKS, "workers": WORKERS, "kills": kills},
+        lost={
+            "tasks lost": len(lost_ids) + len(missing_dead_entries),
+            "duplicated": len(duplicated),
+        },
+        figures={
+            "accepted": len(accepted),
+            "refused": len(refused),
+            "completed": counted.count("completed"),
+            "failed": counted.count("failed"),
+            "dead-lettered": counted.count("dead_lettered"),
+            "dead-letter entries": r.xlen(DEAD),
+            "redelivered": sum(1 for n in attempts if n > 1),
+            "max attempts": max(attempts, default=0),
+            "API disagrees with Redis": len(api_disagrees),
+            "max time to final s": round(max(to_final, default=0.0), 2),
+        },
+        seconds=time.monotonic() - began,
+    )
+    r.close()
+
+    assert refused == []
+    assert len(accepted) == TASKS
+    assert lost_ids == []
+    assert missing_dead_entries == []
+    assert duplicated == []
+    assert api_disagrees == []
+    assert set(counted) <= {"completed", "dead_lettered"}
+    assert sum(dead_entries.values()) == counted.count("dead_lettered")
+    for task_id, status in statuses.items():
+        if status == "dead_lettered":
+            assert found[task_id].get("error"), task_id
+    # The run means something only if kills really interrupted work.
+    assert kills >= 5
+    assert sum(1 for n in attempts if n > 1) >= 1
