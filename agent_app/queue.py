@@ -9,9 +9,26 @@ from redis.exceptions import ResponseError
 
 from agent_app.runtime import text
 from agent_app.settings import Settings
-from agent_app.tasks import RedisValue
+from agent_app.tasks import RedisValue, final_fields, task_key
 
 Entry = tuple[str, dict[str, str]]
+
+# Final record, dead-letter entry and acknowledgement in one step. A task that another
+# worker finished in the meantime (a reclaimed entry racing its first owner) is only
+# acknowledged: dead-lettering it too would give it two outcomes. A worker dying half way
+# cannot leave a dead-lettered record without its dead-letter entry either.
+_DEAD_LETTER = """
+local n = tonumber(ARGV[3])
+local written = 0
+if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
+  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4 + n))
+  written = 1
+end
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[2])
+return written
+"""
 
 
 class TaskQueue:
@@ -20,6 +37,7 @@ class TaskQueue:
         self.stream = settings.task_stream
         self.group = settings.consumer_group
         self.dead_stream = settings.dead_letter_stream
+        self._dead_letter = redis.register_script(_DEAD_LETTER)
 
     async def ensure_group(self) -> None:
         try:
@@ -70,13 +88,16 @@ class TaskQueue:
             pipe.xdel(self.stream, entry_id)
             await pipe.execute()
 
-    async def dead_letter(self, entry_id: str, fields: dict[str, str]) -> None:
-        entry: dict[RedisValue, RedisValue] = {k: v for k, v in fields.items()}
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.dead_stream, entry)
-            pipe.xack(self.stream, self.group, entry_id)
-            pipe.xdel(self.stream, entry_id)
-            await pipe.execute()
+    async def dead_letter(self, entry_id: str, task_id: str, fields: dict[str, str]) -> bool:
+        """Marks the task dead-lettered and moves its entry to the dead-letter stream, unless
+        the task already has a final result; False then, and the entry is only acknowledged."""
+        final = final_fields("dead_lettered", {"error": fields.get("error")})
+        entry: list[RedisValue] = [item for pair in fields.items() for item in pair]
+        written = await self._dead_letter(
+            keys=[task_key(task_id), self.stream, self.dead_stream],
+            args=[self.group, entry_id, len(final), *final, *entry],
+        )
+        return bool(written)
 
     async def depth(self) -> int:
         """Pending (delivered, not acknowledged) plus lag (not yet delivered)."""

@@ -30,6 +30,15 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
+# Progress of a running task, never over a final record: a slower duplicate attempt that
+# fails after another one finished would otherwise turn "completed" back into "retrying".
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
 _JSON_FIELDS = ("steps", "tokens", "selection", "injection", "request")
 
 
@@ -43,6 +52,7 @@ class TaskStore:
         self._ttl_s = ttl_s
         self._start = redis.register_script(_START)
         self._finish = redis.register_script(_FINISH)
+        self._update = redis.register_script(_UPDATE)
 
     async def create(self, task_id: str, fields: dict[str, Any]) -> None:
         key = task_key(task_id)
@@ -83,13 +93,20 @@ class TaskStore:
         """-2: unknown task, -1: already final, else the attempt number now starting."""
         return int(await self._start(keys=[task_key(task_id)], args=[worker, time.time()]))
 
-    async def update(self, task_id: str, fields: dict[str, Any]) -> None:
-        await self._redis.hset(task_key(task_id), mapping=_encode(fields))
+    async def update(self, task_id: str, fields: dict[str, Any]) -> bool:
+        """False if the task is unknown or already final, and nothing was written."""
+        args = [item for pair in _encode(fields).items() for item in pair]
+        return bool(await self._update(keys=[task_key(task_id)], args=args))
 
     async def finish(self, task_id: str, status: Status, fields: dict[str, Any]) -> bool:
-        encoded = _encode({**fields, "status": status, "finished_at": time.time()})
-        args = [item for pair in encoded.items() for item in pair]
+        args = final_fields(status, fields)
         return bool(await self._finish(keys=[task_key(task_id)], args=args))
+
+
+def final_fields(status: Status, fields: dict[str, Any]) -> list[RedisValue]:
+    """The final write of a task record as HSET arguments: field, value, field, value…"""
+    encoded = _encode({**fields, "status": status, "finished_at": time.time()})
+    return [item for pair in encoded.items() for item in pair]
 
 
 def _encode(fields: dict[str, Any]) -> dict[RedisValue, RedisValue]:

@@ -237,10 +237,11 @@ class Worker:
         self, entry_id: str, task_id: str, record: dict[str, Any], attempts: int
     ) -> None:
         m = self.runtime.metrics
-        error = record.get("error") or "unknown error"
-        await self.store.finish(task_id, "dead_lettered", {"error": error})
-        await self.queue.dead_letter(
+        # Attempts cut short (a worker killed mid-task) leave no error of their own.
+        error = record.get("error") or f"{attempts} attempts started and none finished"
+        written = await self.queue.dead_letter(
             entry_id,
+            task_id,
             {
                 "task_id": task_id,
                 "tenant": record["tenant"],
@@ -248,6 +249,9 @@ class Worker:
                 "attempts": str(attempts),
             },
         )
+        if not written:
+            log.info("task already had a final result; not dead-lettered")
+            return
         m.dead_letters.labels(**m.rel()).inc()
         m.tasks.labels(**m.rel(status="dead_lettered", variant=record.get("variant", ""))).inc()
         log.error("task dead-lettered", attempts=attempts, error=error)

@@ -7,10 +7,24 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-from app.appkit import TENANT_KEYS, Client, DevLLM, Env, Service, wait_until
+from app.appkit import (
+    REDIS_PASSWORD,
+    TENANT_KEYS,
+    Client,
+    DevLLM,
+    Env,
+    Service,
+    run_async,
+    wait_until,
+)
+from redis.asyncio import Redis
 
+from agent_app.queue import TaskQueue
+from agent_app.settings import Settings
+from agent_app.tasks import TaskStore
 from faults.campaign import record
 from faults.stack import (
     DEAD,
@@ -174,3 +188,42 @@ def test_worker_kills_lose_and_duplicate_nothing(
     # The run means something only if kills really interrupted work.
     assert kills >= 5
     assert sum(1 for n in attempts if n > 1) >= 1
+
+
+def test_late_failure_of_a_duplicate_attempt_changes_nothing(
+    redis_factory: Callable[[bool], RedisProcess],
+) -> None:
+    """The race a reclaimed entry allows, made deterministic: attempt A is slow, the entry is
+    reclaimed and attempt B completes the task, then A fails on its last attempt. A's failure
+    must neither reopen the record ("retrying") nor dead-letter a completed task."""
+    server = redis_factory(False)
+
+    async def scenario() -> tuple[bool, bool, dict[str, str], int, int]:
+        r = Redis.from_url(server.url, password=REDIS_PASSWORD, decode_responses=True)
+        store = TaskStore(r, 3600)
+        queue = TaskQueue(r, Settings())
+        await queue.ensure_group()
+        await store.create("t1", {"tenant": "acme"})
+        await queue.enqueue("t1", "acme")
+        [(entry_id, _)] = await queue.read("worker-a", 1, 1000)
+        assert await store.start("t1", "worker-a") == 1
+        assert await store.start("t1", "worker-b") == 2
+        assert await store.finish("t1", "completed", {"result": "42", "worker": "worker-b"})
+        reopened = await store.update("t1", {"status": "retrying", "error": "attempt 1: late"})
+        dead = await queue.dead_letter(
+            entry_id, "t1", {"task_id": "t1", "tenant": "acme", "error": "late", "attempts": "1"}
+        )
+        record: Any = await r.hgetall("agent:task:t1")
+        dead_entries = await r.xlen(queue.dead_stream)
+        still_pending = int((await r.xpending(queue.stream, queue.group))["pending"])
+        await r.aclose()
+        return reopened, dead, record, dead_entries, still_pending
+
+    reopened, dead, found, dead_entries, still_pending = run_async(scenario())
+    assert not reopened
+    assert not dead
+    assert found["status"] == "completed"
+    assert found["result"] == "42"
+    assert "error" not in found
+    assert dead_entries == 0
+    assert still_pending == 0
