@@ -54,6 +54,8 @@ class _Model(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        # An infinite budget or size is never meant; JSON and YAML both can spell one.
+        allow_inf_nan=False,
     )
 
 
@@ -63,8 +65,11 @@ def _quantity(value: str) -> str:
 
 
 Quantity = Annotated[str, AfterValidator(_quantity)]
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+# Strict: lax ints would read `true` as 1 and "2" as 2, hiding a wrong type in the file.
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+Percent = Annotated[int, Field(ge=1, le=100, strict=True)]
+PositiveUsd = Annotated[float, Field(gt=0, strict=True)]
 
 
 class Resources(_Model):
@@ -145,7 +150,7 @@ class ClusterConfig(_Model):
     """The AWS network and EKS cluster (dev and prod)."""
 
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
-    availability_zones: Annotated[int, Field(ge=2, le=6)]
+    availability_zones: Annotated[int, Field(ge=2, le=6, strict=True)]
     vpc_cidr: ipaddress.IPv4Network
     kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = "1.31"
     private_endpoint: bool = False
@@ -205,8 +210,8 @@ class AutoscalingConfig(_Model):
     keda: bool
     min_replicas: PositiveInt
     max_replicas: PositiveInt
-    target_cpu_utilization: Annotated[int, Field(ge=1, le=100)] = 70
-    target_memory_utilization: Annotated[int, Field(ge=1, le=100)] = 80
+    target_cpu_utilization: Percent = 70
+    target_memory_utilization: Percent = 80
     queue_depth_per_replica: PositiveInt = 20
 
     @model_validator(mode="after")
@@ -221,7 +226,7 @@ class AutoscalingConfig(_Model):
 class CanaryConfig(_Model):
     version: Annotated[str, Field(min_length=1, max_length=63)]
     image_tag: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
-    weight: Annotated[int, Field(ge=0, le=100)]
+    weight: Annotated[int, Field(ge=0, le=100, strict=True)]
 
 
 class LlmConfig(_Model):
@@ -244,8 +249,8 @@ class LlmConfig(_Model):
 
 
 class BudgetConfig(_Model):
-    monthly_usd: Annotated[float, Field(gt=0)]
-    per_tenant_monthly_usd: Annotated[float, Field(gt=0)]
+    monthly_usd: PositiveUsd
+    per_tenant_monthly_usd: PositiveUsd
 
 
 class OperatorRelease(_Model):
@@ -404,7 +409,10 @@ def load_stack_config(raw: Mapping[str, Any], secret_keys: set[str]) -> StackCon
         if not key.startswith(prefix):
             continue
         name = key[len(prefix) :]
-        if name in SECRET_KEYS:
+        if name == "secrets":
+            # The model's own field for the secret keys, never a config key itself.
+            problems.append(f"{key}: unknown key (check its spelling)")
+        elif name in SECRET_KEYS:
             if key not in secret_keys:
                 problems.append(
                     f"{key}: must be a secret, not plaintext; "

@@ -1,0 +1,506 @@
+"""Bad stack configs, made by mutating the committed stack files.
+
+Each must fail with exactly one ConfigError that names the mutated key by its full
+`agent-platform:` path, reads as a config problem rather than a traceback, and never
+echoes a secret's value.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from faults.campaign import record
+from stacks.config import NAMESPACE, SECRET_KEYS, ConfigError, StackConfig, load_stack_config
+from stacks.simulate import stack_file_config
+
+STACKS = ("local", "dev", "prod")
+# Distinctive, so that finding one in an error message can only mean it was echoed.
+SECRET_VALUES = {
+    f"{NAMESPACE}:redisPassword": "RDSPW7F3A9C1E5B2D4680",
+    f"{NAMESPACE}:appApiKeys": json.dumps({"team-a": "APIKEY0C9E8D7F6A5B"}),
+    f"{NAMESPACE}:modelApiKey": "MODELKEY1A2B3C4D5E6F",
+}
+# What a message written for people never contains.
+TRACEBACK_MARKS = ("Traceback", "pydantic", "errors.pydantic.dev", " object at 0x", "<class ")
+EXAMPLES = 600
+
+Path = tuple[str | int, ...]
+Tree = dict[str, Any]
+
+
+@dataclass
+class Case:
+    """One bad config: the stack's tree of values, its secrets, and the key at fault."""
+
+    kind: str
+    stack: str
+    tree: Tree
+    expected: Path
+    secrets: dict[str, str] = field(default_factory=lambda: dict(SECRET_VALUES))
+    plaintext: set[str] = field(default_factory=set)
+
+    def raw(self) -> tuple[dict[str, Any], set[str]]:
+        """The config as Pulumi hands it over: strings, JSON text for structures."""
+        raw: dict[str, Any] = {}
+        for name, value in self.tree.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            raw[f"{NAMESPACE}:{name}"] = text
+        raw.update(self.secrets)
+        return raw, set(self.secrets) - self.plaintext
+
+
+@cache
+def _valid_tree(stack: str) -> Tree:
+    raw, _ = stack_file_config(stack)
+    tree: Tree = {}
+    for key, value in raw.items():
+        name = key.removeprefix(f"{NAMESPACE}:")
+        if key.startswith(f"{NAMESPACE}:") and name not in SECRET_KEYS:
+            tree[name] = json.loads(value) if value[:1] in ("{", "[") else value
+    return tree
+
+
+def valid_tree(stack: str) -> Tree:
+    return copy.deepcopy(_valid_tree(stack))
+
+
+def key_of(path: Path) -> str:
+    text = str(path[0])
+    for part in path[1:]:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return f"{NAMESPACE}:{text}"
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        else:
+            return annotation
+
+
+def _fields(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's fields by the key a config file spells them with."""
+    return {f.alias or name: f for name, f in model.model_fields.items()}
+
+
+def annotation_at(path: Path) -> Any:
+    annotation: Any = StackConfig
+    for part in path:
+        if isinstance(part, int):
+            annotation = get_args(annotation)[0]
+        else:
+            annotation = _fields(annotation)[part].annotation
+        annotation = _unwrap(annotation)
+    return annotation
+
+
+def kind_of(path: Path) -> str:
+    annotation = annotation_at(path)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "mapping"
+    if get_origin(annotation) is list:
+        return "list"
+    if annotation is bool:
+        return "bool"
+    if annotation is int:
+        return "int"
+    if annotation is float:
+        return "float"
+    return "text"
+
+
+def nodes(value: Any, path: Path = ()) -> Iterator[Path]:
+    """Every value's path in the tree, outermost first."""
+    if path:
+        yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from nodes(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from nodes(item, (*path, index))
+
+
+def get(tree: Tree, path: Path) -> Any:
+    value: Any = tree
+    for part in path:
+        value = value[part]
+    return value
+
+
+def put(tree: Tree, path: Path, value: Any) -> None:
+    get(tree, path[:-1])[path[-1]] = value
+
+
+def remove(tree: Tree, path: Path) -> None:
+    del get(tree, path[:-1])[path[-1]]
+
+
+def known_keys(path: Path) -> set[str]:
+    """Every spelling the model at `path` accepts (aliases and field names)."""
+    model = annotation_at(path)
+    return set(_fields(model)) | set(model.model_fields) | ({"secrets"} if not path else set())
+
+
+WRONG_TYPES: dict[str, list[Any]] = {
+    "mapping": [["a", "list"], "plain text", 7, True],
+    "list": ["g5.xlarge", 7, {"not": "a list"}],
+    "bool": ["maybe", 7, ["yes"], {"on": True}],
+    "int": ["many", "3", True, 2.5, [3], {"n": 3}],
+    "float": ["lots", "50", True, [50], {"usd": 50}],
+    "text": [12345, True, ["text"], {"key": "text"}],
+}
+# Pulumi hands top-level values over as text, so only JSON structure changes their type.
+TOP_LEVEL_WRONG_TYPES: dict[str, list[Any]] = {
+    "mapping": ["plain text", "[1, 2", '["a", "list"]', "- a\n- b", "7"],
+    "list": ["g5.xlarge", '{"not": "a list"}'],
+    "text": ['["text"]', '{"key": "text"}'],
+}
+
+
+def typos(key: str) -> list[str]:
+    swapped = [key[:i] + key[i + 1] + key[i] + key[i + 2 :] for i in range(len(key) - 1)]
+    dropped = [key[:i] + key[i + 1 :] for i in range(len(key))]
+    return [*swapped, *dropped, key + "s", key.lower(), key.upper(), key.capitalize()]
+
+
+@st.composite
+def wrong_type(draw: st.DrawFn) -> Case:
+    stack = draw(st.sampled_from(STACKS))
+    tree = valid_tree(stack)
+    path = draw(st.sampled_from(list(nodes(tree))))
+    kind = kind_of(path)
+    table = TOP_LEVEL_WRONG_TYPES if len(path) == 1 else WRONG_TYPES
+    if kind not in table:
+        kind = "text"
+    put(tree, path, draw(st.sampled_from(table[kind])))
+    return Case("wrong type", stack, tree, path)
+
+
+@st.composite
+def out_of_range(draw: st.DrawFn) -> Case:
+    stack = draw(st.sampled_from(STACKS))
+    tree = valid_tree(stack)
+    numbers = [p for p in nodes(tree) if kind_of(p) in ("int", "float")]
+    path = draw(st.sampled_from(numbers))
+    if kind_of(path) == "int":
+        # Every count in the config is bounded below by 0 at least.
+        value: Any = draw(st.integers(max_value=-1))
+    else:
+        value = draw(
+            st.sampled_from([0.0, float("inf"), float("-inf"), float("nan")])
+            | st.floats(max_value=0, allow_nan=False)
+        )
+    put(tree, path, value)
+    return Case("out of range", stack, tree, path)
+
+
+@st.composite
+def unknown_key(draw: st.DrawFn) -> Case:
+    stack = draw(st.sampled_from(STACKS))
+    tree = valid_tree(stack)
+    mappings: list[Path] = [(), *(p for p in nodes(tree) if isinstance(get(tree, p), dict))]
+    path = draw(st.sampled_from(mappings))
+    target = get(tree, path)
+    candidates = [t for k in target for t in typos(k)] + ["secrets", "replicaCount", "x"]
+    key = draw(
+        st.sampled_from(candidates) | st.from_regex(r"[a-zA-Z][a-zA-Z0-9_.-]{0,12}", fullmatch=True)
+    )
+    allowed = known_keys(path) | set(SECRET_KEYS)
+    if key in allowed:
+        key = f"{key}Typo"
+    target[key] = draw(st.sampled_from(["value", 3, True, {"a": 1}]))
+    return Case("unknown key", stack, tree, (*path, key))
+
+
+@st.composite
+def missing_key(draw: st.DrawFn) -> Case:
+    stack = draw(st.sampled_from(STACKS))
+    tree = valid_tree(stack)
+    required = []
+    for path in [(), *nodes(tree)]:
+        value = get(tree, path)
+        if isinstance(value, dict):
+            fields = _fields(annotation_at(path))
+            required += [(*path, k) for k in value if k in fields and fields[k].is_required()]
+    path = draw(st.sampled_from(required))
+    remove(tree, path)
+    return Case("missing key", stack, tree, path)
+
+
+@st.composite
+def plaintext_secret(draw: st.DrawFn) -> Case:
+    stack = draw(st.sampled_from(STACKS))
+    key = draw(st.sampled_from(sorted(SECRET_VALUES)))
+    name = key.removeprefix(f"{NAMESPACE}:")
+    return Case("plaintext secret", stack, valid_tree(stack), (name,), plaintext={key})
+
+
+SHORT_SECRET = st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ23456789", min_size=8, max_size=15)
+
+
+@st.composite
+def bad_secret(draw: st.DrawFn) -> Case:
+    stack = draw(st.sampled_from(STACKS))
+    case = Case("bad secret", stack, valid_tree(stack), ("redisPassword",))
+    marker = draw(SHORT_SECRET)
+    if draw(st.booleans()):
+        case.secrets[f"{NAMESPACE}:redisPassword"] = marker
+    else:
+        case.expected = ("appApiKeys",)
+        bad_maps = [
+            f"{{not json {marker}",
+            json.dumps([marker]),
+            json.dumps({}),
+            json.dumps({"team-a": "", "team-b": marker}),
+            json.dumps({"team-a": 5, "team-b": marker}),
+            json.dumps(marker),
+        ]
+        case.secrets[f"{NAMESPACE}:appApiKeys"] = draw(st.sampled_from(bad_maps))
+    return case
+
+
+def _edit(stack: str, expected: Path, change: Callable[[Tree], None]) -> Case:
+    tree = valid_tree(stack)
+    change(tree)
+    return Case("inconsistent", stack, tree, expected)
+
+
+def _without_model_key(case: Case) -> Case:
+    del case.secrets[f"{NAMESPACE}:modelApiKey"]
+    return case
+
+
+def _pool_scaling(tree: Tree, low: int, high: int) -> None:
+    tree["gpuPools"][0]["scaling"] = {"minSize": high, "desiredSize": high, "maxSize": low}
+
+
+INCONSISTENT: list[Callable[[int, int], Case]] = [
+    lambda lo, hi: _edit(
+        "local", ("cluster",), lambda t: t.update(cluster=_valid_tree("dev")["cluster"])
+    ),
+    lambda lo, hi: _edit(
+        "local", ("gpuPools",), lambda t: t.update(gpuPools=_valid_tree("dev")["gpuPools"])
+    ),
+    lambda lo, hi: _edit(
+        "local", ("redis", "mode"), lambda t: t["redis"].update(mode="elasticache")
+    ),
+    lambda lo, hi: _edit("local", ("llm", "mode"), lambda t: t["llm"].update(mode="vllm")),
+    lambda lo, hi: _edit(
+        "local", ("autoscaling", "keda"), lambda t: t["autoscaling"].update(keda=True)
+    ),
+    lambda lo, hi: _edit(
+        "dev", ("ingress", "enabled"), lambda t: t.update(ingress={"enabled": True})
+    ),
+    lambda lo, hi: _edit("dev", ("cluster",), lambda t: t.pop("cluster")),
+    lambda lo, hi: _edit("dev", ("cluster",), lambda t: t.update(environment="local")),
+    lambda lo, hi: _edit("prod", ("llm", "mode"), lambda t: t.update(gpuPools=[])),
+    lambda lo, hi: _edit(
+        "prod",
+        ("operators", "externalSecrets", "enabled"),
+        lambda t: t["operators"]["externalSecrets"].update(enabled=False),
+    ),
+    lambda lo, hi: _edit(
+        "prod", ("cluster", "privateEndpoint"), lambda t: t["cluster"].update(privateEndpoint=False)
+    ),
+    lambda lo, hi: _edit(
+        "prod", ("redis", "numCacheClusters"), lambda t: t["redis"].update(numCacheClusters=1)
+    ),
+    lambda lo, hi: _edit(
+        "prod", ("canary", "version"), lambda t: t["canary"].update(version=t["agent"]["version"])
+    ),
+    lambda lo, hi: _without_model_key(
+        _edit(
+            "local",
+            ("modelApiKey",),
+            lambda t: t.update(llm={"mode": "external", "model": "m", "baseUrl": "http://llm"}),
+        )
+    ),
+    lambda lo, hi: _edit(
+        "local", ("llm",), lambda t: t.update(llm={"mode": "external", "model": "m"})
+    ),
+    lambda lo, hi: _edit(
+        "local",
+        ("autoscaling",),
+        lambda t: t["autoscaling"].update(minReplicas=hi, maxReplicas=lo),
+    ),
+    lambda lo, hi: _edit("dev", ("gpuPools", 0, "scaling"), lambda t: _pool_scaling(t, lo, hi)),
+    lambda lo, hi: _edit(
+        "prod",
+        ("cluster", "systemPool", "scaling"),
+        lambda t: t["cluster"]["systemPool"].update(
+            scaling={"minSize": lo, "desiredSize": hi + 1, "maxSize": hi}
+        ),
+    ),
+    lambda lo, hi: _edit(
+        "prod",
+        ("agent", "api"),
+        lambda t: t["agent"]["api"].update(cpuRequest=str(hi), cpuLimit=f"{lo}"),
+    ),
+    lambda lo, hi: _edit(
+        "local",
+        ("agent", "worker"),
+        lambda t: t["agent"].update(
+            worker={
+                "cpuRequest": "1",
+                "cpuLimit": "2",
+                "memoryRequest": f"{hi}Gi",
+                "memoryLimit": f"{lo}Gi",
+            }
+        ),
+    ),
+]
+
+
+@st.composite
+def inconsistent(draw: st.DrawFn) -> Case:
+    low = draw(st.integers(min_value=1, max_value=50))
+    high = draw(st.integers(min_value=low + 1, max_value=100))
+    return draw(st.sampled_from(INCONSISTENT))(low, high)
+
+
+MUTATIONS = {
+    "wrong type": wrong_type(),
+    "out of range": out_of_range(),
+    "unknown key": unknown_key(),
+    "missing key": missing_key(),
+    "plaintext secret": plaintext_secret(),
+    "bad secret": bad_secret(),
+    "inconsistent": inconsistent(),
+}
+
+
+@dataclass
+class Outcome:
+    case: Case
+    lost: str | None
+    detail: str
+
+
+def judge(case: Case) -> Outcome:
+    raw, secret_keys = case.raw()
+    try:
+        load_stack_config(raw, secret_keys)
+    except ConfigError as error:
+        message = str(error)
+        named = f"{key_of(case.expected)}: "
+        if any(secret in message for secret in _secret_texts(case)):
+            return Outcome(case, "secrets echoed", message)
+        if (
+            type(error) is not ConfigError
+            or not any(p.startswith(named) for p in error.problems)
+            or not all(p.startswith(f"{NAMESPACE}:") for p in error.problems)
+            or any(mark in message for mark in TRACEBACK_MARKS)
+        ):
+            return Outcome(case, "unclear errors", message)
+        return Outcome(case, None, message)
+    except Exception as error:
+        return Outcome(case, "other exceptions", repr(error))
+    return Outcome(case, "accepted", "")
+
+
+def _secret_texts(case: Case) -> list[str]:
+    texts = []
+    for value in case.secrets.values():
+        texts.append(value)
+        try:
+            decoded = json.loads(value)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(decoded, dict):
+            texts += [v for v in decoded.values() if isinstance(v, str) and len(v) >= 8]
+    return [t for t in texts if len(t) >= 8]
+
+
+def test_bad_stack_configs_each_give_one_clear_error() -> None:
+    started = time.monotonic()
+    outcomes: list[Outcome] = []
+
+    @given(case=st.one_of(*MUTATIONS.values()))
+    @settings(
+        derandomize=True,
+        database=None,
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case: Case) -> None:
+        outcomes.append(judge(case))
+
+    run()
+    lost: dict[str, int | float] = {
+        "accepted": 0,
+        "other exceptions": 0,
+        "unclear errors": 0,
+        "secrets echoed": 0,
+    }
+    for outcome in outcomes:
+        if outcome.lost:
+            lost[outcome.lost] += 1
+    per_kind = {kind: sum(o.case.kind == kind for o in outcomes) for kind in MUTATIONS}
+    record(
+        "bad-stack-configs",
+        tried={"configs": len(outcomes), "mutation kinds": len(MUTATIONS)},
+        lost=lost,
+        figures={
+            "configs per mutation kind": per_kind,
+            "stacks": list(STACKS),
+            "distinct keys named": len({key_of(o.case.expected) for o in outcomes}),
+        },
+        seconds=time.monotonic() - started,
+    )
+    bad = [o for o in outcomes if o.lost]
+    assert not bad, "\n".join(
+        f"{o.lost}: {o.case.kind} {key_of(o.case.expected)} on {o.case.stack}: {o.detail}"
+        for o in bad[:10]
+    )
+    assert all(per_kind.values()), per_kind
+
+
+def test_every_mutation_starts_from_a_valid_stack() -> None:
+    for stack in STACKS:
+        raw, secret_keys = Case("none", stack, valid_tree(stack), ("environment",)).raw()
+        assert load_stack_config(raw, secret_keys).environment.value == stack
+
+
+def test_non_mapping_config_values_name_their_key() -> None:
+    # Whole sections given as YAML lists or scalars, as `pulumi config set` would store them.
+    for text in ("in-cluster", "[]", "- mode: in-cluster", "null", "{"):
+        case = Case("non-mapping", "local", valid_tree("local"), ("redis",))
+        case.tree["redis"] = text
+        outcome = judge(case)
+        assert outcome.lost is None, (text, outcome.detail)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        # Each was once accepted: the section silently dropped, an infinite budget, a
+        # boolean or text read as a number.
+        (("secrets",), {"redisPassword": "x"}),
+        (("budget", "monthlyUsd"), float("inf")),
+        (("redis", "storageGi"), True),
+        (("autoscaling", "minReplicas"), "2"),
+    ],
+)
+def test_once_accepted_bad_values_are_rejected(path: Path, value: Any) -> None:
+    tree = valid_tree("local")
+    put(tree, path, value)
+    outcome = judge(Case("regression", "local", tree, path))
+    assert outcome.lost is None, outcome.detail
