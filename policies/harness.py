@@ -5,13 +5,13 @@
 Resource rules run on each resource, stack rules on the whole list, at the levels
 and thresholds of the stack's policy config: mandatory violations fail (exit 1),
 advisory ones are printed as warnings, disabled rules are skipped. Checks a value
-unknown at preview kept from deciding are printed as notes, as the engine does.
+unknown at preview kept from deciding are printed as notes, as the engine does. A bad
+policy config or stack config exits 2 with the problems, before anything is simulated.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from policies.catalog import RULES
-from policies.pack_config import ConfiguredRule, configure, load_raw
+from policies.pack_config import ConfiguredRule, PackConfigError, configure, load_file, load_raw
 from policies.rule import ResourceRule
 from policies.view import ResourceView
 from policies.violation import Violation
+from stacks.config import ConfigError
 
 if TYPE_CHECKING:
     # The program imports the cost model; importing it back only for types avoids a cycle.
@@ -93,10 +94,8 @@ def run_stack(
     raw_config: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Report:
-    raw = load_raw(stack) if raw_config is None else raw_config
-    return evaluate(
-        simulated_views(stack, preview=preview, overrides=overrides), configure(RULES, raw)
-    )
+    rules = configure(RULES, load_raw(stack) if raw_config is None else raw_config)
+    return evaluate(simulated_views(stack, preview=preview, overrides=overrides), rules)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,8 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preview", action="store_true", help="simulate a preview (unknowns)")
     parser.add_argument("--config", type=Path, help="policy config file (default: the stack's)")
     args = parser.parse_args(argv)
-    raw = json.loads(args.config.read_text()) if args.config else None
-    report = run_stack(args.stack, preview=args.preview, raw_config=raw)
+    try:
+        raw = load_file(args.config) if args.config else None
+        report = run_stack(args.stack, preview=args.preview, raw_config=raw)
+    except (PackConfigError, ConfigError) as error:
+        parser.exit(2, f"{error}\n")
     print(report.render())
     return 0 if report.passed else 1
 

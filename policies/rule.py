@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from components.quantity import parse_quantity
 from policies.view import ResourceView
 from policies.violation import Violation
 
@@ -17,7 +19,39 @@ Enforcement = Literal["advisory", "mandatory", "disabled"]
 class RuleConfig(BaseModel):
     """Base of every rule's thresholds; unknown keys are typos, so they are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _whole_number(value: Any) -> Any:
+    # The engine hands config over as protobuf Struct numbers, which are all floats.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _quantity(value: str) -> str:
+    parse_quantity(value)
+    return value
+
+
+# Strict, as the engine's JSON schema check is: "10" or true is not a number there either.
+Count = Annotated[int, Field(ge=0, strict=True), BeforeValidator(_whole_number)]
+PositiveCount = Annotated[int, Field(ge=1, strict=True), BeforeValidator(_whole_number)]
+# A cent, not 0: JSON schema draft 4, which the engine may use, has no exclusiveMinimum.
+Usd = Annotated[float, Field(ge=0.01, strict=True)]
+Percent = Annotated[float, Field(ge=0, strict=True)]
+Quantity = Annotated[str, AfterValidator(_quantity)]
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"not a regular expression: {error}") from None
+    return value
+
+
+Pattern = Annotated[str, AfterValidator(_regex)]
 
 
 class NoConfig(RuleConfig):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import StrictBool
+
 from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig
 from policies.view import UNKNOWN, ResourceView, dig
 from policies.violation import Violation, undetermined, violation
@@ -19,7 +21,7 @@ SECRETS_MANAGER = "aws:secretsmanager/secret:Secret"
 
 class EksConfig(RuleConfig):
     required_log_types: tuple[str, ...] = ("api", "audit", "authenticator")
-    require_private_endpoint: bool = False
+    require_private_endpoint: StrictBool = False
 
 
 def _encrypts_secrets(encryption: Any) -> Any:
@@ -88,7 +90,7 @@ def check_eks(resource: ResourceView, cfg: EksConfig) -> list[Violation]:
 
 
 class ElastiCacheConfig(RuleConfig):
-    require_multi_az: bool = False
+    require_multi_az: StrictBool = False
 
 
 def check_elasticache(resource: ResourceView, cfg: ElastiCacheConfig) -> list[Violation]:

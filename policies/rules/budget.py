@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from policies.cost import estimate
-from policies.rule import Rule, RuleConfig, StackRule
+from policies.rule import Percent, Rule, RuleConfig, StackRule, Usd
 from policies.view import ResourceView
 from policies.violation import Violation, violation
 
@@ -13,9 +13,9 @@ BUDGET = "monthly-budget"
 
 
 class BudgetConfig(RuleConfig):
-    monthly_budget_usd: float = 1000.0
-    max_increase_pct: float | None = None
-    baseline_usd: float | None = None
+    monthly_budget_usd: Usd = 1000.0
+    max_increase_pct: Percent | None = None
+    baseline_usd: Usd | None = None
 
 
 def check_budget(resources: Sequence[ResourceView], cfg: BudgetConfig) -> list[Violation]:

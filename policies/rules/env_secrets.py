@@ -6,7 +6,7 @@ import itertools
 import re
 from typing import Any
 
-from policies.rule import ResourceRule, Rule, RuleConfig
+from policies.rule import Pattern, ResourceRule, Rule, RuleConfig
 from policies.view import UNKNOWN, ResourceView, dig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import containers, containers_unknown, is_pod_bearing
@@ -30,7 +30,7 @@ class EnvSecretsConfig(RuleConfig):
     # A variable naming where a secret lives is not the secret itself.
     non_secret_suffixes: tuple[str, ...] = ("_FILE", "_PATH", "_DIR")
     allowed_names: tuple[str, ...] = ()
-    secret_value_patterns: tuple[str, ...] = (
+    secret_value_patterns: tuple[Pattern, ...] = (
         r"^sk-[A-Za-z0-9_-]{16,}",
         r"^AKIA[0-9A-Z]{16}$",
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from components.quantity import parse_quantity
 from policies.prices import UnknownInstanceTypeError, load_prices
-from policies.rule import ResourceRule, Rule, RuleConfig, StackRule
+from policies.rule import Count, ResourceRule, Rule, RuleConfig, StackRule
 from policies.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
@@ -33,7 +33,7 @@ class GpuResourceConfig(RuleConfig):
 class GpuTaintConfig(GpuResourceConfig):
     taint_key: str = "nvidia.com/gpu"
     taint_value: str = "true"
-    taint_effect: str = "NoSchedule"
+    taint_effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
 
 
 class GpuPlacementConfig(GpuTaintConfig):
@@ -224,7 +224,7 @@ def check_gpu_taint_reserved(
 
 
 class GpuPoolCapConfig(RuleConfig):
-    max_total_gpus: int = 16
+    max_total_gpus: Count = 16
 
 
 def check_gpu_pool_capacity(

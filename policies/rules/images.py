@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from policies.rule import ResourceRule, Rule, RuleConfig
+from pydantic import StrictBool
+
+from policies.rule import Pattern, ResourceRule, Rule, RuleConfig
 from policies.view import UNKNOWN, ResourceView, dig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import containers, containers_unknown, is_pod_bearing
@@ -14,10 +16,12 @@ IMAGE_PINNED = "image-pinned"
 
 
 class ImageConfig(RuleConfig):
-    require_immutable: bool = False
+    require_immutable: StrictBool = False
     # Full versions (1.4.0, v0.6.4, 7.4.1-alpine3.20) and commit SHAs are never moved by
     # convention; floating tags (7, 7.4, stable, main) are.
-    immutable_tag_pattern: str = r"^(v?\d+\.\d+\.\d+([-+.][0-9A-Za-z.-]+)?|(sha-)?[0-9a-f]{7,40})$"
+    immutable_tag_pattern: Pattern = (
+        r"^(v?\d+\.\d+\.\d+([-+.][0-9A-Za-z.-]+)?|(sha-)?[0-9a-f]{7,40})$"
+    )
 
 
 def split_image(image: str) -> tuple[str, str | None, str | None]:

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from components.quantity import parse_quantity
-from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig
+from policies.rule import Count, NoConfig, Quantity, ResourceRule, Rule, RuleConfig
 from policies.view import UNKNOWN, ResourceView, Unknown, dig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
@@ -68,9 +68,9 @@ def check_resources_required(resource: ResourceView, _cfg: NoConfig) -> list[Vio
 
 
 class LimitsCapsConfig(RuleConfig):
-    max_cpu_per_pod: str = "16"
-    max_memory_per_pod: str = "64Gi"
-    max_gpus_per_pod: int = 8
+    max_cpu_per_pod: Quantity = "16"
+    max_memory_per_pod: Quantity = "64Gi"
+    max_gpus_per_pod: Count = 8
 
 
 class _MalformedError(ValueError):
@@ -204,7 +204,7 @@ def check_requests_within_limits(resource: ResourceView, _cfg: NoConfig) -> list
 
 
 class EphemeralConfig(RuleConfig):
-    max_ephemeral_storage: str = "10Gi"
+    max_ephemeral_storage: Quantity = "10Gi"
 
 
 def check_ephemeral_storage(resource: ResourceView, cfg: EphemeralConfig) -> list[Violation]:

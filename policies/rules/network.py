@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import StrictBool
+
 from policies.rule import ResourceRule, Rule, RuleConfig, StackRule
 from policies.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.violation import Violation, undetermined, violation
@@ -22,7 +24,7 @@ _INTERNAL_ANNOTATIONS = {
 
 class NetworkPolicyConfig(RuleConfig):
     # Helm charts create workloads the pack cannot see; their namespace needs a policy too.
-    include_helm_releases: bool = True
+    include_helm_releases: StrictBool = True
 
 
 def _release_namespace(release: ResourceView) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from policies.rule import ResourceRule, Rule, RuleConfig
 from policies.view import UNKNOWN, ResourceView, dig, entries_for
@@ -27,6 +27,14 @@ class SecurityContextConfig(RuleConfig):
     # Workload name pattern -> checks it is excused from (reasons in the README),
     # e.g. {"dcgm-exporter-*": ["runAsNonRoot", "capabilities.add"]}.
     exemptions: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("exemptions")
+    @classmethod
+    def _known_checks(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        unknown = sorted({c for checks in value.values() for c in checks} - set(_CHECKS))
+        if unknown:
+            raise ValueError(f"no such check(s) {unknown}; checks: {', '.join(_CHECKS)}")
+        return value
 
 
 # check name -> (container field, required value, whether the pod's securityContext
@@ -111,6 +119,15 @@ class HostAccessConfig(RuleConfig):
     # Workload name pattern -> hostPath paths it may mount (the GPU device plugin needs
     # /var/lib/kubelet/device-plugins); nothing else is allowed.
     allowed_host_paths: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("allowed_host_paths")
+    @classmethod
+    def _absolute(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        # Kubernetes only mounts absolute hostPaths, so a relative entry would allow nothing.
+        relative = sorted({p for paths in value.values() for p in paths if not p.startswith("/")})
+        if relative:
+            raise ValueError(f"host paths must be absolute: {relative}")
+        return value
 
 
 def check_host_access(resource: ResourceView, cfg: HostAccessConfig) -> list[Violation]:

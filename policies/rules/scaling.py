@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig, StackRule
+from policies.rule import Count, NoConfig, PositiveCount, ResourceRule, Rule, RuleConfig, StackRule
 from policies.view import UNKNOWN, ResourceView, number
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
@@ -31,7 +31,7 @@ _FIELDS = {
 
 
 class BoundsConfig(RuleConfig):
-    max_replicas: int = 20
+    max_replicas: PositiveCount = 20
 
 
 def _bounds(autoscaler: ResourceView) -> tuple[Any, Any]:
@@ -120,7 +120,7 @@ def check_autoscaled_no_replicas(
 
 
 class PdbConfig(RuleConfig):
-    min_replicas_requiring_pdb: int = 2
+    min_replicas_requiring_pdb: Count = 2
 
 
 def _min_replicas(workload: ResourceView, autoscalers: Sequence[ResourceView]) -> Any:

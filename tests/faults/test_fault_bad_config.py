@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import copy
 import json
+import pathlib
+import subprocess
+import sys
 import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
-from faults.campaign import record
+from faults.campaign import REPO, record
+from policies.catalog import RULES
+from policies.pack_config import PackConfigError, configure, load_file, load_raw, parse
+from policies.rule import Rule, config_schema
 from stacks.config import NAMESPACE, SECRET_KEYS, ConfigError, StackConfig, load_stack_config
 from stacks.simulate import stack_file_config
 
@@ -504,3 +510,314 @@ def test_once_accepted_bad_values_are_rejected(path: Path, value: Any) -> None:
     put(tree, path, value)
     outcome = judge(Case("regression", "local", tree, path))
     assert outcome.lost is None, outcome.detail
+
+
+# ---- policy configs: policies/config/<stack>.json, the engine's --policy-pack-config ----
+
+POLICY_STACKS = ("local", "dev", "prod")
+RULE_NAMES = [rule.name for rule in RULES]
+CONFIGURABLE = {rule.name: rule for rule in RULES if rule.config.model_fields}
+POLICY_EXAMPLES = 500
+
+
+@dataclass
+class PolicyCase:
+    """One bad policy config (as JSON text) and the words its error must hold together."""
+
+    kind: str
+    stack: str
+    text: str
+    expected: tuple[str, ...]
+
+
+def policy_raw(stack: str) -> dict[str, Any]:
+    return copy.deepcopy(_policy_raw(stack))
+
+
+@cache
+def _policy_raw(stack: str) -> dict[str, Any]:
+    return load_raw(stack)
+
+
+def _entry(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """The policy's entry in object form, keeping any level it had."""
+    entry = raw.get(name)
+    if isinstance(entry, dict):
+        return entry
+    raw[name] = {"enforcementLevel": entry} if isinstance(entry, str) else {}
+    result: dict[str, Any] = raw[name]
+    return result
+
+
+def _minimum(rule: Rule, setting: str) -> float:
+    """The setting's lower bound, as the engine's JSON schema states it."""
+    schema = config_schema(rule.config)[setting]
+    for option in [schema, *schema.get("anyOf", [])]:
+        if "minimum" in option:
+            return float(option["minimum"])
+    return 0.0
+
+
+def setting_kind(rule: Rule, setting: str) -> str:
+    info = rule.config.model_fields[setting]
+    annotation = _unwrap(info.annotation)
+    if any(isinstance(m, AfterValidator) for m in info.metadata):
+        return "quantity" if setting.startswith("max_") else "pattern"
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return "choice"
+    if origin is tuple:
+        return "patterns" if setting.endswith("_patterns") else "names"
+    if origin is dict:
+        return "table"
+    return {bool: "bool", int: "int", float: "float"}.get(annotation, "text")
+
+
+SETTING_WRONG_TYPES: dict[str, list[Any]] = {
+    "int": ["many", "3", True, 2.5, [3], {"n": 3}, None],
+    "float": ["lots", "50", True, [50], {"usd": 50}],
+    "bool": ["yes", "true", 1, [True], None],
+    "text": [5, True, ["text"], {"k": "v"}, None],
+    "quantity": [8, True, ["8"], None],
+    "pattern": [5, ["^v"], None],
+    "choice": [5, ["NoSchedule"], None],
+    "names": ["one-name", [1, 2], {"a": 1}, 5, None],
+    "patterns": ["^one$", [1], 5],
+    "table": ["x", ["a"], {"a-*": "not-a-list"}, {"a-*": [1]}, 5],
+}
+SETTING_OUT_OF_RANGE: dict[str, list[Any]] = {
+    "quantity": ["lots", "-1", "", "1.5.5", "10 Gi", "8Gb"],
+    "pattern": ["(", "[a-", "*tag", "(?P<x"],
+    "patterns": [["^ok$", "("], ["[unclosed"]],
+    "choice": ["Sometimes", "noschedule", ""],
+}
+TABLE_OUT_OF_RANGE: dict[str, Any] = {
+    "exemptions": {"dcgm-exporter-*": ["runAsRoot"]},
+    "allowed_host_paths": {"nvidia-device-plugin-*": ["var/lib/kubelet"]},
+}
+BAD_LEVELS: list[Any] = [
+    "loud",
+    "Mandatory",
+    "",
+    "warn",
+    "remediate ",
+    1,
+    True,
+    None,
+    ["mandatory"],
+]
+BAD_FILES = [
+    "",
+    "[]",
+    "5",
+    '"mandatory"',
+    "null",
+    "true",
+    "{",
+    "{'all': 'mandatory'}",
+    '{"all": "mandatory",}',
+    '{"all": NaN}',
+    '{"monthly-budget": {"monthly_budget_usd": Infinity}}',
+    '{"monthly-budget": {"monthly_budget_usd": -Infinity}}',
+]
+
+
+@st.composite
+def unknown_policy(draw: st.DrawFn) -> PolicyCase:
+    stack = draw(st.sampled_from(POLICY_STACKS))
+    raw = policy_raw(stack)
+    name = draw(
+        st.sampled_from([t for n in RULE_NAMES for t in typos(n)] + ["ALL", "All", "*"])
+        | st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True)
+    )
+    if name in RULE_NAMES or name == "all":
+        name = f"{name}-typo"
+    raw[name] = draw(st.sampled_from(["mandatory", {"enforcementLevel": "advisory"}]))
+    return PolicyCase("unknown policy", stack, json.dumps(raw), (name,))
+
+
+@st.composite
+def bad_level(draw: st.DrawFn) -> PolicyCase:
+    stack = draw(st.sampled_from(POLICY_STACKS))
+    raw = policy_raw(stack)
+    name = draw(st.sampled_from(["all", *RULE_NAMES]))
+    level = draw(st.sampled_from(BAD_LEVELS))
+    if name != "all" and draw(st.booleans()):
+        _entry(raw, name)["enforcementLevel"] = level
+        return PolicyCase("bad level", stack, json.dumps(raw), (name, "enforcementLevel"))
+    raw[name] = level
+    return PolicyCase("bad level", stack, json.dumps(raw), (name,))
+
+
+@st.composite
+def bad_setting(draw: st.DrawFn) -> PolicyCase:
+    stack = draw(st.sampled_from(POLICY_STACKS))
+    raw = policy_raw(stack)
+    rule = CONFIGURABLE[draw(st.sampled_from(sorted(CONFIGURABLE)))]
+    setting = draw(st.sampled_from(sorted(rule.config.model_fields)))
+    kind = setting_kind(rule, setting)
+    value: Any
+    if draw(st.booleans()) or kind == "bool":
+        value = draw(st.sampled_from(SETTING_WRONG_TYPES[kind]))
+        if value is None and not rule.config.model_fields[setting].is_required():
+            annotation = rule.config.model_fields[setting].annotation
+            if type(None) in get_args(annotation):
+                value = "null-not-allowed-here" if kind != "text" else 5
+    else:
+        if kind in ("int", "float"):
+            lowest = _minimum(rule, setting)
+            if kind == "int":
+                value = draw(st.integers(max_value=int(lowest) - 1, min_value=-(10**9)))
+            else:
+                value = draw(st.floats(max_value=lowest, exclude_max=True, min_value=-1e12))
+        elif kind == "table":
+            value = TABLE_OUT_OF_RANGE[setting]
+        elif kind in SETTING_OUT_OF_RANGE:
+            value = draw(st.sampled_from(SETTING_OUT_OF_RANGE[kind]))
+        else:
+            value = draw(st.sampled_from(SETTING_WRONG_TYPES[kind]))
+    _entry(raw, rule.name)[setting] = value
+    return PolicyCase("bad setting", stack, json.dumps(raw), (f"{rule.name}.{setting}",))
+
+
+@st.composite
+def unknown_setting(draw: st.DrawFn) -> PolicyCase:
+    stack = draw(st.sampled_from(POLICY_STACKS))
+    raw = policy_raw(stack)
+    rule = draw(st.sampled_from(RULES))
+    known = {"enforcementLevel", *rule.config.model_fields}
+    key = draw(st.sampled_from([t for k in sorted(known) for t in typos(k)] + ["budget", "x"]))
+    if key in known:
+        key = f"{key}_typo"
+    _entry(raw, rule.name)[key] = draw(st.sampled_from([1, "mandatory", True, [1]]))
+    return PolicyCase("unknown setting", stack, json.dumps(raw), (f"{rule.name}.{key}",))
+
+
+@st.composite
+def bad_entry(draw: st.DrawFn) -> PolicyCase:
+    stack = draw(st.sampled_from(POLICY_STACKS))
+    raw = policy_raw(stack)
+    name = draw(st.sampled_from(RULE_NAMES))
+    raw[name] = draw(st.sampled_from([5, [], ["mandatory"], None, True, 0.5]))
+    return PolicyCase("entry neither level nor object", stack, json.dumps(raw), (name,))
+
+
+@st.composite
+def bad_file(draw: st.DrawFn) -> PolicyCase:
+    stack = draw(st.sampled_from(POLICY_STACKS))
+    return PolicyCase(
+        "not a JSON object", stack, draw(st.sampled_from(BAD_FILES)), ("policy.json",)
+    )
+
+
+POLICY_MUTATIONS = {
+    "unknown policy": unknown_policy(),
+    "bad level": bad_level(),
+    "bad setting": bad_setting(),
+    "unknown setting": unknown_setting(),
+    "entry neither level nor object": bad_entry(),
+    "not a JSON object": bad_file(),
+}
+
+
+def judge_policy(case: PolicyCase) -> tuple[str | None, str]:
+    try:
+        configure(RULES, parse(case.text, "policy.json"))
+    except PackConfigError as error:
+        message = str(error)
+        clear = (
+            type(error) is PackConfigError
+            # A file-level problem names the file in the heading line.
+            and any(
+                all(word in line for word in case.expected)
+                for line in [message.splitlines()[0], *error.problems]
+            )
+            and not any(mark in message for mark in TRACEBACK_MARKS)
+        )
+        return (None if clear else "unclear errors"), message
+    except Exception as error:
+        return "other exceptions", repr(error)
+    return "accepted", ""
+
+
+def test_bad_policy_configs_each_give_one_clear_error(tmp_path: pathlib.Path) -> None:
+    started = time.monotonic()
+    outcomes: list[tuple[PolicyCase, str | None, str]] = []
+
+    @given(case=st.one_of(*POLICY_MUTATIONS.values()))
+    @settings(
+        derandomize=True,
+        database=None,
+        max_examples=POLICY_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case: PolicyCase) -> None:
+        outcomes.append((case, *judge_policy(case)))
+
+    run()
+    cli = [cli_outcome(tmp_path, case) for case in CLI_CASES]
+    lost: dict[str, int | float] = {"accepted": 0, "other exceptions": 0, "unclear errors": 0}
+    for _, loss, _ in outcomes:
+        if loss:
+            lost[loss] += 1
+    lost["CLI tracebacks or wrong exit"] = sum(1 for ok, _ in cli if not ok)
+    per_kind = {kind: sum(c.kind == kind for c, _, _ in outcomes) for kind in POLICY_MUTATIONS}
+    record(
+        "bad-policy-configs",
+        tried={
+            "configs": len(outcomes),
+            "mutation kinds": len(POLICY_MUTATIONS),
+            "CLI runs": len(cli),
+        },
+        lost=lost,
+        figures={"configs per mutation kind": per_kind, "policies": len(RULE_NAMES)},
+        seconds=time.monotonic() - started,
+    )
+    bad = [(c, loss, detail) for c, loss, detail in outcomes if loss]
+    assert not bad, "\n".join(
+        f"{loss}: {c.kind} {c.expected}: {c.text[:300]}\n  {detail}" for c, loss, detail in bad[:10]
+    )
+    assert all(ok for ok, _ in cli), [detail for ok, detail in cli if not ok]
+    assert all(per_kind.values()), per_kind
+
+
+CLI_CASES = [
+    PolicyCase(
+        "cli",
+        "local",
+        '{"monthly-budget": {"monthly_budget_usd": "lots"}}',
+        ("monthly-budget.monthly_budget_usd",),
+    ),
+    PolicyCase("cli", "local", "[1", ("line 1",)),
+    PolicyCase("cli", "local", '{"no-such-policy": "mandatory"}', ("no-such-policy",)),
+]
+
+
+def cli_outcome(tmp_path: pathlib.Path, case: PolicyCase) -> tuple[bool, str]:
+    """The harness CLI on a bad --config file: exit 2 and the problem, no traceback."""
+    path = tmp_path / f"{len(list(tmp_path.iterdir()))}.json"
+    path.write_text(case.text)
+    done = subprocess.run(
+        [sys.executable, "-m", "policies.harness", "--stack", case.stack, "--config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    ok = (
+        done.returncode == 2
+        and all(word in done.stderr for word in case.expected)
+        and "Traceback" not in done.stderr
+    )
+    return ok, f"exit {done.returncode}: {done.stderr[-500:]}"
+
+
+def test_unreadable_policy_config_files_name_the_file(tmp_path: pathlib.Path) -> None:
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b'{"all": "\xff\xfe"}')
+    for path in (binary, tmp_path / "missing.json", tmp_path):
+        with pytest.raises(PackConfigError) as caught:
+            load_file(path)
+        assert str(path) in str(caught.value)

@@ -124,7 +124,11 @@ def test_adapter_reports_violations_through_the_engine_api() -> None:
     assert isinstance(policy, ResourceValidationPolicy)
     assert policy.enforcement_level is EnforcementLevel.MANDATORY
     assert policy.config_schema is not None
-    assert policy.config_schema.properties["max_replicas"] == {"default": 20, "type": "integer"}
+    assert policy.config_schema.properties["max_replicas"] == {
+        "default": 20,
+        "minimum": 1,
+        "type": "integer",
+    }
     reported = Reported()
     props = patched(workload(), "spec.template.spec.containers.0.image", "app:latest").props
     _resource_policy("image-pinned").validate(_engine_args(props), reported)
