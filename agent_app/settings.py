@@ -223,6 +223,12 @@ class Settings(BaseSettings):
             raise ValueError(f"llm_model {self.llm_model!r} is not in models ({', '.join(names)})")
         return self
 
+    @property
+    def task_done_channel(self) -> str:
+        """Pub/sub channel on which workers announce finished tasks to API requests waiting
+        for them (`?wait=`); named after the stream so deployments sharing a Redis stay apart."""
+        return f"{self.task_stream}:done"
+
     def budget_for(self, tenant: str) -> float:
         return self.tenant_budgets_usd.get(tenant, self.monthly_budget_usd)
 
