@@ -225,6 +225,8 @@ class Worker:
     ) -> None:
         m = self.runtime.metrics
         written = await self.store.finish(task_id, status, {**fields, "worker": self.consumer})
+        # Wakes the API requests waiting for this task (`?wait=`), which would else poll.
+        await self.runtime.redis.publish(self.settings.task_done_channel, task_id)
         await self.queue.ack(entry_id)
         if written:
             m.tasks.labels(**m.rel(status=status, variant=record.get("variant", ""))).inc()
@@ -249,6 +251,7 @@ class Worker:
                 "attempts": str(attempts),
             },
         )
+        await self.runtime.redis.publish(self.settings.task_done_channel, task_id)
         if not written:
             log.info("task already had a final result; not dead-lettered")
             return
