@@ -9,7 +9,7 @@ from redis.exceptions import ResponseError
 
 from agent_app.runtime import text
 from agent_app.settings import Settings
-from agent_app.tasks import RedisValue, final_fields, task_key
+from agent_app.tasks import RedisValue, final_fields, stream_entry, task_key
 
 Entry = tuple[str, dict[str, str]]
 
@@ -47,7 +47,7 @@ class TaskQueue:
                 raise
 
     async def enqueue(self, task_id: str, tenant: str) -> str:
-        entry_id = await self._redis.xadd(self.stream, {"task_id": task_id, "tenant": tenant})
+        entry_id = await self._redis.xadd(self.stream, stream_entry(task_id, tenant))
         return text(entry_id)
 
     async def read(self, consumer: str, count: int, block_ms: int) -> list[Entry]:

@@ -54,7 +54,11 @@ class TaskStore:
         self._finish = redis.register_script(_FINISH)
         self._update = redis.register_script(_UPDATE)
 
-    async def create(self, task_id: str, fields: dict[str, Any]) -> None:
+    async def create(self, task_id: str, fields: dict[str, Any], stream: str | None = None) -> None:
+        """Writes a new task record and, given `stream`, enqueues the task in the same
+        transaction: Redis failing between two separate writes would leave a record that
+        no worker ever sees, and a client retrying with its Idempotency-Key would be told
+        that this never-queued task was accepted."""
         key = task_key(task_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
@@ -71,6 +75,8 @@ class TaskStore:
                 ),
             )
             pipe.expire(key, self._ttl_s)
+            if stream is not None:
+                pipe.xadd(stream, stream_entry(task_id, fields["tenant"]))
             await pipe.execute()
 
     async def get(self, task_id: str) -> dict[str, Any] | None:
@@ -101,6 +107,10 @@ class TaskStore:
     async def finish(self, task_id: str, status: Status, fields: dict[str, Any]) -> bool:
         args = final_fields(status, fields)
         return bool(await self._finish(keys=[task_key(task_id)], args=args))
+
+
+def stream_entry(task_id: str, tenant: str) -> dict[RedisValue, RedisValue]:
+    return {"task_id": task_id, "tenant": tenant}
 
 
 def final_fields(status: Status, fields: dict[str, Any]) -> list[RedisValue]:
