@@ -86,6 +86,14 @@ class RedisProcess:
 
 def campaign_env(redis_url: str, llm_base_url: str, **overrides: Any) -> Env:
     keys = ",".join(f"{tenant}={hash_key(key)}" for tenant, key in TENANT_KEYS.items())
+    defaults: dict[str, Any] = {
+        # Generous: the machine is shared, and a slow answer must not look like a fault.
+        "llm_timeout_s": 15,
+        "max_wait_s": 60,
+        "claim_idle_ms": 2000,
+        "max_attempts": 3,
+        "shutdown_grace_s": 5,
+    }
     return Env().with_(
         host="127.0.0.1",
         redis_url=redis_url,
@@ -94,14 +102,8 @@ def campaign_env(redis_url: str, llm_base_url: str, **overrides: Any) -> Env:
         llm_api_key="dev-llm-key",
         api_keys_sha256=keys,
         release_version="campaign",
-        # Generous: the machine is shared, and a slow answer must not look like a fault.
-        llm_timeout_s=15,
-        max_wait_s=60,
-        claim_idle_ms=2000,
-        max_attempts=3,
-        shutdown_grace_s=5,
         log_level="info",
-        **overrides,
+        **{**defaults, **overrides},
     )
 
 

@@ -1,0 +1,227 @@
+"""LLM faults: 30 % errors, then timeouts, then a full outage, then health again. Retries
+and the breaker keep the API responsive; tasks end with an error that names the cause and
+never hang; once the outage is over the breaker closes again and new tasks succeed."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from app.appkit import Client, Env, Service, metric_value, wait_until
+
+from faults.campaign import record
+from faults.flaky_llm import FlakyLLM, Mode
+from faults.stack import FINAL, RedisProcess, WorkerPool, campaign_env
+
+SEED = 7
+ERROR_RATE = 0.3
+WORKERS = 2
+TASKS = {"errors": 60, "timeouts": 16, "outage": 16, "healthy": 16}
+# What a task that did not complete must say about why, phase by phase.
+CAUSES = {
+    "errors": re.compile(r"HTTP 500|circuit for model .* is open"),
+    "timeouts": re.compile(r"APITimeoutError|circuit for model .* is open"),
+    "outage": re.compile(r"HTTP 503|circuit for model .* is open"),
+}
+FINAL_WITHIN_S = 120
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(300)]
+
+
+@pytest.fixture
+def flaky_llm() -> Iterator[FlakyLLM]:
+    llm = FlakyLLM(ERROR_RATE, SEED)
+    llm.start()
+    yield llm
+    llm.stop()
+
+
+class Prober:
+    """Asks the API for /health and submits a cheap task all along, from its own thread."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.stop = threading.Event()
+        self.answers: list[tuple[str, int, float]] = []
+        self.task_ids: list[str] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _ask(self, kind: str, send: Callable[..., httpx.Response], *args: Any) -> None:
+        started = time.monotonic()
+        try:
+            response = send(*args)
+            status = response.status_code
+        except httpx.HTTPError:
+            status = 0
+        self.answers.append((kind, status, time.monotonic() - started))
+        if kind == "submit" and status == 202:
+            self.task_ids.append(response.json()["id"])
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.wait(0.25):
+            self._ask("health", self.client.http.get, "/health")
+            if n % 8 == 0:
+                self._ask("submit", self.client.submit, f"compute {n} - 5000")
+            n += 1
+
+    def __enter__(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self._thread.join(timeout=60)
+
+
+def test_llm_errors_timeouts_and_outage(
+    flaky_llm: FlakyLLM,
+    redis_factory: Callable[[bool], RedisProcess],
+    api_factory: Callable[[Env], Service],
+    worker_pool: Callable[[Env], WorkerPool],
+) -> None:
+    began = time.monotonic()
+    server = redis_factory(False)
+    env = campaign_env(
+        server.url,
+        flaky_llm.base_url,
+        llm_timeout_s=2,
+        llm_retry_attempts=3,
+        llm_retry_wait_initial_s=0.05,
+        llm_retry_wait_max_s=0.2,
+        breaker_failure_threshold=5,
+        breaker_reset_s=2,
+        claim_idle_ms=1000,
+        max_attempts=3,
+    )
+    api = api_factory(env)
+    pool = worker_pool(env)
+    pool.start(WORKERS)
+    acme = Client(api.url, "acme")
+    phase_of: dict[str, str] = {}
+    submit_statuses: Counter[int] = Counter()
+    bodies: dict[str, dict[str, Any]] = {}
+    seconds_to_final: dict[str, float] = {}
+
+    def run_phase(mode: Mode, label: str, count: int) -> None:
+        flaky_llm.mode = mode
+        submitted: dict[str, float] = {}
+        for n in range(count):
+            response = acme.submit(f"compute {len(phase_of) + n} * 3 + 1")
+            submit_statuses[response.status_code] += 1
+            if response.status_code == 202:
+                submitted[response.json()["id"]] = time.monotonic()
+        for task_id in submitted:
+            phase_of[task_id] = label
+        waiting = set(submitted)
+
+        def all_final() -> bool:
+            for task_id in list(waiting):
+                body = acme.task(task_id)
+                if body["status"] in FINAL:
+                    bodies[task_id] = body
+                    seconds_to_final[task_id] = time.monotonic() - submitted[task_id]
+                    waiting.discard(task_id)
+            return not waiting
+
+        # A task still not final by then is reported and asserted below as hung.
+        with contextlib.suppress(TimeoutError):
+            wait_until(all_final, timeout=FINAL_WITHIN_S, interval=0.2, what=f"{label} final")
+
+    def circuits_closed() -> bool:
+        return all(metric_value(w.url, "agent_llm_circuit_state") == 0 for w in pool.live)
+
+    with Prober(Client(api.url, "globex")) as prober:
+        run_phase("errors", "errors", TASKS["errors"])
+        run_phase("timeouts", "timeouts", TASKS["timeouts"])
+        opened = [metric_value(w.url, "agent_llm_circuit_state") for w in pool.live]
+        run_phase("outage", "outage", TASKS["outage"])
+        # After the outage the first tasks drive each worker's half-open probe; they may
+        # still meet an open circuit, so only the tasks after recovery must all succeed.
+        flaky_llm.mode = "healthy"
+        warm_up = 0
+        recovered_at = time.monotonic()
+        while not circuits_closed() and time.monotonic() - recovered_at < 60:
+            run_phase("healthy", "warm-up", 2)
+            warm_up += 2
+        recovery_s = time.monotonic() - recovered_at
+        run_phase("healthy", "recovered", TASKS["healthy"])
+    acme.http.close()
+
+    by_phase: dict[str, Counter[str]] = {}
+    for task_id, label in phase_of.items():
+        status = bodies[task_id]["status"] if task_id in bodies else "hung"
+        by_phase.setdefault(label, Counter())[status] += 1
+    unclear = [
+        (phase_of[task_id], body["error"])
+        for task_id, body in bodies.items()
+        if body["status"] != "completed"
+        and phase_of[task_id] in CAUSES
+        and not CAUSES[phase_of[task_id]].search(body.get("error") or "")
+    ]
+    hung = [task_id for task_id in phase_of if task_id not in bodies]
+    health = Counter(status for kind, status, _ in prober.answers if kind == "health")
+    probe_submits = Counter(status for kind, status, _ in prober.answers if kind == "submit")
+    transitions = [e["state"] for e in pool.events() if e.get("event") == "circuit state changed"]
+    max_final = {
+        label: round(
+            max((s for t, s in seconds_to_final.items() if phase_of[t] == label), default=0.0), 2
+        )
+        for label in by_phase
+    }
+    requests_in_errors = flaky_llm.count("errors")
+
+    record(
+        "llm-faults",
+        tried={
+            "tasks": len(phase_of),
+            "LLM requests": sum(flaky_llm.outcomes.values()),
+            "health probes": sum(health.values()),
+        },
+        lost={
+            "hung tasks": len(hung),
+            "unclear errors": len(unclear),
+            "API answers not 2xx": sum(n for s, n in (health + probe_submits).items() if s >= 300)
+            + sum(n for s, n in submit_statuses.items() if s != 202),
+        },
+        figures={
+            "injected 500 share": round(
+                flaky_llm.count("errors", "HTTP 500") / max(1, requests_in_errors), 3
+            ),
+            "outcomes by phase": {label: dict(c) for label, c in by_phase.items()},
+            "max time to final s by phase": max_final,
+            "circuit states (worker gauges) after timeouts": opened,
+            "circuit transitions": dict(Counter(transitions)),
+            "warm-up tasks": warm_up,
+            "breaker closed again after s": round(recovery_s, 2),
+            "max health answer s": round(
+                max((s for kind, _, s in prober.answers if kind == "health"), default=0.0), 2
+            ),
+            "max submit answer s": round(
+                max((s for kind, _, s in prober.answers if kind == "submit"), default=0.0), 2
+            ),
+        },
+        seconds=time.monotonic() - began,
+    )
+
+    assert hung == []
+    assert unclear == []
+    assert set(submit_statuses) == {202}
+    assert set(health) == {200}
+    assert set(probe_submits) == {202}
+    # The faults bit: nothing got through a hung or absent model ...
+    assert by_phase["timeouts"]["completed"] == 0
+    assert by_phase["outage"]["completed"] == 0
+    # ... retries absorbed most of the 30 % errors ...
+    assert by_phase["errors"]["completed"] >= 0.8 * TASKS["errors"]
+    # ... the breaker opened, probed and closed again, and then every new task succeeded.
+    assert {"open", "half_open", "closed"} <= set(transitions)
+    assert circuits_closed()
+    assert by_phase["recovered"] == Counter(completed=TASKS["healthy"])
