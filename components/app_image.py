@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_docker as docker
 
 from components.kube import child_options
 
@@ -48,6 +47,10 @@ class AppImage(pulumi.ComponentResource):
             self.registry_repository = args.repository
             self.image_ref = pulumi.Output.from_input(self.reference(args.tag))
         else:
+            # Imported here: only the AWS stacks build an image, and the docker SDK costs
+            # every `pulumi preview` of the local stack a tenth of a second to import.
+            import pulumi_docker as docker
+
             child = child_options(self, opts)
             account = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).account_id
             self.registry_repository = (

@@ -24,6 +24,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from stacks.config import NAMESPACE, SECRET_KEYS, StackConfig, load_stack_config
+from stacks.gc_tuning import program_gc
 
 PROJECT = "agent-platform"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -245,7 +246,8 @@ def simulate(
 
     pulumi.runtime.settings.SETTINGS.rpc_manager.clear()
     pulumi.runtime.settings.SETTINGS.outputs.clear()
-    _sync_await(run_pulumi_func(_resolve_outputs))
+    with program_gc():
+        _sync_await(run_pulumi_func(_resolve_outputs))
     return Simulation(
         stack=stack,
         config=config,
