@@ -17,7 +17,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
-from policies.pack_config import configure
+from policies.pack_config import configure, rule_config
 from policies.rule import ResourceRule, Rule, StackRule, config_schema
 from policies.view import ResourceView
 from policies.violation import Violation
@@ -40,7 +40,9 @@ def report(found: Sequence[Violation], report_violation: ReportViolation) -> Non
 def _resource_validation(rule: ResourceRule[Any]) -> Any:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         view = ResourceView.of(args.resource_type, args.name, args.urn, args.props)
-        config = rule.config.model_validate(dict(args.get_config()))
+        # The engine checks types and bounds against the config schema, not unknown
+        # settings or values only the rule can judge (quantities, patterns).
+        config = rule_config(rule, args.get_config())
         report(rule.check(view, config), report_violation)
 
     return validate
@@ -49,7 +51,7 @@ def _resource_validation(rule: ResourceRule[Any]) -> Any:
 def _stack_validation(rule: StackRule[Any]) -> Any:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         views = [ResourceView.of(r.resource_type, r.name, r.urn, r.props) for r in args.resources]
-        config = rule.config.model_validate(dict(args.get_config()))
+        config = rule_config(rule, args.get_config())
         report(rule.check(views, config), report_violation)
 
     return validate

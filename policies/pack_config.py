@@ -114,6 +114,15 @@ def _setting_problem(rule: Rule, error: Any) -> str:
     return f"{key}: {message} (got {json.dumps(shown, default=str)})"
 
 
+def rule_config(rule: Rule, properties: Mapping[str, Any]) -> RuleConfig:
+    """The rule's settings; a PackConfigError names each bad one as <policy>.<setting>."""
+    try:
+        config: RuleConfig = rule.config.model_validate(dict(properties))
+    except ValidationError as error:
+        raise PackConfigError([_setting_problem(rule, e) for e in error.errors()]) from None
+    return config
+
+
 def configure(rules: Sequence[Rule], raw: Mapping[str, Any]) -> list[ConfiguredRule]:
     """Each rule at its level and thresholds; one PackConfigError lists every problem."""
     problems: list[str] = []
@@ -138,9 +147,9 @@ def configure(rules: Sequence[Rule], raw: Mapping[str, Any]) -> list[ConfiguredR
                 f"{rule.name}: expected an enforcement level or an object, got {_json_name(entry)}"
             )
         try:
-            config = rule.config.model_validate(properties)
-        except ValidationError as error:
-            problems += [_setting_problem(rule, e) for e in error.errors()]
+            config = rule_config(rule, properties)
+        except PackConfigError as error:
+            problems += error.problems
             continue
         if level is not None:
             configured.append(ConfiguredRule(rule, level, config))

@@ -22,10 +22,17 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pulumi_policy import (
+    PolicyCustomTimeouts,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
 from pydantic import AfterValidator, BaseModel
 
 from faults.campaign import REPO, record
-from policies.catalog import RULES
+from policies.adapter import to_policy
+from policies.catalog import BY_NAME, RULES
 from policies.pack_config import PackConfigError, configure, load_file, load_raw, parse
 from policies.rule import Rule, config_schema
 from stacks.config import NAMESPACE, SECRET_KEYS, ConfigError, StackConfig, load_stack_config
@@ -821,3 +828,35 @@ def test_unreadable_policy_config_files_name_the_file(tmp_path: pathlib.Path) ->
         with pytest.raises(PackConfigError) as caught:
             load_file(path)
         assert str(path) in str(caught.value)
+
+
+def _no_report(message: str, urn: str | None = None) -> None:
+    raise AssertionError(f"a rule ran with a bad config and reported: {message}")
+
+
+@pytest.mark.parametrize(
+    ("policy", "settings_", "named"),
+    [
+        ("autoscaler-bounds", {"max_replica": 3.0}, "autoscaler-bounds.max_replica"),
+        ("pod-limits-within-caps", {"max_cpu_per_pod": "lots"}, "max_cpu_per_pod"),
+    ],
+)
+def test_engine_config_the_schema_lets_through_gets_a_clear_error(
+    policy: str, settings_: dict[str, Any], named: str
+) -> None:
+    # What the engine's JSON-schema check cannot catch reaches the policy as it runs.
+    validation = to_policy(BY_NAME[policy])
+    assert isinstance(validation, ResourceValidationPolicy)
+    args = ResourceValidationArgs(
+        "kubernetes:apps/v1:Deployment",
+        {},
+        "urn:pulumi:local::agent-platform::kubernetes:apps/v1:Deployment::agent-api",
+        "agent-api",
+        PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), []),
+        None,
+        settings_,
+    )
+    with pytest.raises(PackConfigError) as caught:
+        validation.validate(args, _no_report)
+    assert named in str(caught.value)
+    assert not any(mark in str(caught.value) for mark in TRACEBACK_MARKS)
