@@ -382,8 +382,8 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
                 "variant": variant,
                 "budget_limited": budget.limited,
             },
+            stream=queue.stream,
         )
-        await queue.enqueue(task_id, tenant)
         log.info("task accepted", task_id=task_id, tenant=tenant, model=selection.model)
         response.headers["Location"] = f"/v1/tasks/{task_id}"
         return await _maybe_wait(task_id, wait, response)
