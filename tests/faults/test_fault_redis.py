@@ -203,3 +203,34 @@ def test_redis_restart_loses_no_accepted_task(
     assert lost_ids == []
     assert set(statuses) <= {"completed", "dead_lettered"}
     assert statuses["completed"] >= 1
+
+
+def test_submission_refused_half_way_is_not_replayed_as_accepted(
+    redis_factory: Callable[[bool], RedisProcess],
+    devllm_factory: Callable[..., DevLLM],
+    api_factory: Callable[[Env], Service],
+    worker_pool: Callable[[Env], WorkerPool],
+) -> None:
+    """Redis failing between the API's writes of one submission, made deterministic: XADD is
+    refused (an ACL rule) while every other write works. The client gets 503 and retries
+    with its Idempotency-Key; the task it is then given must really run."""
+    server = redis_factory(False)
+    llm = devllm_factory()
+    env = campaign_env(server.url, llm.base_url)
+    api = api_factory(env)
+    worker_pool(env).start(1)
+    r = server.client()
+    acme = Client(api.url, "acme")
+    try:
+        r.acl_setuser("default", enabled=True, commands=["-xadd"])
+        refused = acme.submit("compute 6 * 7", idempotency_key="half-way")
+        r.acl_setuser("default", enabled=True, commands=["+xadd"])
+        retried = acme.submit("compute 6 * 7", idempotency_key="half-way")
+        body = acme.wait_final(retried.json()["id"], timeout=30) if retried.is_success else {}
+    finally:
+        acme.http.close()
+        r.close()
+    assert refused.status_code == 503
+    assert retried.status_code in (200, 202)
+    assert body["status"] == "completed"
+    assert "6 * 7 = 42" in body["result"]
