@@ -44,7 +44,8 @@ class Answer:
 @dataclass
 class Load:
     """A client that keeps submitting tasks, each under its own Idempotency-Key and retried
-    with that key after a 503 as a well-behaved client would, and reads one back each time."""
+    with that key after a 503 as a well-behaved client would, and reads one back each time.
+    Every fourth submission waits for its result (`?wait=`)."""
 
     client: Client
     offset: int
@@ -72,6 +73,8 @@ class Load:
                 "submit",
                 self.client.submit,
                 f"compute {n} + {self.offset}",
+                # Some wait for the result, so waiting requests meet the outage too.
+                wait=2.0 if n % 4 == 0 else None,
                 idempotency_key=f"restart-{n}",
             )
             if response is not None and response.status_code in (200, 202):
