@@ -4,6 +4,7 @@ supervisor loop. Every accepted task must end completed or dead-lettered exactly
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,9 @@ SEED = 20261124
 TASKS = 500
 WORKERS = 3
 MAX_KILLS = 12
+# Every DOOMED_EVERY-th task asks for a quality only the "large" model has, and every call
+# to that model fails: those tasks must end dead-lettered, once each, despite the kills.
+DOOMED_EVERY = 10
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(240)]
 
@@ -67,21 +71,26 @@ def test_worker_kills_lose_and_duplicate_nothing(
         breaker_failure_threshold=50,
         breaker_reset_s=1,
     )
+    llm.fault(model="large", fail_next=10**9, status=500)
     api = api_factory(env)
     pool = worker_pool(env)
     pool.start(WORKERS)
     r = server.client()
 
     accepted: list[str] = []
+    doomed: set[str] = set()
     refused: list[int] = []
 
     def submit_all() -> None:
         clients = {tenant: Client(api.url, tenant) for tenant in TENANT_KEYS}
         for n in range(TASKS):
             client = clients["acme" if n % 2 else "globex"]
-            response = client.submit(f"compute {n} * 7 + {n % 13}")
+            extra = {"quality": 0.9} if n % DOOMED_EVERY == 0 else {}
+            response = client.submit(f"compute {n} * 7 + {n % 13}", **extra)
             if response.status_code == 202:
                 accepted.append(response.json()["id"])
+                if extra:
+                    doomed.add(response.json()["id"])
             else:
                 refused.append(response.status_code)
         for client in clients.values():
@@ -153,7 +162,12 @@ def test_worker_kills_lose_and_duplicate_nothing(
 
     record(
         "worker-kills",
-        tried={"tasks": TASKS, "workers": WORKERS, "kills": kills},
+        tried={
+            "tasks": TASKS,
+            "of which doomed to fail": len(doomed),
+            "workers": WORKERS,
+            "kills": kills,
+        },
         lost={
             "tasks lost": len(lost_ids) + len(missing_dead_entries),
             "duplicated": len(duplicated),
@@ -185,6 +199,10 @@ def test_worker_kills_lose_and_duplicate_nothing(
     for task_id, status in statuses.items():
         if status == "dead_lettered":
             assert found[task_id].get("error"), task_id
+    assert len(doomed) == TASKS // DOOMED_EVERY
+    for task_id in doomed:
+        assert statuses[task_id] == "dead_lettered", task_id
+        assert re.search(r"HTTP 500|circuit for model 'large' is open", found[task_id]["error"])
     # The run means something only if kills really interrupted work.
     assert kills >= 3
     assert sum(1 for n in attempts if n > 1) >= 1
