@@ -143,6 +143,12 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime (fields 14 and 15 of proc(5), counted here after the command name).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Stack:
     """redis-server, devllm, the API and workers, each a process of its own."""
@@ -244,6 +250,13 @@ class Stack:
         for index, proc in enumerate(self.workers):
             found[f"worker {index + 1}"] = rss_mib(proc.pid)
         return found
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each role (workers summed): unlike latency, CPU per
+        task hardly changes when other work shares the machine."""
+        used = {role: cpu_seconds(self.procs[role].pid) for role in ("api", "redis", "devllm")}
+        used["workers"] = sum(cpu_seconds(proc.pid) for proc in self.workers)
+        return used
 
     def stop(self) -> None:
         for proc in self.workers:
@@ -445,16 +458,29 @@ class Pair:
 
     app: Phase
     base: Phase
+    app_cpu: dict[str, float]  # CPU seconds per role over the app phase and its drain
+    base_cpu: dict[str, float]
+
+    def cpu_ms_per_request(self, role: str, baseline: bool = False) -> float:
+        phase, used = (self.base, self.base_cpu) if baseline else (self.app, self.app_cpu)
+        return used[role] / phase.sent * 1000
 
     def overhead(self, pct: float) -> float:
         return self.app.p(pct) - self.base.p(pct)
 
 
 async def measure_pair(driver: Driver, rate: float, duration_s: float, tag: str) -> Pair:
+    stack = driver.stack
+    before = stack.cpu()
     base = await open_loop(driver.baseline_request(f"b{tag}"), rate, duration_s)
+    middle = stack.cpu()
     app = await open_loop(driver.app_request(f"a{tag}"), rate, duration_s)
     await driver.drained()
-    return Pair(app, base)
+    return Pair(app, base, _used(middle, stack.cpu()), _used(before, middle))
+
+
+def _used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {role: after[role] - before[role] for role in after}
 
 
 async def warm_up(driver: Driver) -> None:
@@ -715,6 +741,20 @@ def render(results: Results, machine: str, date: str, duration_s: float) -> str:
         f"| {_triple([p.base.achieved_rps for p in pairs], '{:.1f}')} | | |",
         f"| requests per run | {pairs[0].app.sent} | {pairs[0].base.sent} | | |",
         f"| errors | {_errors([p.app for p in pairs])} | {_errors([p.base for p in pairs])} | | |",
+    ]
+    for role in ("api", "workers", "redis", "devllm"):
+        app_cpu = [p.cpu_ms_per_request(role) for p in pairs]
+        base_cpu = [p.cpu_ms_per_request(role, baseline=True) for p in pairs]
+        lines.append(
+            f"| CPU ms per request, {role} | {_triple(app_cpu, '{:.2f}')} "
+            f"| {_triple(base_cpu, '{:.2f}')} | | |"
+        )
+    lines += [
+        "",
+        "CPU per request is the CPU time (user + system, from /proc/<pid>/stat) each role "
+        "used over the phase (and, for the app, until the queue drained), divided by the "
+        "requests sent. Unlike latency it hardly depends on what else runs on the machine, "
+        "so it is the steadier figure when the machine is shared.",
         "",
         "### Cache hit",
         "",
