@@ -44,10 +44,12 @@ def flaky_llm() -> Iterator[FlakyLLM]:
 
 
 class Prober:
-    """Asks the API for /health and submits a cheap task all along, from its own thread."""
+    """Asks the API and every worker for /health and submits a cheap task all along, from
+    its own thread: a worker stuck behind a hung model would fail its liveness probe."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, workers: list[str]) -> None:
         self.client = client
+        self.workers = workers
         self.stop = threading.Event()
         self.answers: list[tuple[str, int, float]] = []
         self.task_ids: list[str] = []
@@ -68,6 +70,8 @@ class Prober:
         n = 0
         while not self.stop.wait(0.25):
             self._ask("health", self.client.http.get, "/health")
+            for url in self.workers:
+                self._ask("worker health", self.client.http.get, f"{url}/health")
             if n % 8 == 0:
                 self._ask("submit", self.client.submit, f"compute {n} - 5000")
             n += 1
@@ -138,7 +142,7 @@ def test_llm_errors_timeouts_and_outage(
     def circuits_closed() -> bool:
         return all(metric_value(w.url, "agent_llm_circuit_state") == 0 for w in pool.live)
 
-    with Prober(Client(api.url, "globex")) as prober:
+    with Prober(Client(api.url, "globex"), [w.url for w in pool.live]) as prober:
         run_phase("errors", "errors", TASKS["errors"])
         run_phase("timeouts", "timeouts", TASKS["timeouts"])
         opened = [metric_value(w.url, "agent_llm_circuit_state") for w in pool.live]
@@ -168,6 +172,7 @@ def test_llm_errors_timeouts_and_outage(
     ]
     hung = [task_id for task_id in phase_of if task_id not in bodies]
     health = Counter(status for kind, status, _ in prober.answers if kind == "health")
+    worker_health = Counter(status for kind, status, _ in prober.answers if kind == "worker health")
     probe_submits = Counter(status for kind, status, _ in prober.answers if kind == "submit")
     transitions = [e["state"] for e in pool.events() if e.get("event") == "circuit state changed"]
     max_final = {
@@ -183,12 +188,16 @@ def test_llm_errors_timeouts_and_outage(
         tried={
             "tasks": len(phase_of),
             "LLM requests": sum(flaky_llm.outcomes.values()),
-            "health probes": sum(health.values()),
+            "health probes": sum(health.values()) + sum(worker_health.values()),
         },
         lost={
             "hung tasks": len(hung),
             "unclear errors": len(unclear),
-            "API answers not 2xx": sum(n for s, n in (health + probe_submits).items() if s >= 300)
+            "health or submit answers not 2xx": sum(
+                n
+                for s, n in (health + worker_health + probe_submits).items()
+                if s not in (200, 202)
+            )
             + sum(n for s, n in submit_statuses.items() if s != 202),
         },
         figures={
@@ -202,7 +211,8 @@ def test_llm_errors_timeouts_and_outage(
             "warm-up tasks": warm_up,
             "breaker closed again after s": round(recovery_s, 2),
             "max health answer s": round(
-                max((s for kind, _, s in prober.answers if kind == "health"), default=0.0), 2
+                max((s for kind, _, s in prober.answers if kind.endswith("health")), default=0.0),
+                2,
             ),
             "max submit answer s": round(
                 max((s for kind, _, s in prober.answers if kind == "submit"), default=0.0), 2
@@ -215,6 +225,7 @@ def test_llm_errors_timeouts_and_outage(
     assert unclear == []
     assert set(submit_statuses) == {202}
     assert set(health) == {200}
+    assert set(worker_health) == {200}
     assert set(probe_submits) == {202}
     # The faults bit: nothing got through a hung or absent model ...
     assert by_phase["timeouts"]["completed"] == 0
