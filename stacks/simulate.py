@@ -23,7 +23,7 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from stacks.config import NAMESPACE, SECRET_KEYS, StackConfig, load_stack_config
+from stacks.config import NAMESPACE, SECRET_KEYS, ConfigError, StackConfig, load_stack_config
 from stacks.gc_tuning import program_gc
 
 PROJECT = "agent-platform"
@@ -183,9 +183,12 @@ def stack_file_config(stack: str) -> tuple[dict[str, Any], set[str]]:
     """The stack file's config as Pulumi would pass it: JSON text for structured values."""
     path = REPO_ROOT / f"Pulumi.{stack}.yaml"
     document = yaml.safe_load(path.read_text()) or {}
+    config = document.get("config") if isinstance(document, dict) else document
+    if not isinstance(config or {}, dict):
+        raise ConfigError([f"{path.name}: `config` must map each key to its value"])
     raw: dict[str, Any] = {}
     secret_keys: set[str] = set()
-    for key, value in (document.get("config") or {}).items():
+    for key, value in (config or {}).items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             if key not in _PLACEHOLDER_SECRETS:
                 raise KeyError(f"{path.name}: no placeholder for the secret {key}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import stacks.simulate
 from stacks.config import ConfigError, Environment, load_stack_config
 from stacks.simulate import stack_file_config
 
@@ -190,3 +192,13 @@ def test_prod_requires_a_private_endpoint() -> None:
 def test_an_invalid_secret_is_reported_without_its_value() -> None:
     problems = _problems({"agent-platform:redisPassword": "short-secret"})
     assert problems == ["agent-platform:redisPassword: must be at least 16 characters"]
+
+
+@pytest.mark.parametrize("text", ["config: [a, b]\n", "- just\n- a list\n", "config: 42\n"])
+def test_a_stack_file_whose_config_is_not_a_mapping(
+    text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "Pulumi.broken.yaml").write_text(text)
+    monkeypatch.setattr(stacks.simulate, "REPO_ROOT", tmp_path)
+    with pytest.raises(ConfigError, match=r"Pulumi\.broken\.yaml: `config` must map"):
+        stack_file_config("broken")
