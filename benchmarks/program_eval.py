@@ -21,14 +21,14 @@ Scenarios:
             URNs, differ (checked); their Kubernetes object names do not, which the mocks
             never look at. Nothing in stacks/ or components/ is changed.
 
-A second argument `relaxed-gc` raises the garbage collector's thresholds after the
-imports: a what-if, to put a number on the profile's finding that collections of an
-ever larger heap take about half of the evaluation (see RESULTS.md).
+A second argument `default-gc` evaluates with CPython's default collector settings
+instead of the program's (`stacks/gc_tuning.py`): the before of that change, measured in
+the same run.
 """
 
 from __future__ import annotations
 
-import gc
+import contextlib
 import json
 import subprocess
 import sys
@@ -80,22 +80,22 @@ def patched_program(program: Any, scenario: str, services: int) -> Iterator[None
         raise ValueError(f"unknown scenario {scenario!r}")
 
 
-# Far above the default (700, 10, 10): collections become rare, not disabled.
-RELAXED_GC_THRESHOLDS = (100_000, 50, 100)
-
-
-def _measure(scenario: str, services: int, relaxed_gc: bool) -> dict[str, float | int]:
+def _measure(scenario: str, services: int, default_gc: bool) -> dict[str, float | int]:
     """One sample, in this (fresh) interpreter."""
     start = time.perf_counter()
     import stacks.program as program
+    import stacks.simulate
     from stacks.simulate import simulate
 
     imported = time.perf_counter()
-    if relaxed_gc:
-        gc.set_threshold(*RELAXED_GC_THRESHOLDS)
     phases: list[float] = []
     resources = 0
-    with patched_program(program, scenario, services):
+    gc_settings = (
+        mock.patch.object(stacks.simulate, "program_gc", contextlib.nullcontext)
+        if default_gc
+        else contextlib.nullcontext()
+    )
+    with gc_settings, patched_program(program, scenario, services):
         for _ in range(2):
             began = time.perf_counter()
             simulation = simulate("prod")
@@ -117,7 +117,7 @@ class Scenario:
     label: str
     scenario: str
     services: int
-    relaxed_gc: bool = False
+    default_gc: bool = False
     imports: Series = field(default_factory=Series)
     cold: Series = field(default_factory=Series)
     warm: Series = field(default_factory=Series)
@@ -130,7 +130,7 @@ class ProgramResults:
     empty: Scenario
     prod: Scenario
     services: list[Scenario]
-    relaxed_gc: list[Scenario]
+    default_gc: list[Scenario]
 
     def fit(self, phase: str) -> LinearFit:
         xs: list[float] = []
@@ -144,8 +144,8 @@ class ProgramResults:
 
 def _sample(item: Scenario) -> None:
     command = [sys.executable, "-m", "benchmarks.program_eval", item.scenario, str(item.services)]
-    if item.relaxed_gc:
-        command.append("relaxed-gc")
+    if item.default_gc:
+        command.append("default-gc")
     began = time.perf_counter()
     # The interpreter is this one and the arguments are ours: nothing untrusted runs.
     done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
@@ -171,13 +171,13 @@ def run(
             Scenario(f"prod, {n} agent service{'' if n == 1 else 's'}", "services", n)
             for n in SERVICE_COUNTS
         ],
-        relaxed_gc=[
-            Scenario("prod stack, relaxed GC (what-if)", "prod", 1, relaxed_gc=True),
+        default_gc=[
+            Scenario("prod stack, CPython's default GC", "prod", 1, default_gc=True),
             Scenario(
-                f"prod, {largest} agent services, relaxed GC (what-if)",
+                f"prod, {largest} agent services, CPython's default GC",
                 "services",
                 largest,
-                relaxed_gc=True,
+                default_gc=True,
             ),
         ],
     )
@@ -185,7 +185,7 @@ def run(
     # Round-robin rather than one scenario after another: a burst of load elsewhere on
     # the machine then spreads over all scenarios instead of skewing one.
     for repetition in range(1, repetitions + 1):
-        every = main + (results.relaxed_gc if repetition <= what_if_repetitions else [])
+        every = main + (results.default_gc if repetition <= what_if_repetitions else [])
         for item in every:
             _sample(item)
             progress(
@@ -196,4 +196,4 @@ def run(
 
 
 if __name__ == "__main__":
-    print(json.dumps(_measure(sys.argv[1], int(sys.argv[2]), sys.argv[3:] == ["relaxed-gc"])))
+    print(json.dumps(_measure(sys.argv[1], int(sys.argv[2]), sys.argv[3:] == ["default-gc"])))
