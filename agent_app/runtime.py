@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from agent_app import logging as app_logging
 from agent_app import tracing
@@ -23,9 +23,18 @@ def text(value: bytes | str) -> str:
 
 def connect_redis(settings: Settings) -> Redis:
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    client: Redis = Redis.from_url(
-        settings.redis_url, password=password, decode_responses=True, health_check_interval=30
+    # A blocking pool: when a burst has every connection busy, a command waits for one
+    # (up to 5 s) instead of failing at once with MaxConnectionsError, which the API
+    # answered as 503 under load.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        password=password,
+        decode_responses=True,
+        health_check_interval=30,
+        max_connections=100,
+        timeout=5,
     )
+    client: Redis = Redis.from_pool(pool)
     return client
 
 
