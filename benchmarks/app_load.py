@@ -910,9 +910,14 @@ PROFILE_NOTES = [
     "after the final write) and the API holds one subscription that wakes exactly the "
     "requests waiting for that task (`agent_app/api.py`); a waiting request still re-reads "
     "every 0.5 s, so a message lost while the subscription reconnects costs at most that.",
-    '- **API: `@app.middleware("http")`** (Starlette\'s BaseHTTPMiddleware) wrapped every '
-    "request in an extra task and memory streams; half of the API's samples sat under its "
-    "`call_next`. It is now a plain ASGI middleware (same headers, same gauge).",
+    '- **API: `@app.middleware("http")`** (Starlette\'s BaseHTTPMiddleware) ran every '
+    "request through an extra task and memory streams. It is now a plain ASGI middleware "
+    "(same headers, same gauge); the API CPU figures below cover both API changes.",
+    "- **API and workers: Redis pool exhaustion.** After the two changes above, a 100 RPS "
+    "phase on the busy machine still lost 132 of 600 requests to HTTP 503: bursts had more "
+    "than 100 commands in flight and redis-py's default pool fails at once. "
+    "`agent_app/runtime.py` now uses a blocking pool (same 100 connections, a command "
+    "waits up to 5 s for one); the same phase then had no errors.",
     "- **Worker: the openai SDK's request transform** (`chat.completions.create` walks the "
     "messages and tool schemas against its TypedDicts) was 8 % of a worker's samples. "
     "`agent_app/llm.py` now posts the same body with the client's `post`. Its effect on the "
