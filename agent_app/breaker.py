@@ -30,6 +30,8 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probe_in_flight = False
         self._last_reported: State = "closed"
+        # Said when a call is refused, so a task's error names the cause, not just the circuit.
+        self.last_failure = ""
 
     @property
     def state(self) -> State:
@@ -65,7 +67,9 @@ class CircuitBreaker:
         self._probe_in_flight = False
         _ = self.state
 
-    def record_failure(self) -> None:
+    def record_failure(self, reason: str = "") -> None:
+        if reason:
+            self.last_failure = reason
         was_probe = self._probe_in_flight
         self._probe_in_flight = False
         self._failures += 1

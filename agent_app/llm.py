@@ -37,8 +37,11 @@ class LLMError(Exception):
 
 
 class CircuitOpenError(LLMError):
-    def __init__(self, model: str, retry_in_s: float) -> None:
-        super().__init__(f"circuit for model {model!r} is open; next probe in {retry_in_s:.1f}s")
+    def __init__(self, model: str, retry_in_s: float, last_failure: str = "") -> None:
+        cause = f" (last failure: {last_failure})" if last_failure else ""
+        super().__init__(
+            f"circuit for model {model!r} is open{cause}; next probe in {retry_in_s:.1f}s"
+        )
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,9 @@ class LLMClient:
                     if attempt.num > 1:
                         self._metrics.retries.labels(**self._metrics.rel(model=model)).inc()
                     if not breaker.allow():
-                        raise CircuitOpenError(model, breaker.seconds_until_probe())
+                        raise CircuitOpenError(
+                            model, breaker.seconds_until_probe(), breaker.last_failure
+                        )
                     return await self._attempt(breaker, model, messages, tools, operation)
         except openai.OpenAIError as exc:
             raise LLMError(f"{operation} with model {model!r} failed: {_describe(exc)}") from exc
@@ -194,7 +199,7 @@ class LLMClient:
                         inflight.dec()
             except _TRANSIENT as exc:
                 error_type = type(exc).__name__
-                breaker.record_failure()
+                breaker.record_failure(_describe(exc))
                 span.set_status(StatusCode.ERROR, error_type)
                 span.set_attribute("error.type", error_type)
                 raise
