@@ -142,19 +142,23 @@ class WorkerPool:
 
     def events(self) -> list[dict[str, Any]]:
         """Every JSON log line of every worker, live or dead, in no particular order."""
-        found: list[dict[str, Any]] = []
-        for service in [*self.live, *self.dead]:
-            for line in service.log.read_text(errors="replace").splitlines():
-                if line.startswith("{"):
-                    try:
-                        found.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        continue  # a line cut short by SIGKILL
-        return found
+        return [event for service in [*self.live, *self.dead] for event in log_events(service)]
 
     def event_counts(self, event: str) -> Counter[str]:
         """How many times each task id logged `event`, across all workers."""
         return Counter(str(e.get("task_id")) for e in self.events() if e.get("event") == event)
+
+
+def log_events(service: Service) -> list[dict[str, Any]]:
+    """The JSON log lines of one process, in order."""
+    found: list[dict[str, Any]] = []
+    for line in service.log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                found.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by SIGKILL
+    return found
 
 
 def records(client: redis.Redis, task_ids: list[str]) -> dict[str, dict[str, str]]:
