@@ -856,7 +856,7 @@ def _soak_target(result: Soak | None) -> list[str]:
     # "Flat": no process grows by more than 10 % (or 10 MiB, whichever is larger).
     flat = all(last[n] - first[n] <= max(10.0, 0.1 * first[n]) for n in first)
     return [
-        f"| RSS over the {result.duration_s / 60:g}-min soak | flat (≤ +10 % or +10 MiB per "
+        f"| RSS over the {result.duration_s:g} s soak | flat (≤ +10 % or +10 MiB per "
         f"process) | largest growth {growth:+.1f} MiB | {_verdict(flat)} |"
     ]
 
