@@ -42,6 +42,8 @@ class FlakyLLM:
             _Faults(create_app(), self),
             host="127.0.0.1",
             port=self.port,
+            # Not uvicorn's own logging set-up: it would reconfigure this whole test process.
+            log_config=None,
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=2,
