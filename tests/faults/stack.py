@@ -33,7 +33,6 @@ class RedisProcess:
     workdir: Path
     appendonly: bool
     proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
 
     @property
     def url(self) -> str:
@@ -70,7 +69,6 @@ class RedisProcess:
             ],
             stdout=subprocess.DEVNULL,
         )
-        self.starts += 1
         client = self.client()
         try:
             wait_until(lambda: _pings(client), timeout=60, what="redis-server")
