@@ -46,7 +46,8 @@ class Answer:
 class Load:
     """A client that keeps submitting tasks, each under its own Idempotency-Key and retried
     with that key after a 503 as a well-behaved client would, and reads one back each time.
-    Every fourth submission waits for its result (`?wait=`)."""
+    Every fourth submission waits for its result (`?wait=`); every fifth round also asks
+    for /ready and /metrics."""
 
     client: Client
     offset: int
@@ -68,8 +69,13 @@ class Load:
         return response
 
     def run(self) -> None:
-        n = 0
+        n = rounds = 0
         while not self.stop.is_set():
+            rounds += 1
+            if rounds % 5 == 0:
+                # Probes and scraping must keep answering too: /ready says 503, /metrics 200.
+                self._call("ready", self.client.http.get, "/ready")
+                self._call("metrics", self.client.http.get, "/metrics")
             response = self._call(
                 "submit",
                 self.client.submit,
@@ -205,6 +211,7 @@ def test_redis_restart_loses_no_accepted_task(
     )
 
     assert unexpected == {}
+    assert {a.status for a in answers if a.kind == "metrics"} == {200}
     assert statuses_seen[503] >= 3
     assert survivors == len(processes)
     assert accepted_after >= 40
