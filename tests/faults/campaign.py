@@ -2,8 +2,9 @@
 
 A campaign test calls `record()` once at its end, before its assertions, so a failing run
 is reported too. Each record is written as JSON to `$AGENT_PLATFORM_CAMPAIGN_DIR` (default
-`build/campaign/`), where `make bench` collects them into benchmarks/RESULTS.md, and is
-printed in pytest's terminal summary (tests/conftest.py).
+`build/campaign/`; `make bench` runs the campaign with its own directory and tabulates
+the records in benchmarks/RESULTS.md) and printed in pytest's terminal summary
+(tests/faults/conftest.py).
 """
 
 from __future__ import annotations
