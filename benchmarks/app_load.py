@@ -300,6 +300,9 @@ class Phase:
     errors: Counter[str]
     latencies: list[float]  # successful requests only, sorted, seconds
     elapsed_s: float
+    # How late the generator started each request against the schedule, sorted: its own
+    # CPU starvation, which the latencies include.
+    start_lags: list[float]
 
     @property
     def error_count(self) -> int:
@@ -322,10 +325,12 @@ async def open_loop(request: Request, rate: float, duration_s: float) -> Phase:
     start = loop.time() + 0.05
     latencies: list[float] = []
     errors: Counter[str] = Counter()
+    start_lags: list[float] = []
     last_done = start
 
     async def one(index: int, scheduled: float) -> None:
         nonlocal last_done
+        start_lags.append(loop.time() - scheduled)
         try:
             error = await request(index)
         except (httpx.HTTPError, OSError) as exc:
@@ -346,7 +351,8 @@ async def open_loop(request: Request, rate: float, duration_s: float) -> Phase:
         tasks.append(asyncio.create_task(one(index, scheduled)))
     await asyncio.gather(*tasks)
     latencies.sort()
-    return Phase(rate, count, len(latencies), errors, latencies, last_done - start)
+    start_lags.sort()
+    return Phase(rate, count, len(latencies), errors, latencies, last_done - start, start_lags)
 
 
 def _client() -> httpx.AsyncClient:
@@ -763,6 +769,8 @@ def render(
         f"| achieved RPS | {_triple([p.app.achieved_rps for p in pairs], '{:.1f}')} "
         f"| {_triple([p.base.achieved_rps for p in pairs], '{:.1f}')} | | |",
         f"| requests per run | {pairs[0].app.sent} | {pairs[0].base.sent} | | |",
+        f"| generator start lag p99 | {_triple_ms([percentile(p.app.start_lags, 99) for p in pairs])} "
+        f"| {_triple_ms([percentile(p.base.start_lags, 99) for p in pairs])} | | |",
         f"| errors | {_errors([p.app for p in pairs])} | {_errors([p.base for p in pairs])} | | |",
     ]
     for role in ("api", "workers", "redis", "devllm"):
@@ -777,7 +785,9 @@ def render(
         "CPU per request is the CPU time (user + system, from /proc/<pid>/stat) each role "
         "used over the phase (and, for the app, until the queue drained), divided by the "
         "requests sent. Unlike latency it hardly depends on what else runs on the machine, "
-        "so it is the steadier figure when the machine is shared.",
+        "so it is the steadier figure when the machine is shared. Generator start lag is how "
+        "late the load generator itself started requests against the schedule (CPU "
+        "starvation of its own process); it is part of the latencies above.",
         "",
         "### Cache hit",
         "",
@@ -872,7 +882,8 @@ def _soak_section(result: Soak | None) -> list[str]:
         f"{result.duration_s:g} s at {result.rate:g} RPS on the same path, "
         f"{result.phase.sent} requests, errors: {_errors([result.phase])}, "
         f"p50 / p95 / p99 {_ms(result.phase.p(50))} / {_ms(result.phase.p(95))} / "
-        f"{_ms(result.phase.p(99))} ms end to end. VmRSS from /proc/<pid>/status in MiB "
+        f"{_ms(result.phase.p(99))} ms end to end (generator start lag p99 "
+        f"{_ms(percentile(result.phase.start_lags, 99))} ms). VmRSS from /proc/<pid>/status in MiB "
         "(the last row after the queue drained).",
         "",
         "| time (s) | " + " | ".join(names) + " |",
