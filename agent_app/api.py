@@ -186,6 +186,9 @@ class _Completions:
                 del self._waiters[task_id]
 
 
+_UNDECODABLE_BODY = "There was an error parsing the body"
+
+
 def _error_body(exc: ApiError) -> dict[str, Any]:
     body: dict[str, Any] = {"error": exc.message}
     if exc.field:
@@ -288,6 +291,13 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _UNDECODABLE_BODY:
+            # FastAPI's answer when the JSON decoder gives up on the body as a whole (not
+            # UTF-8, nested past the recursion limit, an integer over 4,300 digits), where
+            # a syntax error gets a 422 naming `body`: name it here too.
+            return JSONResponse(
+                {"error": "the body is not JSON this API can decode", "field": "body"}, 400
+            )
         return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
 
     @app.post("/v1/tasks", status_code=202)
