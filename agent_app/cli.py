@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 
 import uvicorn
+import uvloop
 
 from agent_app.settings import SettingsError, load_settings
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from agent_app.worker import serve_worker
 
-    asyncio.run(serve_worker(settings))
+    uvloop.run(serve_worker(settings))
     return 0
 
 
