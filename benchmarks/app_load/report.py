@@ -1,0 +1,350 @@
+"""The agent app's section of benchmarks/RESULTS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.app_load.load import Phase, percentile
+from benchmarks.app_load.plan import (
+    CACHE_HIT_P50_TARGET,
+    CAPACITY_P99_LIMIT,
+    CAPACITY_TARGET_RPS,
+    LLM_CONCURRENCY,
+    LLM_LATENCY_MS,
+    MAIN_WORKERS,
+    OVERHEAD_TARGETS,
+    QUICK,
+    TARGET_RATE,
+    WORKER_CONCURRENCY,
+)
+from benchmarks.app_load.scenarios import Pair, Results, Soak
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def _triple_ms(values: Sequence[float]) -> str:
+    return f"{_ms(min(values))} / {_ms(statistics.median(values))} / {_ms(max(values))}"
+
+
+def _triple(values: Sequence[float], fmt: str = "{:.0f}") -> str:
+    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "**NOT met**"
+
+
+def _errors(phases: Sequence[Phase]) -> str:
+    total: Counter[str] = Counter()
+    for phase in phases:
+        total.update(phase.errors)
+    return ", ".join(f"{kind}: {n}" for kind, n in total.most_common()) or "none"
+
+
+def _machine() -> str:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+
+
+def _load() -> str:
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def render(
+    results: Results, machine: str, date: str, duration_s: float, load: tuple[str, str]
+) -> str:
+    plan = results.plan
+    pairs = results.at_target
+    overhead = {pct: [p.overhead(pct) for p in pairs] for pct in OVERHEAD_TARGETS}
+    errors_at_target = sum(p.app.error_count for p in pairs)
+    cache_p50 = [c.p(50) for c in results.cache]
+    capacities = [c.capacity_rps for c in results.capacity]
+    lines = [
+        "## Agent app",
+        "",
+        f"Measured {date} on {machine}; {plan.reps} repetition(s) of each figure, "
+        f"{duration_s / 60:.1f} min in all (`python -m benchmarks.app_load"
+        f"{' --quick' if plan is QUICK else ''}`). Load average (1, 5, 15 min) before the "
+        f"run {load[0]}, after it {load[1]}: anything above the app's own share means other "
+        "work was competing for the same cores, which latency figures feel at once.",
+        "",
+        "### Setup",
+        "",
+        f"- Processes, all on 127.0.0.1 and sharing the machine's cores: `redis-server` "
+        f"(password, no persistence), `agent-app devllm --latency-ms {LLM_LATENCY_MS}`, "
+        f"one `agent-app serve` and {MAIN_WORKERS} `agent-app worker` (1, 2 and 4 for the "
+        f"queue throughput), each worker with `AGENT_WORKER_CONCURRENCY={WORKER_CONCURRENCY}` "
+        f"and `AGENT_LLM_MAX_CONCURRENCY={LLM_CONCURRENCY}` (the defaults, 4 and 8, cap a "
+        "worker near 40 tasks/s with 100 ms of LLM time per task). The load generator runs "
+        "in the benchmark's own process.",
+        "- Path measured: `POST /v1/tasks?wait=10` with a unique task "
+        '("Summarise note <run> <n>"), answered synchronously once a worker has run it: '
+        "API → Redis stream → worker → plan call and answer call to devllm (no tool "
+        "fits the task, so exactly two LLM calls) → result in Redis → API. Success is "
+        "HTTP 200 with `status: completed`; anything else, or no answer within 15 s, is an "
+        "error.",
+        "- Baseline, in the same run at the same arrival rate, just before the app phase: "
+        "the same two chat completions (same prompts, the answer call with the tool "
+        "schemas) posted straight to devllm back to back by the same client.",
+        "- **Overhead at percentile p = app latency at p minus baseline latency at p.** The "
+        "baseline holds the LLM time (2 x 50 ms plus devllm's own work and the client's "
+        "HTTP round trips), so the overhead is what the app adds: API, Redis, the queue, "
+        "the worker, the agent and its LLM client. It is a difference of percentiles, not "
+        "a percentile of per-request differences.",
+        "- Load generator: open loop with `httpx.AsyncClient` (fixed arrival schedule, "
+        "latency timed from each request's scheduled start, so a stalled app cannot slow "
+        f"the senders and hide its own delay). Phases of {plan.phase_s:g} s at "
+        f"{TARGET_RATE:g} RPS, capacity steps of {plan.step_s:g} s, each a bounded count "
+        "(rate x duration). The queue drains between phases. Percentiles are nearest-rank "
+        "over the successful requests of a phase.",
+        "",
+        "### Targets",
+        "",
+        "| figure | target | measured (median of runs) | |",
+        "| --- | --- | --- | --- |",
+    ]
+    for pct, target in OVERHEAD_TARGETS.items():
+        value = statistics.median(overhead[pct])
+        lines.append(
+            f"| overhead p{pct} at {TARGET_RATE:g} RPS | ≤ {_ms(target)} ms | {_ms(value)} ms "
+            f"| {_verdict(value <= target)} |"
+        )
+    lines += [
+        f"| errors at {TARGET_RATE:g} RPS | 0 | {errors_at_target} (all runs) "
+        f"| {_verdict(errors_at_target == 0)} |",
+        f"| cache hit, p50 end to end | ≤ {_ms(CACHE_HIT_P50_TARGET)} ms "
+        f"| {_ms(statistics.median(cache_p50))} ms "
+        f"| {_verdict(statistics.median(cache_p50) <= CACHE_HIT_P50_TARGET)} |",
+        f"| capacity (p99 overhead ≤ {_ms(CAPACITY_P99_LIMIT)} ms, no errors) "
+        f"| ≥ {CAPACITY_TARGET_RPS:g} RPS | {statistics.median(capacities):g} RPS "
+        f"| {_verdict(statistics.median(capacities) >= CAPACITY_TARGET_RPS)} |",
+    ]
+    lines += _soak_target(results.soak)
+    lines += [
+        "",
+        f"### {TARGET_RATE:g} RPS through the app",
+        "",
+        "min / median / max over the runs, in ms; ratio = app ÷ baseline at the same "
+        "percentile (medians).",
+        "",
+        "| figure | app | baseline (devllm direct) | overhead | ratio |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for pct in (50, 95, 99):
+        app = [p.app.p(pct) for p in pairs]
+        base = [p.base.p(pct) for p in pairs]
+        ratio = statistics.median(app) / statistics.median(base)
+        lines.append(
+            f"| p{pct} | {_triple_ms(app)} | {_triple_ms(base)} | {_triple_ms(overhead[pct])} "
+            f"| {ratio:.2f} |"
+        )
+    lines += [
+        f"| achieved RPS | {_triple([p.app.achieved_rps for p in pairs], '{:.1f}')} "
+        f"| {_triple([p.base.achieved_rps for p in pairs], '{:.1f}')} | | |",
+        f"| requests per run | {pairs[0].app.sent} | {pairs[0].base.sent} | | |",
+        f"| generator start lag p99 | {_triple_ms([percentile(p.app.start_lags, 99) for p in pairs])} "
+        f"| {_triple_ms([percentile(p.base.start_lags, 99) for p in pairs])} | | |",
+        f"| errors | {_errors([p.app for p in pairs])} | {_errors([p.base for p in pairs])} | | |",
+    ]
+    for role in ("api", "workers", "redis", "devllm"):
+        app_cpu = [p.cpu_ms_per_request(role) for p in pairs]
+        base_cpu = [p.cpu_ms_per_request(role, baseline=True) for p in pairs]
+        lines.append(
+            f"| CPU ms per request, {role} | {_triple(app_cpu, '{:.2f}')} "
+            f"| {_triple(base_cpu, '{:.2f}')} | | |"
+        )
+    lines += [
+        "",
+        "CPU per request is the CPU time (user + system, from /proc/<pid>/stat) each role "
+        "used over the phase (and, for the app, until the queue drained), divided by the "
+        "requests sent. Unlike latency it hardly depends on what else runs on the machine, "
+        "so it is the steadier figure when the machine is shared. Generator start lag is how "
+        "late the load generator itself started requests against the schedule (CPU "
+        "starvation of its own process); it is part of the latencies above.",
+        "",
+        "### Cache hit",
+        "",
+        f"The same task submitted again at {plan.cache_rate:g} RPS for {plan.phase_s:g} s "
+        "after one warming submission: every LLM call is answered from the response cache "
+        "(checked: `tokens.cached_calls` = 2 on every answer, else it counts as an error), "
+        "but the task still goes through the API, the stream and a worker. Baseline: the "
+        f"direct devllm pair at {TARGET_RATE:g} RPS of the same run, i.e. what the two calls "
+        "the cache saves would have taken.",
+        "",
+        "| figure | min / median / max (ms) | ratio to baseline (medians) |",
+        "| --- | --- | --- |",
+    ]
+    for pct in (50, 95, 99):
+        hits = [c.p(pct) for c in results.cache]
+        direct = statistics.median([p.base.p(pct) for p in pairs])
+        lines.append(f"| p{pct} | {_triple_ms(hits)} | {statistics.median(hits) / direct:.3f} |")
+    lines += [
+        f"| errors | {_errors(results.cache)} | |",
+        "",
+        "### Capacity",
+        "",
+        f"Rates stepped up from {TARGET_RATE:g} RPS "
+        f"({', '.join(f'{r:g}' for r in plan.capacity_steps)}), or down "
+        f"({', '.join(f'{r:g}' for r in plan.capacity_below)}) when {TARGET_RATE:g} RPS "
+        "already fails; each step's baseline is measured just before it at the same rate. "
+        f"A step fails when its p99 overhead passes {_ms(CAPACITY_P99_LIMIT)} ms or it has an "
+        "error; stepping stops at the first change of outcome. Capacity is the highest rate "
+        "below the lowest failed one (0: every step tried failed).",
+        "",
+        "| run | rate | achieved | app p50 / p99 (ms) | baseline p50 / p99 (ms) "
+        "| overhead p99 (ms) | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run, cap in enumerate(results.capacity, 1):
+        for pair in cap.steps:
+            lines.append(
+                f"| {run} | {pair.app.rate:g} | {pair.app.achieved_rps:.1f} "
+                f"| {_ms(pair.app.p(50))} / {_ms(pair.app.p(99))} "
+                f"| {_ms(pair.base.p(50))} / {_ms(pair.base.p(99))} "
+                f"| {_ms(pair.overhead(99))} | {_errors([pair.app])} |"
+            )
+    lines += [
+        "",
+        f"Capacity per run (RPS): {', '.join(f'{c:g}' for c in capacities)}; "
+        f"min / median / max {_triple(capacities, '{:g}')}.",
+        "",
+        "### Queue throughput",
+        "",
+        f"{plan.queue_tasks} unique tasks submitted through the API without `wait` (64 "
+        "submissions in flight), timed from the first submission until the stream has no "
+        "entry pending or undelivered. Each task is two 50 ms LLM calls. Baseline: one "
+        "worker.",
+        "",
+        "| workers | tasks/s, min / median / max | ratio to 1 worker (medians) "
+        "| submissions refused (all runs) |",
+        "| --- | --- | --- | --- |",
+    ]
+    one = statistics.median(results.queue[min(results.queue)].samples)
+    for workers, series in sorted(results.queue.items()):
+        lines.append(
+            f"| {workers} | {series.min:.0f} / {series.median:.0f} / {series.max:.0f} "
+            f"| {series.median / one:.2f} | {results.queue_refused[workers]} |"
+        )
+    lines += _soak_section(results.soak)
+    lines += _cpu_budget(pairs)
+    lines += ["", *PROFILE_NOTES]
+    return "\n".join(lines) + "\n"
+
+
+def _soak_target(result: Soak | None) -> list[str]:
+    if result is None:
+        return []
+    first, last = result.samples[0][1], result.samples[-1][1]
+    growth = max(last[name] - first[name] for name in first)
+    # "Flat": no process grows by more than 10 % (or 10 MiB, whichever is larger).
+    flat = all(last[n] - first[n] <= max(10.0, 0.1 * first[n]) for n in first)
+    return [
+        f"| RSS over the {result.duration_s:g} s soak | flat (≤ +10 % or +10 MiB per "
+        f"process) | largest growth {growth:+.1f} MiB | {_verdict(flat)} |"
+    ]
+
+
+def _soak_section(result: Soak | None) -> list[str]:
+    if result is None:
+        return []
+    names = list(result.samples[0][1])
+    lines = [
+        "",
+        "### Soak",
+        "",
+        f"{result.duration_s:g} s at {result.rate:g} RPS on the same path, "
+        f"{result.phase.sent} requests, errors: {_errors([result.phase])}, "
+        f"p50 / p95 / p99 {_ms(result.phase.p(50))} / {_ms(result.phase.p(95))} / "
+        f"{_ms(result.phase.p(99))} ms end to end (generator start lag p99 "
+        f"{_ms(percentile(result.phase.start_lags, 99))} ms). VmRSS from /proc/<pid>/status in MiB "
+        "(the last row after the queue drained).",
+        "",
+        "| time (s) | " + " | ".join(names) + " |",
+        "| --- | " + " | ".join("---" for _ in names) + " |",
+    ]
+    for at, rss in result.samples:
+        lines.append(f"| {at:.0f} | " + " | ".join(f"{rss[n]:.1f}" for n in names) + " |")
+    first, last = result.samples[0][1], result.samples[-1][1]
+    lines.append("| change | " + " | ".join(f"{last[n] - first[n]:+.1f}" for n in names) + " |")
+    return lines
+
+
+def _cpu_budget(pairs: Sequence[Pair]) -> list[str]:
+    """What the CPU per task implies for the rates the machine can carry at all."""
+    app = statistics.median(
+        sum(p.cpu_ms_per_request(role) for role in ("api", "workers", "redis")) for p in pairs
+    )
+    llm = statistics.median(p.cpu_ms_per_request("devllm") for p in pairs)
+    cores = os.cpu_count() or 1
+    return [
+        "",
+        "### CPU budget",
+        "",
+        f"At {TARGET_RATE:g} RPS the app's processes (API, workers, redis) used {app:.1f} ms "
+        f"of CPU per task and devllm {llm:.1f} ms (medians). {TARGET_RATE:g} tasks/s "
+        f"therefore need {(app + llm) * TARGET_RATE / 1000:.2f} of the machine's {cores} "
+        "cores before the load generator (same machine, its own process) and anything else "
+        f"running; on CPU alone the ceiling is about {cores * 1000 / (app + llm):.0f} "
+        "tasks/s. Past about 70 % of the cores, queueing for CPU dominates the latency, so "
+        "the latency targets fail well before that ceiling.",
+    ]
+
+
+PROFILE_NOTES = [
+    "### Profile and what changed",
+    "",
+    "py-spy (`py-spy record -r 200 -f raw --pid`, on the API, a worker and devllm at 100 "
+    "and 30 RPS) before any change showed:",
+    "",
+    "- **API: the `?wait=` path polled.** `_maybe_wait` re-read the whole task hash "
+    "(`HGETALL` + JSON decoding) every 50 ms for every waiting request: 21 % of the API's "
+    "samples were in that loop. It also added 25 ms on average (up to 50) to every answer, "
+    "and under a backlog the polls multiplied until the API's Redis pool (100 connections, "
+    "failing fast) ran out: `MaxConnectionsError` answered as HTTP 503 (175 of 500 "
+    "requests at 100 RPS in the first run). Now a worker publishes the task id on "
+    "`<task stream>:done` when the task is final (`agent_app/worker.py`, one `PUBLISH` "
+    "after the final write) and the API holds one subscription that wakes exactly the "
+    "requests waiting for that task (`agent_app/api.py`); a waiting request still re-reads "
+    "every 0.5 s, so a message lost while the subscription reconnects costs at most that.",
+    '- **API: `@app.middleware("http")`** (Starlette\'s BaseHTTPMiddleware) ran every '
+    "request through an extra task and memory streams. It is now a plain ASGI middleware "
+    "(same headers, same gauge); the API CPU figures below cover both API changes.",
+    "- **API and workers: Redis pool exhaustion.** After the two changes above, a 100 RPS "
+    "phase on the busy machine still lost 132 of 600 requests to HTTP 503: bursts had more "
+    "than 100 commands in flight and redis-py's default pool fails at once. "
+    "`agent_app/runtime.py` now uses a blocking pool (same 100 connections, a command "
+    "waits up to 5 s for one); the same phase then had no errors.",
+    "- **Worker: the openai SDK's request transform** (`chat.completions.create` walks the "
+    "messages and tool schemas against its TypedDicts) was 8 % of a worker's samples. "
+    "`agent_app/llm.py` now posts the same body with the client's `post`. Its effect on the "
+    "worker's CPU per task was within the noise of the A/B runs below (12.5 ms after, "
+    "12.6 to 13.1 ms before).",
+    "- Left as they are: the rest of a worker's time is the HTTP client (httpx/httpcore, "
+    "about 17 %), redis-py (about 22 %, some 13 round trips per task) and the event loop's "
+    "socket writes; the API's is uvicorn's pure-Python HTTP parser (h11, since neither "
+    "httptools nor uvloop is installed) and FastAPI.",
+    "",
+    "Before and after, same machine and method (1 API, 2 workers, 30 RPS for 10 s, the "
+    "direct devllm baseline at 30 RPS just before; the old code run from an export of the "
+    "commit before the change; two alternating runs each, load average 3.5 to 4.6 from "
+    "other work on the machine, which is why the latency spread is wide):",
+    "",
+    "| figure | before (run 1, run 2) | after (run 1, run 2) |",
+    "| --- | --- | --- |",
+    "| API CPU per task | 6.8, 7.1 ms | 3.9, 3.9 ms |",
+    "| workers' CPU per task | 15.4, 13.1 ms | 13.1, 12.6 ms |",
+    "| app p50 at 30 RPS (baseline p50 ~116 ms) | 187, 1539 ms | 164, 152 ms |",
+    "| cache hit p50 (20 RPS) | 61.4, 63.4 ms | 14.3, 10.7 ms |",
+    "| cache hit p99 (20 RPS) | 77.1, 80.9 ms | 32.4, 20.8 ms |",
+]
