@@ -327,13 +327,14 @@ PROFILE_NOTES = [
     "waits up to 5 s for one); the same phase then had no errors.",
     "- **Worker: the openai SDK's request transform** (`chat.completions.create` walks the "
     "messages and tool schemas against its TypedDicts) was 8 % of a worker's samples. "
-    "`agent_app/llm.py` now posts the same body with the client's `post`. Its effect on the "
-    "worker's CPU per task was within the noise of the A/B runs below (12.5 ms after, "
-    "12.6 to 13.1 ms before).",
+    "Posting the same body with the client's lower-level `post` made no difference beyond "
+    "the noise of A/B runs (worker CPU per task 12.5 ms after, 12.6 to 13.1 ms before), "
+    "so the SDK's documented call stays.",
+    "- **API and workers: uvicorn's pure-Python HTTP parser and event loop.** uvloop and "
+    "httptools are now dependencies: uvicorn picks them up, and the worker runs on uvloop.",
     "- Left as they are: the rest of a worker's time is the HTTP client (httpx/httpcore, "
     "about 17 %), redis-py (about 22 %, some 13 round trips per task) and the event loop's "
-    "socket writes; the API's is uvicorn's pure-Python HTTP parser (h11, since neither "
-    "httptools nor uvloop is installed) and FastAPI.",
+    "socket writes; the API's is FastAPI's request handling and validation.",
     "",
     "Before and after, same machine and method (1 API, 2 workers, 30 RPS for 10 s, the "
     "direct devllm baseline at 30 RPS just before; the old code run from an export of the "
