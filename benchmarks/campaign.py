@@ -53,7 +53,7 @@ def run(progress: Callable[[str], None]) -> str:
     verdict = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "no output"
     progress(f"campaign: {verdict} in {elapsed:.0f}s")
     lines = [
-        "# Fault campaign",
+        "## Fault campaign",
         "",
         f"`{' '.join(CAMPAIGN_TESTS)}`, the campaign's tests as `make test` runs them "
         "(`tests/faults/`; the API fuzzing lives with the app's tests for their fixtures). "

@@ -92,6 +92,8 @@ def _measured(name: str, args: argparse.Namespace, progress: Progress) -> str:
         body = campaign.run(progress)
         repetitions = "one run"
     heading, _, rest = body.partition("\n")
+    if rest.lstrip("\n").startswith("Measured "):
+        return body  # the section stamps itself
     stamp = (
         f"Measured {date}; load average before / after {load_before} / {_load()}; "
         f"{time.perf_counter() - began:.0f} s; repetitions: {repetitions}."
