@@ -91,6 +91,13 @@ def campaign_env(redis_url: str, llm_base_url: str, **overrides: Any) -> Env:
         "claim_idle_ms": 2000,
         "max_attempts": 3,
         "shutdown_grace_s": 5,
+        # Quick retries, and a breaker that stays closed: the LLM is not what these runs
+        # break (the LLM campaign sets its own).
+        "llm_retry_attempts": 2,
+        "llm_retry_wait_initial_s": 0.05,
+        "llm_retry_wait_max_s": 0.2,
+        "breaker_failure_threshold": 50,
+        "breaker_reset_s": 1,
     }
     return Env().with_(
         host="127.0.0.1",

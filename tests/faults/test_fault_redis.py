@@ -107,15 +107,7 @@ def test_redis_restart_loses_no_accepted_task(
     began = time.monotonic()
     server = redis_factory(True)
     llm = devllm_factory("--latency-ms", "200")
-    env = campaign_env(
-        server.url,
-        llm.base_url,
-        llm_retry_attempts=2,
-        llm_retry_wait_initial_s=0.05,
-        llm_retry_wait_max_s=0.2,
-        breaker_failure_threshold=50,
-        breaker_reset_s=1,
-    )
+    env = campaign_env(server.url, llm.base_url)
     api = api_factory(env)
     pool = worker_pool(env)
     pool.start(WORKERS)

@@ -63,15 +63,7 @@ def test_worker_kills_lose_and_duplicate_nothing(
     server = redis_factory(False)
     # Some latency keeps every worker busy with several tasks, so a kill interrupts work.
     llm = devllm_factory("--latency-ms", "150")
-    env = campaign_env(
-        server.url,
-        llm.base_url,
-        llm_retry_attempts=2,
-        llm_retry_wait_initial_s=0.05,
-        llm_retry_wait_max_s=0.2,
-        breaker_failure_threshold=50,
-        breaker_reset_s=1,
-    )
+    env = campaign_env(server.url, llm.base_url)
     llm.fault(model="large", fail_next=10**9, status=500)
     api = api_factory(env)
     pool = worker_pool(env)
