@@ -57,7 +57,7 @@ cost: bootstrap
 	$(PY) -m policies.cost --stack $(STACK)
 
 # Speed and scale of the program, the policy pack, the engine and the agent app, and the
-# fault campaign's figures; writes benchmarks/RESULTS.md (about 35 minutes).
+# fault campaign's figures; writes benchmarks/RESULTS.md (about 20 minutes).
 # `make bench ONLY=app` re-measures one section and keeps the others.
 ONLY ?= infra,app,campaign
 bench: bootstrap

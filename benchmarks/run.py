@@ -7,8 +7,8 @@ fault campaign on this machine and writes benchmarks/RESULTS.md.
 
 Each section's measurements are kept in benchmarks/sections/<section>.md with the date
 and machine load of its own run; RESULTS.md is those sections under one machine table.
-`--only` re-measures some sections and keeps the others as last measured. About 35
-minutes for all three on a 2-core machine (infrastructure 10, agent app 15, campaign 5).
+`--only` re-measures some sections and keeps the others as last measured. About 18
+minutes for all three on a 2-core machine (infrastructure 7, agent app 10, campaign 2).
 Targets are goals reported in the results, never assertions in `make test`.
 """
 
