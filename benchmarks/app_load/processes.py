@@ -4,21 +4,17 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from redis.asyncio import Redis
 
 from agent_app.auth import hash_key
+from agent_app.loopback import free_port, redis_server_command, stop, wait_http
 from benchmarks.app_load.plan import (
     AGENT_APP,
     API_KEY,
@@ -28,37 +24,6 @@ from benchmarks.app_load.plan import (
     TENANT,
     WORKER_CONCURRENCY,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not come up within {timeout}s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def rss_mib(pid: int) -> float:
@@ -90,30 +55,13 @@ class Stack:
             return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed; run scripts/bootstrap")
-        self.redis_port = _free_port()
+        self.redis_port = free_port()
         self.procs["redis"] = self._spawn(
             "redis",
-            [
-                binary,
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--requirepass",
-                REDIS_PASSWORD,
-                "--dir",
-                str(self.workdir),
-            ],
+            redis_server_command(self.redis_port, REDIS_PASSWORD, self.workdir),
             dict(os.environ),
         )
-        port = _free_port()
+        port = free_port()
         self.devllm_url = f"http://127.0.0.1:{port}"
         self.procs["devllm"] = self._spawn(
             "devllm",
@@ -129,11 +77,11 @@ class Stack:
             ],
             dict(os.environ),
         )
-        _wait_http(f"{self.devllm_url}/health", self.procs["devllm"])
-        port = _free_port()
+        wait_http(f"{self.devllm_url}/health", self.procs["devllm"])
+        port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
         self.procs["api"] = self._spawn("api", [AGENT_APP, "serve"], self._env(port))
-        _wait_http(f"{self.api_url}/health", self.procs["api"])
+        wait_http(f"{self.api_url}/health", self.procs["api"])
 
     def _env(self, port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
@@ -158,13 +106,13 @@ class Stack:
 
     def set_workers(self, count: int) -> None:
         while len(self.workers) > count:
-            _stop(self.workers.pop())
+            stop(self.workers.pop(), grace_s=30)
         while len(self.workers) < count:
-            port = _free_port()
+            port = free_port()
             proc = self._spawn(
                 f"worker-{len(self.workers)}", [AGENT_APP, "worker"], self._env(port)
             )
-            _wait_http(f"http://127.0.0.1:{port}/health", proc)
+            wait_http(f"http://127.0.0.1:{port}/health", proc)
             self.workers.append(proc)
 
     def redis(self) -> Redis:
@@ -185,10 +133,10 @@ class Stack:
 
     def stop(self) -> None:
         for proc in self.workers:
-            _stop(proc)
+            stop(proc, grace_s=30)
         self.workers.clear()
         for proc in reversed(self.procs.values()):
-            _stop(proc)
+            stop(proc, grace_s=30)
 
 
 @contextmanager

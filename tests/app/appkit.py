@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +15,10 @@ from typing import Any, TypeVar
 
 import httpx
 import redis
+
+from agent_app.loopback import free_port as free_port
+from agent_app.loopback import stop as stop
+from agent_app.loopback import wait_http as wait_http
 
 T = TypeVar("T")
 
@@ -37,27 +39,6 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         loop.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not come up within {timeout}s")
-
-
 def wait_until(
     predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.05, what: str = ""
 ) -> Any:
@@ -68,16 +49,6 @@ def wait_until(
             return value
         time.sleep(interval)
     raise TimeoutError(f"timed out waiting for {what or predicate}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass

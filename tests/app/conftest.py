@@ -4,7 +4,6 @@ the API and workers as subprocesses talking over 127.0.0.1."""
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import redis
 import structlog
 
 from agent_app.auth import hash_key
+from agent_app.loopback import redis_server_command
 from app.appkit import (
     AGENT_APP,
     REDIS_PASSWORD,
@@ -36,28 +36,10 @@ from app.appkit import (
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed; run scripts/bootstrap")
     port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            REDIS_PASSWORD,
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
+        redis_server_command(port, REDIS_PASSWORD, workdir), stdout=subprocess.DEVNULL
     )
     client = redis.Redis(port=port, password=REDIS_PASSWORD, decode_responses=True)
     wait_until(lambda: _pings(client), what="redis-server")

@@ -5,7 +5,6 @@ replaced. The API, devllm and clients come from the app tests' helpers."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import time
@@ -18,6 +17,7 @@ import redis
 from app.appkit import REDIS_PASSWORD, TENANT_KEYS, Env, Service, _pings, start_service, wait_until
 
 from agent_app.auth import hash_key
+from agent_app.loopback import redis_server_command
 
 STREAM = "agent:tasks"
 GROUP = "agent-workers"
@@ -44,29 +44,10 @@ class RedisProcess:
         )
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed; run scripts/bootstrap")
-        persistence = (
-            ["--appendonly", "yes", "--appendfsync", "always"]
-            if self.appendonly
-            else ["--appendonly", "no"]
-        )
         self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                *persistence,
-                "--requirepass",
-                REDIS_PASSWORD,
-                "--dir",
-                str(self.workdir),
-            ],
+            redis_server_command(
+                self.port, REDIS_PASSWORD, self.workdir, appendonly=self.appendonly
+            ),
             stdout=subprocess.DEVNULL,
         )
         client = self.client()
