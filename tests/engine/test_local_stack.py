@@ -231,6 +231,39 @@ def test_bad_stack_config_fails_before_any_resource(deployed: LocalStack, tmp_pa
     assert "Traceback" not in output
 
 
+# Types and bounds fail the engine's check against each policy's config schema; settings
+# only the pack can judge fail when the pack starts.
+@pytest.mark.parametrize(
+    ("policy_config", "expected"),
+    [
+        (
+            {"autoscaler-bounds": {"max_replicas": "many"}},
+            "autoscaler-bounds: max_replicas: Invalid type. Expected: integer",
+        ),
+        (
+            {"monthly-budget": {"monthly_budget_usd": -50}},
+            "monthly-budget: monthly_budget_usd: Must be greater than or equal to 0.01",
+        ),
+        ({"image-pinned": "loud"}, '"image-pinned": "loud" is not a valid enforcement level'),
+        (
+            {"autoscaler-bounds": {"max_replica": 3}},
+            "autoscaler-bounds.max_replica: unknown setting",
+        ),
+    ],
+)
+def test_bad_policy_config_is_refused_with_a_clear_message(
+    deployed: LocalStack, tmp_path: Path, policy_config: dict[str, object], expected: str
+) -> None:
+    bad = tmp_path / "policy.json"
+    bad.write_text(json.dumps(policy_config))
+    result = _preview_with(deployed, tmp_path, {}, bad)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert expected in output, output
+    assert "Traceback" not in output
+    assert "errors.pydantic.dev" not in output
+
+
 def test_rendered_manifests_pass_strict_schema_validation(deployed: LocalStack) -> None:
     files = sorted(str(p) for p in RENDERED.rglob("*.yaml"))
     assert len(files) > 20
