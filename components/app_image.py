@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
-import pulumi_aws as aws
 
 from components.kube import child_options
 
@@ -47,8 +46,9 @@ class AppImage(pulumi.ComponentResource):
             self.registry_repository = args.repository
             self.image_ref = pulumi.Output.from_input(self.reference(args.tag))
         else:
-            # Imported here: only the AWS stacks build an image, and the docker SDK costs
-            # every `pulumi preview` of the local stack a tenth of a second to import.
+            # Imported here: only the AWS stacks build an image, and the AWS and docker
+            # SDKs would cost every `pulumi preview` of the local stack their import time.
+            import pulumi_aws as aws
             import pulumi_docker as docker
 
             child = child_options(self, opts)

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.kube import (
@@ -245,6 +244,10 @@ class Redis(pulumi.ComponentResource):
     def _elasticache(
         self, name: str, args: RedisArgs, component_opts: pulumi.ResourceOptions | None
     ) -> tuple[pulumi.Output[str], pulumi.Output[int]]:
+        # Imported here, as in every component with an in-cluster variant: the local
+        # stack never imports the AWS SDK (its import is a tenth of a second per run).
+        import pulumi_aws as aws
+
         assert args.node_security_group_id is not None  # checked by RedisArgs
         child = child_options(self, component_opts)
         subnets = aws.elasticache.SubnetGroup(

@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.kube import child_options, labels, secret
-from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
 
 SECRET_NAME = "agent-secrets"  # noqa: S105 - a name, not a value
 REDIS_PASSWORD_KEY = "redis-password"  # noqa: S105 - a key name
@@ -72,6 +70,12 @@ class PlatformSecrets(pulumi.ComponentResource):
     def _synced_from_secrets_manager(
         self, name: str, args: PlatformSecretsArgs, opts: pulumi.ResourceOptions | None
     ) -> pulumi.Output[str]:
+        # Imported here: only prod reads Secrets Manager, and the local stack never
+        # imports the AWS SDK (its import is a tenth of a second per run).
+        import pulumi_aws as aws
+
+        from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
+
         child = child_options(self, opts)
         key = aws.kms.Key(
             f"{name}-secrets-manager",

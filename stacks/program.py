@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -25,13 +25,10 @@ from components.canary import (
     ReplicaBounds,
     TrackRelease,
 )
-from components.eks_cluster import EksCluster, EksClusterArgs
-from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components.llm_service import LlmService, LlmServiceArgs
 from components.local_cluster import LocalCluster, LocalClusterArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
-from components.network import Network, NetworkArgs
 from components.operators import ClusterOperators, ClusterOperatorsArgs
 from components.prometheus_rules import AlertThresholds
 from components.redis import Redis, RedisArgs, SecretKeyRef
@@ -42,11 +39,16 @@ from components.secrets import (
     PlatformSecrets,
     PlatformSecretsArgs,
 )
-from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
 from policies import cost
 from stacks.config import ConfigError, Environment, LocalKubernetesConfig, StackConfig, from_pulumi
 from stacks.outputs import StackExports
 from stacks.resource_ledger import ResourceLedger, WireResource
+
+if TYPE_CHECKING:
+    # The AWS-only components are imported where dev and prod use them: the local stack
+    # then never imports the AWS SDK, whose import every `pulumi preview` would pay.
+    from components.eks_cluster import EksCluster
+    from components.network import Network
 
 TASK_STREAM = "agent:tasks"
 CONSUMER_GROUP = "agent-workers"
@@ -89,6 +91,9 @@ def _target(config: StackConfig) -> _Target:
         return _Target(
             cluster.provider, cluster.secrets_provider, cluster.cluster_name, cluster.kubeconfig
         )
+
+    from components.eks_cluster import EksCluster, EksClusterArgs
+    from components.network import Network, NetworkArgs
 
     assert config.cluster is not None  # StackConfig requires it on AWS
     spec = config.cluster
@@ -137,6 +142,8 @@ def build(config: StackConfig) -> StackExports:
     in_namespace = pulumi.ResourceOptions(depends_on=[namespace])
 
     if target.cluster is not None and target.network is not None and config.gpu_pools:
+        from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+
         gpu_namespace = PlatformNamespace(
             GPU_SYSTEM_NAMESPACE,
             # The device plugin needs a hostPath and DCGM needs SYS_ADMIN.
@@ -272,6 +279,8 @@ def build(config: StackConfig) -> StackExports:
 
     service_account_annotations: dict[str, pulumi.Input[str]] = {}
     if target.cluster is not None:
+        from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
+
         identity = WorkloadIdentity(
             "agent-identity",
             WorkloadIdentityArgs(
