@@ -11,6 +11,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import k8s_objects
 from components.kube import (
     NAME_LABEL,
     TRACK_LABEL,
@@ -90,7 +91,7 @@ class AgentService(pulumi.ComponentResource):
         self._opts = child_options(self, opts, provider=args.provider)
         ns = args.namespace
 
-        account = k8s.core.v1.ServiceAccount(
+        account = k8s_objects.ServiceAccount(
             f"{name}-sa",
             metadata={
                 "name": SERVICE_ACCOUNT,
@@ -98,10 +99,10 @@ class AgentService(pulumi.ComponentResource):
                 "labels": labels("agent", "identity"),
                 "annotations": dict(args.service_account_annotations),
             },
-            automount_service_account_token=False,
+            automountServiceAccountToken=False,
             opts=self._opts,
         )
-        settings = k8s.core.v1.ConfigMap(
+        settings = k8s_objects.ConfigMap(
             f"{name}-settings",
             metadata={
                 "name": "agent-settings",
@@ -111,10 +112,10 @@ class AgentService(pulumi.ComponentResource):
             data=dict(args.settings),
             opts=self._opts,
         )
-        self._account_name = account.metadata.name
-        self._settings_name = settings.metadata.name
+        self._account_name = account.metadata["name"]
+        self._settings_name = settings.metadata["name"]
 
-        shared = k8s.core.v1.Service(
+        shared = k8s_objects.Service(
             f"{name}-api",
             metadata={"name": API_NAME, "namespace": ns, "labels": labels(API_NAME, "api")},
             spec={
@@ -123,9 +124,9 @@ class AgentService(pulumi.ComponentResource):
             },
             opts=self._opts,
         )
-        self.api_service_name = shared.metadata.name
+        self.api_service_name = shared.metadata["name"]
         self.endpoint = pulumi.Output.concat(
-            "http://", shared.metadata.name, ".", ns, ".svc.cluster.local"
+            "http://", shared.metadata["name"], ".", ns, ".svc.cluster.local"
         )
         self.track_service_names = {}
         self.deployments = {}
@@ -163,7 +164,7 @@ class AgentService(pulumi.ComponentResource):
             port_variable="AGENT_WORKER_PORT",
             resources=self._args.worker_resources,
         )
-        service = k8s.core.v1.Service(
+        service = k8s_objects.Service(
             f"{name}-api-{track.track}",
             metadata={
                 "name": f"{API_NAME}-{track.track}",
@@ -176,7 +177,7 @@ class AgentService(pulumi.ComponentResource):
             },
             opts=self._opts,
         )
-        self.track_service_names[track.track] = service.metadata.name
+        self.track_service_names[track.track] = service.metadata["name"]
         self.deployments[track.track] = {"api": api, "worker": worker}
 
     def _deployment(
@@ -214,7 +215,7 @@ class AgentService(pulumi.ComponentResource):
             },
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         ]
-        deployment = k8s.apps.v1.Deployment(
+        deployment = k8s_objects.Deployment(
             resource_name,
             metadata={"name": deployment_name, "namespace": ns, "labels": pod_labels},
             spec={
@@ -278,13 +279,13 @@ class AgentService(pulumi.ComponentResource):
             opts=self._opts,
         )
         if track.min_replicas > 1:
-            k8s.policy.v1.PodDisruptionBudget(
+            k8s_objects.PodDisruptionBudget(
                 resource_name,
                 metadata={"name": deployment_name, "namespace": ns, "labels": pod_labels},
                 spec={"minAvailable": track.min_replicas - 1, "selector": {"matchLabels": match}},
                 opts=self._opts,
             )
-        return deployment.metadata.apply(lambda m: m.name or deployment_name)
+        return deployment.metadata.apply(lambda m: m.get("name") or deployment_name)
 
     def _network_policies(self, name: str) -> None:
         ns = self._args.namespace
@@ -293,7 +294,7 @@ class AgentService(pulumi.ComponentResource):
             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": client}}}
             for client in self._args.api_client_namespaces
         ]
-        k8s.networking.v1.NetworkPolicy(
+        k8s_objects.NetworkPolicy(
             f"{name}-api-ingress",
             metadata={
                 "name": "agent-api-ingress",
@@ -309,7 +310,7 @@ class AgentService(pulumi.ComponentResource):
             },
             opts=self._opts,
         )
-        k8s.networking.v1.NetworkPolicy(
+        k8s_objects.NetworkPolicy(
             f"{name}-worker-ingress",
             metadata={
                 "name": "agent-worker-ingress",

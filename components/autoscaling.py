@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import k8s_objects
 from components.kube import child_options, labels
 
 
@@ -88,7 +89,7 @@ class Autoscaling(pulumi.ComponentResource):
         target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": args.deployment_name}
         if args.queue is None:
             self.kind = "HorizontalPodAutoscaler"
-            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            k8s_objects.HorizontalPodAutoscaler(
                 f"{name}-hpa",
                 metadata=metadata,
                 spec={

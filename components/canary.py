@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import k8s_objects
 from components.agent_service import AgentService, AgentServiceArgs, ReleaseTrack
 from components.autoscaling import Autoscaling, AutoscalingArgs, QueueTrigger
 from components.kube import child_options, labels
@@ -164,7 +165,7 @@ class CanaryRelease(pulumi.ComponentResource):
         opts = child_options(self, component_opts, provider=args.provider)
 
         def ingress(resource: str, track: str, annotations: dict[str, str]) -> None:
-            k8s.networking.v1.Ingress(
+            k8s_objects.Ingress(
                 resource,
                 metadata={
                     "name": "agent-api" if track == "stable" else f"agent-api-{track}",

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components import k8s_objects
 from components.gpu_instances import GPU_INSTANCE_TYPES
 from components.kube import (
     GPU_POOL_LABEL,
@@ -87,7 +88,7 @@ class GpuNodePool(pulumi.ComponentResource):
 
         plugin_name = f"nvidia-device-plugin-{pool.name}"
         plugin_selector = selector(plugin_name)
-        k8s.apps.v1.DaemonSet(
+        k8s_objects.DaemonSet(
             f"{name}-device-plugin",
             metadata={
                 "name": plugin_name,
@@ -154,7 +155,7 @@ class GpuNodePool(pulumi.ComponentResource):
 
         exporter_name = f"dcgm-exporter-{pool.name}"
         exporter_labels = labels(exporter_name, "gpu-metrics")
-        k8s.apps.v1.DaemonSet(
+        k8s_objects.DaemonSet(
             f"{name}-dcgm-exporter",
             metadata={
                 "name": exporter_name,

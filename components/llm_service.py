@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import k8s_objects
 from components.kube import (
     GPU_RESOURCE,
     agent_clients_only,
@@ -75,9 +76,9 @@ class LlmService(pulumi.ComponentResource):
         container, pod_extra, volumes = (
             self._vllm(config) if config.mode == "vllm" else self._devllm(args.app_image)
         )
-        claim: k8s.core.v1.PersistentVolumeClaim | None = None
+        claim: k8s_objects.PersistentVolumeClaim | None = None
         if config.mode == "vllm":
-            claim = k8s.core.v1.PersistentVolumeClaim(
+            claim = k8s_objects.PersistentVolumeClaim(
                 f"{name}-model-cache",
                 metadata={"name": "llm-model-cache", "namespace": ns, "labels": app_labels},
                 spec={
@@ -88,9 +89,12 @@ class LlmService(pulumi.ComponentResource):
                 opts=opts,
             )
             volumes.append(
-                {"name": "model-cache", "persistentVolumeClaim": {"claimName": claim.metadata.name}}
+                {
+                    "name": "model-cache",
+                    "persistentVolumeClaim": {"claimName": claim.metadata["name"]},
+                }
             )
-        k8s.apps.v1.Deployment(
+        k8s_objects.Deployment(
             f"{name}-server",
             metadata={"name": LLM_NAME, "namespace": ns, "labels": app_labels},
             spec={
@@ -112,7 +116,7 @@ class LlmService(pulumi.ComponentResource):
             },
             opts=opts,
         )
-        service = k8s.core.v1.Service(
+        service = k8s_objects.Service(
             f"{name}-service",
             metadata={"name": LLM_NAME, "namespace": ns, "labels": app_labels},
             spec={
@@ -122,7 +126,7 @@ class LlmService(pulumi.ComponentResource):
             opts=opts,
         )
         if config.replicas > 1:
-            k8s.policy.v1.PodDisruptionBudget(
+            k8s_objects.PodDisruptionBudget(
                 f"{name}-pdb",
                 metadata={"name": LLM_NAME, "namespace": ns, "labels": app_labels},
                 spec={
@@ -131,14 +135,14 @@ class LlmService(pulumi.ComponentResource):
                 },
                 opts=opts,
             )
-        k8s.networking.v1.NetworkPolicy(
+        k8s_objects.NetworkPolicy(
             f"{name}-netpol",
             metadata={"name": "llm-clients-only", "namespace": ns, "labels": app_labels},
             spec=agent_clients_only(LLM_NAME, LLM_PORT),
             opts=opts,
         )
         return pulumi.Output.concat(
-            "http://", service.metadata.name, ".", ns, f".svc.cluster.local:{LLM_PORT}/v1"
+            "http://", service.metadata["name"], ".", ns, f".svc.cluster.local:{LLM_PORT}/v1"
         )
 
     @staticmethod

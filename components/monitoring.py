@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import k8s_objects
 from components.kube import (
     child_options,
     labels,
@@ -51,12 +52,12 @@ class Monitoring(pulumi.ComponentResource):
         )
         self.alert_rules = to_yaml(alert_rules(args.thresholds))
 
-        account = k8s.core.v1.ServiceAccount(
+        account = k8s_objects.ServiceAccount(
             f"{name}-sa",
             metadata={"name": app, "namespace": ns, "labels": app_labels},
             opts=opts_k8s,
         )
-        role = k8s.rbac.v1.ClusterRole(
+        role = k8s_objects.ClusterRole(
             f"{name}-discovery",
             metadata={"name": f"{ns}-prometheus-discovery", "labels": app_labels},
             rules=[
@@ -74,30 +75,32 @@ class Monitoring(pulumi.ComponentResource):
             ],
             opts=opts_k8s,
         )
-        k8s.rbac.v1.ClusterRoleBinding(
+        k8s_objects.ClusterRoleBinding(
             f"{name}-discovery",
             metadata={"name": f"{ns}-prometheus-discovery", "labels": app_labels},
-            role_ref={
+            roleRef={
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
-                "name": role.metadata.name,
+                "name": role.metadata["name"],
             },
-            subjects=[{"kind": "ServiceAccount", "name": account.metadata.name, "namespace": ns}],
+            subjects=[
+                {"kind": "ServiceAccount", "name": account.metadata["name"], "namespace": ns}
+            ],
             opts=opts_k8s,
         )
-        config_map = k8s.core.v1.ConfigMap(
+        config_map = k8s_objects.ConfigMap(
             f"{name}-config",
             metadata={"name": "prometheus-config", "namespace": ns, "labels": app_labels},
             data={"prometheus.yml": self.prometheus_config},
             opts=opts_k8s,
         )
-        rules_map = k8s.core.v1.ConfigMap(
+        rules_map = k8s_objects.ConfigMap(
             f"{name}-rules",
             metadata={"name": "prometheus-rules", "namespace": ns, "labels": app_labels},
             data={"agent-platform.yml": self.alert_rules},
             opts=opts_k8s,
         )
-        storage = k8s.core.v1.PersistentVolumeClaim(
+        storage = k8s_objects.PersistentVolumeClaim(
             f"{name}-data",
             metadata={"name": "prometheus-data", "namespace": ns, "labels": app_labels},
             spec={
@@ -109,7 +112,7 @@ class Monitoring(pulumi.ComponentResource):
         digest = hashlib.sha256((self.prometheus_config + self.alert_rules).encode()).hexdigest()[
             :16
         ]
-        k8s.apps.v1.Deployment(
+        k8s_objects.Deployment(
             f"{name}-prometheus",
             metadata={"name": app, "namespace": ns, "labels": app_labels},
             spec={
@@ -123,7 +126,7 @@ class Monitoring(pulumi.ComponentResource):
                         "annotations": {"agent-platform.io/config-digest": digest},
                     },
                     "spec": {
-                        "serviceAccountName": account.metadata.name,
+                        "serviceAccountName": account.metadata["name"],
                         "securityContext": restricted_pod_security(PROMETHEUS_UID),
                         "containers": [
                             {
@@ -160,11 +163,11 @@ class Monitoring(pulumi.ComponentResource):
                             }
                         ],
                         "volumes": [
-                            {"name": "config", "configMap": {"name": config_map.metadata.name}},
-                            {"name": "rules", "configMap": {"name": rules_map.metadata.name}},
+                            {"name": "config", "configMap": {"name": config_map.metadata["name"]}},
+                            {"name": "rules", "configMap": {"name": rules_map.metadata["name"]}},
                             {
                                 "name": "data",
-                                "persistentVolumeClaim": {"claimName": storage.metadata.name},
+                                "persistentVolumeClaim": {"claimName": storage.metadata["name"]},
                             },
                         ],
                     },
@@ -172,7 +175,7 @@ class Monitoring(pulumi.ComponentResource):
             },
             opts=opts_k8s,
         )
-        service = k8s.core.v1.Service(
+        service = k8s_objects.Service(
             f"{name}-service",
             metadata={"name": app, "namespace": ns, "labels": app_labels},
             spec={
@@ -182,6 +185,6 @@ class Monitoring(pulumi.ComponentResource):
             opts=opts_k8s,
         )
         self.prometheus_url = pulumi.Output.concat(
-            "http://", service.metadata.name, ".", ns, f".svc.cluster.local:{PROMETHEUS_PORT}"
+            "http://", service.metadata["name"], ".", ns, f".svc.cluster.local:{PROMETHEUS_PORT}"
         )
         self.register_outputs({"prometheusUrl": self.prometheus_url})

@@ -9,6 +9,7 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import k8s_objects
 from components.kube import child_options, labels
 
 
@@ -27,7 +28,7 @@ class PlatformNamespace(pulumi.ComponentResource):
     ) -> None:
         super().__init__("agent-platform:namespace:PlatformNamespace", name, None, opts)
         k8s_opts = child_options(self, opts, provider=args.provider)
-        namespace = k8s.core.v1.Namespace(
+        namespace = k8s_objects.Namespace(
             f"{name}-ns",
             metadata={
                 "name": args.name,
@@ -39,11 +40,11 @@ class PlatformNamespace(pulumi.ComponentResource):
             },
             opts=k8s_opts,
         )
-        k8s.networking.v1.NetworkPolicy(
+        k8s_objects.NetworkPolicy(
             f"{name}-default-deny",
-            metadata={"name": "default-deny-ingress", "namespace": namespace.metadata.name},
+            metadata={"name": "default-deny-ingress", "namespace": namespace.metadata["name"]},
             spec={"podSelector": {}, "policyTypes": ["Ingress"]},
             opts=k8s_opts,
         )
-        self.name = namespace.metadata.apply(lambda m: m.name or args.name)
+        self.name = namespace.metadata.apply(lambda m: m.get("name") or args.name)
         self.register_outputs({"name": self.name})

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import k8s_objects
 from components.kube import child_options
 from stacks.config import OperatorsConfig
 
@@ -80,7 +81,7 @@ class ClusterOperators(pulumi.ComponentResource):
                 values=values,
                 opts=child_options(self, opts, provider=args.provider),
             )
-            k8s.networking.v1.NetworkPolicy(
+            k8s_objects.NetworkPolicy(
                 f"{name}-{chart}-ingress",
                 metadata={"name": "operator-ingress", "namespace": namespace},
                 spec={

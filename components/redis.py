@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import k8s_objects
 from components.kube import (
     agent_clients_only,
     child_options,
@@ -103,23 +104,23 @@ class Redis(pulumi.ComponentResource):
         opts = child_options(self, component_opts, provider=args.provider)
         app = "redis"
         pod_labels = labels(app, "queue")
-        auth = k8s.core.v1.Secret(
+        auth = k8s_objects.Secret(
             f"{name}-auth",
             metadata={"name": "redis-auth", "namespace": args.namespace, "labels": pod_labels},
-            string_data={
+            stringData={
                 "auth.conf": secret(args.password.apply(lambda p: f"requirepass {p}\n")),
                 # redis-cli reads REDISCLI_AUTH, so the probes authenticate without argv.
                 "password": secret(args.password),
             },
             opts=child_options(self, component_opts, provider=args.secrets_provider),
         )
-        conf = k8s.core.v1.ConfigMap(
+        conf = k8s_objects.ConfigMap(
             f"{name}-config",
             metadata={"name": "redis-config", "namespace": args.namespace, "labels": pod_labels},
             data={"redis.conf": _REDIS_CONF},
             opts=opts,
         )
-        service = k8s.core.v1.Service(
+        service = k8s_objects.Service(
             f"{name}-service",
             metadata={"name": app, "namespace": args.namespace, "labels": pod_labels},
             spec={
@@ -129,7 +130,7 @@ class Redis(pulumi.ComponentResource):
             opts=opts,
         )
         probe_command = ["sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"]
-        k8s.apps.v1.StatefulSet(
+        k8s_objects.StatefulSet(
             f"{name}-statefulset",
             metadata={"name": app, "namespace": args.namespace, "labels": pod_labels},
             spec={
@@ -195,11 +196,11 @@ class Redis(pulumi.ComponentResource):
                             }
                         ],
                         "volumes": [
-                            {"name": "config", "configMap": {"name": conf.metadata.name}},
+                            {"name": "config", "configMap": {"name": conf.metadata["name"]}},
                             {
                                 "name": "auth",
                                 "secret": {
-                                    "secretName": auth.metadata.name,
+                                    "secretName": auth.metadata["name"],
                                     "items": [{"key": "auth.conf", "path": "auth.conf"}],
                                 },
                             },
@@ -221,13 +222,13 @@ class Redis(pulumi.ComponentResource):
         )
         # A single Redis is not replicated: the PDB makes a node drain wait for an
         # operator instead of silently taking the queue away.
-        k8s.policy.v1.PodDisruptionBudget(
+        k8s_objects.PodDisruptionBudget(
             f"{name}-pdb",
             metadata={"name": app, "namespace": args.namespace, "labels": pod_labels},
             spec={"minAvailable": 1, "selector": {"matchLabels": selector(app)}},
             opts=opts,
         )
-        k8s.networking.v1.NetworkPolicy(
+        k8s_objects.NetworkPolicy(
             f"{name}-netpol",
             metadata={
                 "name": "redis-clients-only",
@@ -238,7 +239,7 @@ class Redis(pulumi.ComponentResource):
             opts=opts,
         )
         return pulumi.Output.concat(
-            service.metadata.name, ".", args.namespace, ".svc.cluster.local"
+            service.metadata["name"], ".", args.namespace, ".svc.cluster.local"
         )
 
     def _elasticache(

@@ -12,6 +12,7 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import k8s_objects
 from components.kube import child_options, labels, secret
 
 SECRET_NAME = "agent-secrets"  # noqa: S105 - a name, not a value
@@ -51,7 +52,7 @@ class PlatformSecrets(pulumi.ComponentResource):
         super().__init__("agent-platform:secrets:PlatformSecrets", name, None, opts)
         self.secret_arns = {}
         if args.source == "pulumi":
-            app_secret = k8s.core.v1.Secret(
+            app_secret = k8s_objects.Secret(
                 f"{name}-app",
                 metadata={
                     "name": SECRET_NAME,
@@ -59,10 +60,10 @@ class PlatformSecrets(pulumi.ComponentResource):
                     "labels": labels(SECRET_NAME, "secrets"),
                 },
                 type="Opaque",
-                string_data={key: secret(v) for key, v in args.values.items()},
+                stringData={key: secret(v) for key, v in args.values.items()},
                 opts=child_options(self, opts, provider=args.provider),
             )
-            self.secret_name = app_secret.metadata.apply(lambda m: m.name or SECRET_NAME)
+            self.secret_name = app_secret.metadata.apply(lambda m: m.get("name") or SECRET_NAME)
         else:
             self.secret_name = self._synced_from_secrets_manager(name, args, opts)
         self.register_outputs({"secretName": self.secret_name})
@@ -135,7 +136,7 @@ class PlatformSecrets(pulumi.ComponentResource):
         )
 
         k8s_opts = child_options(self, opts, provider=args.provider)
-        k8s.core.v1.ServiceAccount(
+        k8s_objects.ServiceAccount(
             f"{name}-reader",
             metadata={
                 "name": store_account,
@@ -143,7 +144,7 @@ class PlatformSecrets(pulumi.ComponentResource):
                 "labels": labels(store_account, "secrets"),
                 "annotations": {"eks.amazonaws.com/role-arn": reader.role_arn},
             },
-            automount_service_account_token=False,
+            automountServiceAccountToken=False,
             opts=k8s_opts,
         )
         store = k8s.apiextensions.CustomResource(
