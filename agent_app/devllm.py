@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
+from starlette.requests import Request
 
 _EXPR = re.compile(r"(?<![\w.])[-(]*\d+(?:\.\d+)?(?:\s*[-+*/%^()]+\s*[-(]*\d+(?:\.\d+)?\)*)+")
 _URL = re.compile(r"https?://[^\s'\"<>]+")
@@ -120,24 +121,38 @@ def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0
     state = _FaultState(latency_ms, error_every, timeout_every)
     app = FastAPI(title="agent-app devllm (development stand-in)", docs_url=None, redoc_url=None)
 
-    @app.post("/v1/chat/completions")
-    async def chat(body: dict[str, Any]) -> JSONResponse:
+    # A plain Starlette route rather than a FastAPI one: FastAPI's body parsing, validation
+    # and dependency solving cost more CPU than the answer itself, and in the load
+    # benchmark devllm shares the cores with the app it stands in for.
+    async def chat(request: Request) -> JSONResponse:
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        # What OpenAI answers to a body it cannot read: 400 and its error format.
+        if not isinstance(body, dict):
+            return _invalid("the body must be a JSON object")
         model = str(body.get("model") or "")
         messages = body.get("messages")
         if not model or not isinstance(messages, list):
-            return JSONResponse(
-                {"error": {"message": "model and messages are required", "type": "invalid"}}, 400
-            )
+            return _invalid("model and messages are required")
         state.requests[model] += 1
         state.inflight[model] += 1
         state.max_inflight[model] = max(state.max_inflight[model], state.inflight[model])
         try:
-            return await _complete(state, model, messages, body)
+            return await _complete(state, model, messages, body.get("tools") or [], raw)
         finally:
             state.inflight[model] -= 1
 
+    app.add_route("/v1/chat/completions", chat, methods=["POST"])
+
     async def _complete(
-        state: _FaultState, model: str, messages: list[dict[str, Any]], body: dict[str, Any]
+        state: _FaultState,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        raw: bytes,
     ) -> JSONResponse:
         n = state.requests[model]
         fault = state.fault_for(model)
@@ -154,13 +169,14 @@ def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0
             return _error(fault.status)
         if state.error_every and n % state.error_every == 0:
             return _error(500)
-        tools = body.get("tools") or []
         message = respond(messages, tools)
         prompt = sum(_tokens(json.dumps(m.get("content") or "")) for m in messages)
         completion = _tokens(json.dumps(message.get("content") or message.get("tool_calls")))
         return JSONResponse(
             {
-                "id": "chatcmpl-" + hashlib.sha256(json.dumps(body).encode()).hexdigest()[:24],
+                # The request's own bytes, not a re-serialisation of them: the same request
+                # still gets the same id.
+                "id": "chatcmpl-" + hashlib.sha256(raw).hexdigest()[:24],
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model,
@@ -210,6 +226,10 @@ def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0
         return {"status": "ok"}
 
     return app
+
+
+def _invalid(message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid"}}, status_code=400)
 
 
 def _error(status: int) -> JSONResponse:
