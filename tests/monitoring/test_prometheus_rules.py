@@ -275,3 +275,9 @@ def test_unit_tests_can_fail(tmp_path: Path, rules_file: Path) -> None:
     result = _run("test", "rules", str(tests))
     assert result.returncode != 0
     assert "AgentTaskErrorRatioHigh" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("gpu_namespace", [None, "gpu-system"])
+def test_yaml_is_what_the_pure_python_dumper_writes(gpu_namespace: str | None) -> None:
+    for document in (alert_rules(THRESHOLDS), scrape_config("agents", "15s", gpu_namespace)):
+        assert to_yaml(document) == yaml.safe_dump(document, sort_keys=False, width=120)
