@@ -44,6 +44,8 @@ class TaskContext:
     model: str
     variant: str
     cache_ttl_s: int
+    # A task without a session of its own has no earlier turns to replay.
+    own_session: bool = False
 
 
 @dataclass
@@ -219,11 +221,15 @@ class Agent:
             self._settings.model(ctx.model), reply.prompt_tokens, reply.completion_tokens
         )
         self._metrics.cost.labels(**self._metrics.rel(model=ctx.model)).inc(usd)
-        await self._ledger.charge(ctx.tenant, usd, task_key(ctx.task_id))
-        await self._cache.put(key, reply, ctx.cache_ttl_s)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self._ledger.charge(pipe, ctx.tenant, usd, task_key(ctx.task_id))
+            self._cache.put(pipe, key, reply, ctx.cache_ttl_s)
+            await pipe.execute()
         return reply
 
     async def _history(self, ctx: TaskContext) -> list[dict[str, Any]]:
+        if ctx.own_session:
+            return []
         raw = await self._redis.lrange(
             history_key(ctx.tenant, ctx.session_id), -2 * _HISTORY_TURNS, -1
         )

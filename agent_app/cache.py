@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from agent_app.llm import ChatResult
 from agent_app.metrics import Metrics
@@ -50,5 +51,5 @@ class ResponseCache:
             return None
         return ChatResult.from_json(text(raw))
 
-    async def put(self, key: str, value: ChatResult, ttl_s: int) -> None:
-        await self._redis.set(key, value.to_json(), ex=ttl_s)
+    def put(self, transaction: Pipeline, key: str, value: ChatResult, ttl_s: int) -> None:
+        transaction.set(key, value.to_json(), ex=ttl_s)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from agent_app.settings import ModelSpec, Settings
 
@@ -75,11 +76,10 @@ class BudgetLedger:
             limit_ratio=self._settings.budget_limit_ratio,
         )
 
-    async def charge(self, tenant: str, usd: float, task_key: str) -> None:
-        """Adds spend to the tenant's period and to the task record in one transaction."""
+    def charge(self, transaction: Pipeline, tenant: str, usd: float, task_key: str) -> None:
+        """Adds spend to the tenant's period and to the task record, as part of the caller's
+        transaction (which also caches the call that cost it)."""
         key = ledger_key(current_period())
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrbyfloat(key, tenant, usd)
-            pipe.expire(key, _LEDGER_TTL_S)
-            pipe.hincrbyfloat(task_key, "cost_usd", usd)
-            await pipe.execute()
+        transaction.hincrbyfloat(key, tenant, usd)
+        transaction.expire(key, _LEDGER_TTL_S)
+        transaction.hincrbyfloat(task_key, "cost_usd", usd)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from redis.asyncio import Redis
 
@@ -14,20 +14,17 @@ RedisValue = str | bytes | bytearray | memoryview | int | float
 Status = Literal["queued", "running", "completed", "failed", "dead_lettered"]
 FINAL_STATUSES = frozenset({"completed", "failed", "dead_lettered"})
 
-# Returns -1 for a task that already has its final result, else the new attempt count.
+# {-2} for an unknown task, {-1} for one that already has its final result, else the new
+# attempt count followed by the record as HGETALL gives it: the worker needs both, and one
+# round trip instead of two is a tenth of its Redis traffic per task.
 _START = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
-if redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-2} end
+if redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then return {-1} end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2])
-return attempts
-"""
-
-# The first final write wins; a redelivered task cannot overwrite it.
-_FINISH = """
-if redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-return 1
+local record = redis.call('HGETALL', KEYS[1])
+table.insert(record, 1, attempts)
+return record
 """
 
 # Progress of a running task, never over a final record: a slower duplicate attempt that
@@ -46,12 +43,18 @@ def task_key(task_id: str) -> str:
     return f"agent:task:{task_id}"
 
 
+class Started(NamedTuple):
+    """-2: unknown task, -1: already final (no record then), else the attempt now starting."""
+
+    attempt: int
+    record: dict[str, Any] | None
+
+
 class TaskStore:
     def __init__(self, redis: Redis, ttl_s: int) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
         self._start = redis.register_script(_START)
-        self._finish = redis.register_script(_FINISH)
         self._update = redis.register_script(_UPDATE)
 
     async def create(self, task_id: str, fields: dict[str, Any], stream: str | None = None) -> None:
@@ -79,34 +82,58 @@ class TaskStore:
                 pipe.xadd(stream, stream_entry(task_id, fields["tenant"]))
             await pipe.execute()
 
+    async def create_final(self, task_id: str, status: Status, fields: dict[str, Any]) -> None:
+        """Writes a task record that is final from the start (an answer already known)."""
+        key = task_key(task_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping=_encode(
+                    {
+                        "id": task_id,
+                        "created_at": time.time(),
+                        "attempts": 0,
+                        "cost_usd": 0.0,
+                        **fields,
+                        "status": status,
+                        "finished_at": time.time(),
+                    }
+                ),
+            )
+            pipe.expire(key, self._ttl_s)
+            await pipe.execute()
+
     async def get(self, task_id: str) -> dict[str, Any] | None:
         raw = await self._redis.hgetall(task_key(task_id))
-        if not raw:
-            return None
-        record: dict[str, Any] = {text(k): text(v) for k, v in raw.items()}
-        for name in _JSON_FIELDS:
-            if name in record:
-                record[name] = json.loads(record[name])
-        for name in ("attempts", "redactions"):
-            if name in record:
-                record[name] = int(record[name])
-        for name in ("cost_usd", "created_at", "started_at", "finished_at"):
-            if name in record:
-                record[name] = float(record[name])
-        return record
+        return _decode(raw) if raw else None
 
-    async def start(self, task_id: str, worker: str) -> int:
-        """-2: unknown task, -1: already final, else the attempt number now starting."""
-        return int(await self._start(keys=[task_key(task_id)], args=[worker, time.time()]))
+    async def start(self, task_id: str, worker: str) -> Started:
+        """Counts a new attempt and marks the task running, unless it is unknown or final."""
+        reply = await self._start(keys=[task_key(task_id)], args=[worker, time.time()])
+        attempt = int(reply[0])
+        if attempt < 0:
+            return Started(attempt, None)
+        flat = reply[1:]
+        return Started(attempt, _decode(dict(zip(flat[::2], flat[1::2], strict=True))))
 
     async def update(self, task_id: str, fields: dict[str, Any]) -> bool:
         """False if the task is unknown or already final, and nothing was written."""
         args = [item for pair in _encode(fields).items() for item in pair]
         return bool(await self._update(keys=[task_key(task_id)], args=args))
 
-    async def finish(self, task_id: str, status: Status, fields: dict[str, Any]) -> bool:
-        args = final_fields(status, fields)
-        return bool(await self._finish(keys=[task_key(task_id)], args=args))
+
+def _decode(raw: dict[Any, Any]) -> dict[str, Any]:
+    record: dict[str, Any] = {text(k): text(v) for k, v in raw.items()}
+    for name in _JSON_FIELDS:
+        if name in record:
+            record[name] = json.loads(record[name])
+    for name in ("attempts", "redactions"):
+        if name in record:
+            record[name] = int(record[name])
+    for name in ("cost_usd", "created_at", "started_at", "finished_at"):
+        if name in record:
+            record[name] = float(record[name])
+    return record
 
 
 def stream_entry(task_id: str, tenant: str) -> dict[RedisValue, RedisValue]:

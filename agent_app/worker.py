@@ -148,16 +148,12 @@ class Worker:
     async def _process(self, entry_id: str, task_id: str) -> None:
         s = self.settings
         m = self.runtime.metrics
-        attempt = await self.store.start(task_id, self.consumer)
-        if attempt in (-1, -2):
+        attempt, record = await self.store.start(task_id, self.consumer)
+        if record is None:
             log.info(
                 "entry acknowledged without work",
                 reason="already final" if attempt == -1 else "unknown task",
             )
-            await self.queue.ack(entry_id)
-            return
-        record = await self.store.get(task_id)
-        if record is None:  # expired between the two reads
             await self.queue.ack(entry_id)
             return
         tenant = record["tenant"]
@@ -182,6 +178,7 @@ class Worker:
             task_id=task_id,
             tenant=tenant,
             session_id=record.get("session_id") or task_id,
+            own_session=not record.get("session_id"),
             task=record["request"]["task"],
             model=record["model"],
             variant=record.get("variant", "control"),
@@ -224,10 +221,9 @@ class Worker:
         fields: dict[str, Any],
     ) -> None:
         m = self.runtime.metrics
-        written = await self.store.finish(task_id, status, {**fields, "worker": self.consumer})
-        # Wakes the API requests waiting for this task (`?wait=`), which would else poll.
-        await self.runtime.redis.publish(self.settings.task_done_channel, task_id)
-        await self.queue.ack(entry_id)
+        written = await self.queue.finish(
+            entry_id, task_id, status, {**fields, "worker": self.consumer}
+        )
         if written:
             m.tasks.labels(**m.rel(status=status, variant=record.get("variant", ""))).inc()
             m.task_duration.labels(**m.rel(status=status)).observe(time.perf_counter() - started)

@@ -222,14 +222,18 @@ def test_late_failure_of_a_duplicate_attempt_changes_nothing(
         queue = TaskQueue(r, Settings())
         await queue.ensure_group()
         await store.create("t1", {"tenant": "acme"})
+        # Two deliveries of the task: A's, and the one B completes it from.
         await queue.enqueue("t1", "acme")
-        [(entry_id, _)] = await queue.read("worker-a", 1, 1000)
-        assert await store.start("t1", "worker-a") == 1
-        assert await store.start("t1", "worker-b") == 2
-        assert await store.finish("t1", "completed", {"result": "42", "worker": "worker-b"})
+        await queue.enqueue("t1", "acme")
+        [(entry_a, _), (entry_b, _)] = await queue.read("worker-a", 2, 1000)
+        assert (await store.start("t1", "worker-a")).attempt == 1
+        assert (await store.start("t1", "worker-b")).attempt == 2
+        assert await queue.finish(
+            entry_b, "t1", "completed", {"result": "42", "worker": "worker-b"}
+        )
         reopened = await store.update("t1", {"status": "retrying", "error": "attempt 1: late"})
         dead = await queue.dead_letter(
-            entry_id, "t1", {"task_id": "t1", "tenant": "acme", "error": "late", "attempts": "1"}
+            entry_a, "t1", {"task_id": "t1", "tenant": "acme", "error": "late", "attempts": "1"}
         )
         record: Any = await r.hgetall("agent:task:t1")
         dead_entries = await r.xlen(queue.dead_stream)
