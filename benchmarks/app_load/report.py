@@ -102,11 +102,12 @@ def render(
         "HTTP round trips), so the overhead is what the app adds: API, Redis, the queue, "
         "the worker, the agent and its LLM client. It is a difference of percentiles, not "
         "a percentile of per-request differences.",
-        "- Load generator: open loop with `httpx.AsyncClient` (fixed arrival schedule, "
-        "latency timed from each request's scheduled start, so a stalled app cannot slow "
-        f"the senders and hide its own delay). Phases of {plan.phase_s:g} s at "
-        f"{TARGET_RATE:g} RPS, capacity steps of {plan.step_s:g} s, each a bounded count "
-        "(rate x duration). The queue drains between phases. Percentiles are nearest-rank "
+        "- Load generator: open loop with an `aiohttp` client on uvloop (fixed arrival "
+        "schedule, latency timed from each request's scheduled start, so a stalled app "
+        "cannot slow the senders and hide its own delay). Phases of "
+        f"{plan.phase_s:g} s at {TARGET_RATE:g} RPS, capacity steps of {plan.step_s:g} s, "
+        "each a bounded count (rate x duration). The queue drains between phases. "
+        "Percentiles are nearest-rank "
         "over the successful requests of a phase.",
         "",
         "### Targets",
@@ -164,11 +165,17 @@ def render(
             f"| CPU ms per request, {role} | {_triple(app_cpu, '{:.2f}')} "
             f"| {_triple(base_cpu, '{:.2f}')} | | |"
         )
+    lines.append(
+        "| CPU ms per request, load generator "
+        f"| {_triple([p.app.generator_cpu_ms for p in pairs], '{:.2f}')} "
+        f"| {_triple([p.base.generator_cpu_ms for p in pairs], '{:.2f}')} | | |"
+    )
     lines += [
         "",
         "CPU per request is the CPU time (user + system, from /proc/<pid>/stat) each role "
         "used over the phase (and, for the app, until the queue drained), divided by the "
-        "requests sent. Unlike latency it hardly depends on what else runs on the machine, "
+        "requests sent; the load generator's is its own process's CPU over the phase alone. "
+        "Unlike latency it hardly depends on what else runs on the machine, "
         "so it is the steadier figure when the machine is shared. Generator start lag is how "
         "late the load generator itself started requests against the schedule (CPU "
         "starvation of its own process); it is part of the latencies above.",
@@ -286,18 +293,22 @@ def _cpu_budget(pairs: Sequence[Pair]) -> list[str]:
         sum(p.cpu_ms_per_request(role) for role in ("api", "workers", "redis")) for p in pairs
     )
     llm = statistics.median(p.cpu_ms_per_request("devllm") for p in pairs)
+    generator = statistics.median(p.app.generator_cpu_ms for p in pairs)
     cores = os.cpu_count() or 1
     return [
         "",
         "### CPU budget",
         "",
         f"At {TARGET_RATE:g} RPS the app's processes (API, workers, redis) used {app:.1f} ms "
-        f"of CPU per task and devllm {llm:.1f} ms (medians). {TARGET_RATE:g} tasks/s "
-        f"therefore need {(app + llm) * TARGET_RATE / 1000:.2f} of the machine's {cores} "
-        "cores before the load generator (same machine, its own process) and anything else "
-        f"running; on CPU alone the ceiling is about {cores * 1000 / (app + llm):.0f} "
-        "tasks/s. Past about 70 % of the cores, queueing for CPU dominates the latency, so "
-        "the latency targets fail well before that ceiling.",
+        f"of CPU per task, devllm {llm:.1f} ms and the load generator (same machine, its "
+        f"own process) {generator:.1f} ms (medians). {TARGET_RATE:g} tasks/s therefore need "
+        f"{(app + llm) * TARGET_RATE / 1000:.2f} of the machine's {cores} cores, "
+        f"{(app + llm + generator) * TARGET_RATE / 1000:.2f} with the generator, before "
+        "anything else running; on CPU alone the ceiling is about "
+        f"{cores * 1000 / (app + llm):.0f} tasks/s "
+        f"({cores * 1000 / (app + llm + generator):.0f} with the generator). Past about 70 % "
+        "of the cores, queueing for CPU dominates the latency, so the latency targets fail "
+        "well before that ceiling.",
     ]
 
 

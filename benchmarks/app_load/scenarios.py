@@ -8,11 +8,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 
 from benchmarks.app_load.load import Driver, Phase, _client, _queue_depth, open_loop
 from benchmarks.app_load.plan import (
-    API_KEY,
     CAPACITY_P99_LIMIT,
     MAIN_WORKERS,
     SOAK_RATE,
@@ -92,8 +91,9 @@ async def capacity(driver: Driver, at_target: Pair, plan: Plan, rep: int) -> Cap
 
 
 async def cache_hits(driver: Driver, plan: Plan) -> Phase:
-    response = await driver.submit(f"Recall cached note {driver.run_id}")
-    response.raise_for_status()
+    status, _ = await driver.submit(f"Recall cached note {driver.run_id}")
+    if status >= 400:
+        raise RuntimeError(f"the submission that fills the cache got HTTP {status}")
     phase = await open_loop(
         driver.app_request("", expect_cached=True), plan.cache_rate, plan.phase_s
     )
@@ -111,14 +111,10 @@ async def queue_throughput(driver: Driver, tasks: int, tag: str) -> tuple[float,
     async def submit(index: int) -> bool:
         async with semaphore:
             try:
-                response = await driver.http.post(
-                    f"{driver.stack.api_url}/v1/tasks",
-                    json={"task": f"q{tag} {driver.unique_task(index)}"},
-                    headers={"X-API-Key": API_KEY},
-                )
-            except httpx.HTTPError:
+                status, _ = await driver.submit(f"q{tag} {driver.unique_task(index)}", wait=False)
+            except (aiohttp.ClientError, OSError):
                 return False
-            return response.status_code == 202
+            return status == 202
 
     try:
         started = time.perf_counter()
