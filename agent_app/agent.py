@@ -11,7 +11,7 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 from redis.asyncio import Redis
 
-from agent_app.cache import ResponseCache, cache_key
+from agent_app.cache import CachedResult, ResponseCache, ResultCache, cache_key, result_cache_key
 from agent_app.cost import BudgetLedger, call_cost
 from agent_app.llm import ChatResult, LLMClient
 from agent_app.logging import get_logger
@@ -57,7 +57,10 @@ class AgentResult:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_calls: int = 0
+    llm_calls: int = 0
     redactions: int = 0
+    # Only deterministic tools were called, so the request alone decides the result.
+    deterministic: bool = True
 
     @property
     def tokens(self) -> dict[str, int]:
@@ -79,6 +82,7 @@ class Agent:
         settings: Settings,
         llm: LLMClient,
         cache: ResponseCache,
+        results: ResultCache,
         tools: ToolRegistry,
         ledger: BudgetLedger,
         redis: Redis,
@@ -89,6 +93,7 @@ class Agent:
         self._settings = settings
         self._llm = llm
         self._cache = cache
+        self._results = results
         self._tools = tools
         self._ledger = ledger
         self._redis = redis
@@ -145,7 +150,7 @@ class Agent:
                 answer = self._clean(result, reply.content, "answer")
                 result.answer = answer
                 result.steps.append({"type": "answer", "content": answer})
-                await self._remember(ctx, answer)
+                await self._remember(ctx, result)
                 return result
             messages.append(
                 {
@@ -162,6 +167,7 @@ class Agent:
                 }
             )
             for call in reply.tool_calls:
+                result.deterministic &= self._tools.deterministic(call.name)
                 # Tool output is cleaned before the model or the client sees it.
                 output = self._clean(
                     result, await self._tool(tool_ctx, call.name, call.arguments), "tool"
@@ -209,6 +215,7 @@ class Agent:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
     ) -> ChatResult:
+        result.llm_calls += 1
         key = cache_key(ctx.model, messages, tools)
         cached = await self._cache.get(key)
         if cached is not None:
@@ -235,14 +242,25 @@ class Agent:
         )
         return [json.loads(text(item)) for item in raw]
 
-    async def _remember(self, ctx: TaskContext, answer: str) -> None:
+    async def _remember(self, ctx: TaskContext, result: AgentResult) -> None:
+        """Adds the turn to the session's history and, for a task that depends on nothing
+        but its request, stores its result for the API to answer the same task with."""
         key = history_key(ctx.tenant, ctx.session_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.rpush(
                 key,
                 json.dumps({"role": "user", "content": ctx.task}),
-                json.dumps({"role": "assistant", "content": answer}),
+                json.dumps({"role": "assistant", "content": result.answer}),
             )
             pipe.ltrim(key, -2 * _HISTORY_TURNS, -1)
             pipe.expire(key, self._settings.memory_ttl_s)
+            if ctx.own_session and result.deterministic and result.answer is not None:
+                self._results.put(
+                    pipe,
+                    result_cache_key(ctx.tenant, ctx.model, ctx.variant, ctx.task),
+                    CachedResult(
+                        result.answer, list(result.steps), result.redactions, result.llm_calls
+                    ),
+                    ctx.cache_ttl_s,
+                )
             await pipe.execute()

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_app.auth import Authenticator, key_from_headers
+from agent_app.cache import ResultCache, result_cache_key
 from agent_app.cost import BudgetLedger
 from agent_app.logging import get_logger
 from agent_app.queue import TaskQueue
@@ -54,6 +55,7 @@ _PUBLIC_FIELDS = (
     "redactions",
     "created_at",
     "finished_at",
+    "cached",
 )
 
 # A waiting request re-reads its task at least this often, so a completion message lost
@@ -238,6 +240,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
     board = BreakerBoard(runtime.redis, settings)
     authenticator = Authenticator(settings.api_keys_sha256)
     completions = _Completions(runtime.redis, settings.task_done_channel)
+    results = ResultCache(runtime.redis, m)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -376,31 +379,56 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         m.model_selections.labels(**m.rel(model=selection.model)).inc()
         variant = assign_variant(settings.experiment_name, tenant, settings.experiment_variants)
         m.tasks_submitted.labels(**m.rel(variant=variant)).inc()
-        await store.create(
-            task_id,
-            {
-                "tenant": tenant,
-                "request": body.model_dump(),
-                "session_id": body.session_id,
-                "model": selection.model,
-                "selection": selection.to_dict(),
-                "injection": {
-                    "action": verdict.action,
-                    "score": verdict.score,
-                    "reasons": verdict.reasons,
-                },
-                "variant": variant,
-                "budget_limited": budget.limited,
+        fields = {
+            "tenant": tenant,
+            "request": body.model_dump(),
+            "session_id": body.session_id,
+            "model": selection.model,
+            "selection": selection.to_dict(),
+            "injection": {
+                "action": verdict.action,
+                "score": verdict.score,
+                "reasons": verdict.reasons,
             },
-            stream=queue.stream,
-        )
-        log.info("task accepted", task_id=task_id, tenant=tenant, model=selection.model)
+            "variant": variant,
+            "budget_limited": budget.limited,
+        }
         response.headers["Location"] = f"/v1/tasks/{task_id}"
-        return await _maybe_wait(task_id, wait, response)
+        if body.session_id is None:
+            key = result_cache_key(tenant, selection.model, variant, body.task)
+            cached = await results.get(key)
+            if cached is not None:
+                record = await store.create_final(
+                    task_id,
+                    "completed",
+                    {
+                        **fields,
+                        "result": cached.answer,
+                        "steps": cached.steps,
+                        "redactions": cached.redactions,
+                        "tokens": {
+                            "input": 0,
+                            "output": 0,
+                            "total": 0,
+                            "cached_calls": cached.llm_calls,
+                        },
+                        "cached": True,
+                    },
+                )
+                m.tasks.labels(**m.rel(status="completed", variant=variant)).inc()
+                log.info("task answered from the result cache", task_id=task_id, tenant=tenant)
+                # Final already, as a waited-for task that finished in time.
+                response.status_code = 200
+                return _public(record)
+        await store.create(task_id, fields, stream=queue.stream)
+        log.info("task accepted", task_id=task_id, tenant=tenant, model=selection.model)
+        return await _maybe_wait(task_id, wait, response, queued=True)
 
-    async def _maybe_wait(task_id: str, wait: float | None, response: Response) -> dict[str, Any]:
+    async def _maybe_wait(
+        task_id: str, wait: float | None, response: Response, queued: bool = False
+    ) -> dict[str, Any]:
         if wait:
-            record = await _wait_final(task_id, time.monotonic() + wait)
+            record = await _wait_final(task_id, time.monotonic() + wait, queued)
         else:
             record = await store.get(task_id)
         if record is None:  # expired or deleted while we waited
@@ -409,17 +437,25 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
             response.status_code = 200
         return _public(record)
 
-    async def _wait_final(task_id: str, deadline: float) -> dict[str, Any] | None:
+    async def _wait_final(task_id: str, deadline: float, queued: bool) -> dict[str, Any] | None:
+        """`queued`: the task was enqueued just now, so its record need not be read before
+        its completion message (or the first re-check) comes. The waiter is registered
+        before the next await after the enqueue: only a task finished faster than that
+        Redis reply came back could be announced unheard, and it costs one re-check."""
         with completions.waiting(task_id) as finished:
             while True:
-                # Cleared before the read: a message arriving after it is never missed.
-                finished.clear()
-                record = await store.get(task_id)
-                remaining = deadline - time.monotonic()
-                if record is None or record["status"] in FINAL_STATUSES or remaining <= 0:
-                    return record
+                if not queued:
+                    # Cleared before the read: a message arriving after it is never missed.
+                    finished.clear()
+                    record = await store.get(task_id)
+                    remaining = deadline - time.monotonic()
+                    if record is None or record["status"] in FINAL_STATUSES or remaining <= 0:
+                        return record
+                queued = False
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(finished.wait(), min(remaining, _RECHECK_S))
+                    await asyncio.wait_for(
+                        finished.wait(), min(deadline - time.monotonic(), _RECHECK_S)
+                    )
 
     @app.get("/v1/tasks/{task_id}")
     async def get_task(task_id: str, tenant: CurrentTenant) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""LLM response cache in Redis, keyed by a hash of the model and the normalised request."""
+"""Caches in Redis: LLM responses, keyed by a hash of the model and the normalised
+request, and whole task results, which the API answers a repeated task from."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -53,3 +55,45 @@ class ResponseCache:
 
     def put(self, transaction: Pipeline, key: str, value: ChatResult, ttl_s: int) -> None:
         transaction.set(key, value.to_json(), ex=ttl_s)
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    """What a completed task returns, enough to answer the same task again."""
+
+    answer: str
+    steps: list[dict[str, Any]]
+    redactions: int
+    llm_calls: int
+
+
+def result_cache_key(tenant: str, model: str, variant: str, task: str) -> str:
+    # Per tenant: a hit answers in a few milliseconds, which must not tell one tenant what
+    # another has asked.
+    payload = json.dumps(
+        {"tenant": tenant, "model": model, "variant": variant, "task": _normalise(task)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return "agent:result:" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+class ResultCache:
+    """Results of tasks that depend on nothing but their request: no session (so no
+    earlier turns or shared memory) and only deterministic tools. The LLM calls of such a
+    task are cached anyway; answering from the stored result also skips the queue and
+    the worker, which is most of a task's cost when every call would be a cache hit."""
+
+    def __init__(self, redis: Redis, metrics: Metrics) -> None:
+        self._redis = redis
+        self._metrics = metrics
+
+    async def get(self, key: str) -> CachedResult | None:
+        raw = await self._redis.get(key)
+        self._metrics.result_cache.labels(
+            **self._metrics.rel(result="miss" if raw is None else "hit")
+        ).inc()
+        return None if raw is None else CachedResult(**json.loads(text(raw)))
+
+    def put(self, transaction: Pipeline, key: str, value: CachedResult, ttl_s: int) -> None:
+        transaction.set(key, json.dumps(asdict(value)), ex=ttl_s)

@@ -77,6 +77,12 @@ class Metrics:
         self.cache = Counter(
             "agent_cache_requests", "LLM response cache lookups.", labels("result"), registry=r
         )
+        self.result_cache = Counter(
+            "agent_result_cache_requests",
+            "Task result cache lookups on submission (tasks without a session only).",
+            labels("result"),
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "agent_llm_circuit_state",
             "Circuit breaker state per model: 0 closed, 1 half-open, 2 open.",

@@ -36,7 +36,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
-_JSON_FIELDS = ("steps", "tokens", "selection", "injection", "request")
+_JSON_FIELDS = ("steps", "tokens", "selection", "injection", "request", "cached")
 
 
 def task_key(task_id: str) -> str:
@@ -82,26 +82,27 @@ class TaskStore:
                 pipe.xadd(stream, stream_entry(task_id, fields["tenant"]))
             await pipe.execute()
 
-    async def create_final(self, task_id: str, status: Status, fields: dict[str, Any]) -> None:
-        """Writes a task record that is final from the start (an answer already known)."""
+    async def create_final(
+        self, task_id: str, status: Status, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Writes a task record that is final from the start (its answer already known)
+        and returns it as `get` would."""
+        now = time.time()
+        record = {
+            **fields,
+            "id": task_id,
+            "status": status,
+            "created_at": now,
+            "finished_at": now,
+            "attempts": 0,
+            "cost_usd": 0.0,
+        }
         key = task_key(task_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key,
-                mapping=_encode(
-                    {
-                        "id": task_id,
-                        "created_at": time.time(),
-                        "attempts": 0,
-                        "cost_usd": 0.0,
-                        **fields,
-                        "status": status,
-                        "finished_at": time.time(),
-                    }
-                ),
-            )
+            pipe.hset(key, mapping=_encode(record))
             pipe.expire(key, self._ttl_s)
             await pipe.execute()
+        return {name: value for name, value in record.items() if value is not None}
 
     async def get(self, task_id: str) -> dict[str, Any] | None:
         raw = await self._redis.hgetall(task_key(task_id))
@@ -151,5 +152,5 @@ def _encode(fields: dict[str, Any]) -> dict[RedisValue, RedisValue]:
     for name, value in fields.items():
         if value is None:
             continue
-        out[name] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        out[name] = json.dumps(value) if isinstance(value, dict | list | bool) else str(value)
     return out

@@ -41,6 +41,9 @@ class Tool:
     description: str
     parameters: dict[str, Any]
     func: ToolFunc
+    # The same arguments always give the same output, and calling it changes nothing: a
+    # task that used only such tools may be answered again from its stored result.
+    deterministic: bool = False
 
     def schema(self) -> dict[str, Any]:
         return {
@@ -63,6 +66,10 @@ class ToolRegistry:
 
     def schemas(self) -> list[dict[str, Any]]:
         return [self._tools[n].schema() for n in self.names]
+
+    def deterministic(self, name: str) -> bool:
+        tool = self._tools.get(name)
+        return tool is not None and tool.deterministic
 
     async def call(self, ctx: ToolContext, name: str, raw_arguments: str) -> str:
         tool = self._tools.get(name)
@@ -225,6 +232,7 @@ def default_registry() -> ToolRegistry:
                     "required": ["expression"],
                 },
                 _calculator,
+                deterministic=True,
             ),
             Tool(
                 "current_time",

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError, ResponseError
 
 from agent_app.agent import Agent, TaskContext
-from agent_app.cache import ResponseCache
+from agent_app.cache import ResponseCache, ResultCache
 from agent_app.cost import BudgetLedger
 from agent_app.limits import TenantSlots
 from agent_app.llm import LLMClient
@@ -53,6 +53,7 @@ class Worker:
             s,
             self.llm,
             ResponseCache(runtime.redis, runtime.metrics),
+            ResultCache(runtime.redis, runtime.metrics),
             default_registry(),
             self.ledger,
             runtime.redis,

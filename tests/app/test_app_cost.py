@@ -1,5 +1,5 @@
 """Cost control: per-call cost into the tenant ledger, cost-limiting actions at 80%,
-429 at 100%, model selection, and the response cache."""
+429 at 100%, model selection, the LLM response cache and the task result cache."""
 
 from __future__ import annotations
 
@@ -94,21 +94,82 @@ def test_budget_exhausted_gets_429_with_a_clear_message(
 def test_cache_hit_skips_the_llm_and_costs_nothing(
     acme: Client, worker: Service, devllm: DevLLM
 ) -> None:
-    first = acme.submit("compute 12 / 4", wait=60).json()
+    # Each task in a new session of its own: both run on a worker (a session rules out
+    # the result cache) with the same conversation, so the second's LLM calls all hit.
+    first = acme.submit("compute 12 / 4", wait=60, session_id="cache-a").json()
     assert first["tokens"]["cached_calls"] == 0
     calls = devllm.total_requests()
     hits_before = metric_value(worker.url, "agent_cache_requests_total", result="hit")
 
     # Same request up to whitespace: the normalised key matches.
-    second = acme.submit("compute  12 / 4 ", wait=60).json()
+    second = acme.submit("compute  12 / 4 ", wait=60, session_id="cache-b").json()
     assert second["status"] == "completed"
     assert second["result"] == first["result"]
     assert second["tokens"]["cached_calls"] == 3
     assert second["tokens"]["total"] == 0
     assert second["cost_usd"] == 0
+    assert second["cached"] is None
     assert devllm.total_requests() == calls
     assert metric_value(worker.url, "agent_cache_requests_total", result="hit") == hits_before + 3
     assert metric_value(worker.url, "agent_cache_requests_total", result="miss") >= 3
+
+
+def test_a_repeated_task_is_answered_from_the_result_cache(
+    api: Service, acme: Client, globex: Client, worker: Service, devllm: DevLLM
+) -> None:
+    first = acme.submit("compute 12 / 4", wait=60)
+    assert first.status_code == 200
+    assert first.json()["cached"] is None
+    calls = devllm.total_requests()
+    misses = metric_value(api.url, "agent_result_cache_requests_total", result="miss")
+    variant = first.json()["variant"]
+    completed = metric_value(api.url, "agent_tasks_total", status="completed", variant=variant)
+
+    # No wait asked, and none needed: the answer is final at once.
+    second = acme.submit("compute  12 / 4 ")
+    assert second.status_code == 200
+    body = second.json()
+    assert body["status"] == "completed"
+    assert body["cached"] is True
+    assert body["id"] != first.json()["id"]
+    assert second.headers["Location"] == f"/v1/tasks/{body['id']}"
+    assert body["result"] == first.json()["result"]
+    assert body["steps"] == first.json()["steps"]
+    assert body["tokens"] == {"input": 0, "output": 0, "total": 0, "cached_calls": 3}
+    assert body["cost_usd"] == 0
+    assert body["attempts"] == 0
+    assert acme.task(body["id"]) == body
+    assert devllm.total_requests() == calls
+    assert metric_value(api.url, "agent_result_cache_requests_total", result="hit") == 1
+    assert metric_value(api.url, "agent_result_cache_requests_total", result="miss") == misses
+    assert (
+        metric_value(api.url, "agent_tasks_total", status="completed", variant=variant)
+        == completed + 1
+    )
+
+    # Results are per tenant: another one asking the same runs the task.
+    other = globex.submit("compute 12 / 4", wait=60).json()
+    assert other["status"] == "completed"
+    assert other["cached"] is None
+
+
+@pytest.mark.parametrize(
+    ("task", "extra"),
+    [
+        pytest.param("what time is it in Europe/Paris", {}, id="non-deterministic tool"),
+        pytest.param("remember my colour is teal", {}, id="tool with side effects"),
+        pytest.param("compute 2 + 2", {"session_id": "s1"}, id="in a session"),
+    ],
+)
+def test_tasks_depending_on_more_than_their_request_always_run(
+    acme: Client, worker: Service, task: str, extra: dict[str, str]
+) -> None:
+    first = acme.submit(task, wait=60, **extra).json()
+    second = acme.submit(task, wait=60, **extra).json()
+    assert first["status"] == second["status"] == "completed"
+    # Run by a worker again (its LLM calls may still hit the response cache).
+    assert second["cached"] is None
+    assert second["attempts"] == 1
 
 
 def test_selection_picks_cheapest_model_meeting_quality() -> None:
