@@ -2,11 +2,13 @@
 
 Every sample is a fresh interpreter (`python -m benchmarks.program_eval SCENARIO N`),
 so no run profits from another's imports. In it, three phases are timed apart:
-  import  `stacks.program` and `stacks.simulate` (pulumi, pulumi_aws, pulumi_kubernetes
-          top-level packages, the components, the policy cost model);
-  cold    the first `simulate("prod")`: this also pays for the provider SDK submodules
-          (`pulumi_aws.ec2`, `pulumi_kubernetes.core.v1`, ...), which load lazily on
-          first use, and for first-call caches;
+  import  `stacks.program` and `stacks.simulate` (pulumi, the pulumi_kubernetes top-level
+          package, the components, the policy cost model);
+  cold    the first `simulate("prod")`: this also pays for the AWS-only components and
+          the provider SDK modules prod uses (`pulumi_aws` and its `ec2`, `eks`, ...
+          submodules, which load lazily on first use; `pulumi_kubernetes.helm.v3` and
+          `apiextensions`; the Kubernetes kinds come from `components.k8s_objects`, not the
+          generated API groups), and for first-call caches;
   warm    a second `simulate("prod")` in the same process: evaluation alone.
 
 Scenarios:
