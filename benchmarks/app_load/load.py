@@ -153,7 +153,7 @@ class Driver:
             body = json.loads(raw)
             if body["status"] != "completed":
                 return str(body["status"])
-            if expect_cached and body["tokens"]["cached_calls"] != 2:
+            if expect_cached and not (body["cached"] and body["tokens"]["cached_calls"] == 2):
                 return "cache miss"
             return None
 
