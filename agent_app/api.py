@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_app.auth import Authenticator, key_from_headers
-from agent_app.cache import ResultCache, result_cache_key
+from agent_app.cache import CachedResult, ResultCache, result_cache_key
 from agent_app.cost import BudgetLedger
 from agent_app.logging import get_logger
 from agent_app.queue import TaskQueue
@@ -398,31 +398,32 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
             key = result_cache_key(tenant, selection.model, variant, body.task)
             cached = await results.get(key)
             if cached is not None:
-                record = await store.create_final(
-                    task_id,
-                    "completed",
-                    {
-                        **fields,
-                        "result": cached.answer,
-                        "steps": cached.steps,
-                        "redactions": cached.redactions,
-                        "tokens": {
-                            "input": 0,
-                            "output": 0,
-                            "total": 0,
-                            "cached_calls": cached.llm_calls,
-                        },
-                        "cached": True,
-                    },
-                )
-                m.tasks.labels(**m.rel(status="completed", variant=variant)).inc()
-                log.info("task answered from the result cache", task_id=task_id, tenant=tenant)
                 # Final already, as a waited-for task that finished in time.
                 response.status_code = 200
-                return _public(record)
+                return await _answer_from_cache(task_id, fields, cached)
         await store.create(task_id, fields, stream=queue.stream)
         log.info("task accepted", task_id=task_id, tenant=tenant, model=selection.model)
         return await _maybe_wait(task_id, wait, response, queued=True)
+
+    async def _answer_from_cache(
+        task_id: str, fields: dict[str, Any], cached: CachedResult
+    ) -> dict[str, Any]:
+        saved = {"input": 0, "output": 0, "total": 0, "cached_calls": cached.llm_calls}
+        record = await store.create_final(
+            task_id,
+            "completed",
+            {
+                **fields,
+                "result": cached.answer,
+                "steps": cached.steps,
+                "redactions": cached.redactions,
+                "tokens": saved,
+                "cached": True,
+            },
+        )
+        m.tasks.labels(**m.rel(status="completed", variant=fields["variant"])).inc()
+        log.info("task answered from the result cache", task_id=task_id, tenant=fields["tenant"])
+        return _public(record)
 
     async def _maybe_wait(
         task_id: str, wait: float | None, response: Response, queued: bool = False
@@ -438,24 +439,24 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         return _public(record)
 
     async def _wait_final(task_id: str, deadline: float, queued: bool) -> dict[str, Any] | None:
-        """`queued`: the task was enqueued just now, so its record need not be read before
-        its completion message (or the first re-check) comes. The waiter is registered
-        before the next await after the enqueue: only a task finished faster than that
-        Redis reply came back could be announced unheard, and it costs one re-check."""
         with completions.waiting(task_id) as finished:
+            if queued:
+                # Enqueued just now, so not final yet: no read before its completion
+                # message (or the first re-check). The waiter was registered before any
+                # await since the enqueue, so only a task finished faster than that Redis
+                # reply came back could be announced unheard, and it costs one re-check.
+                await _woken(finished, deadline)
             while True:
-                if not queued:
-                    # Cleared before the read: a message arriving after it is never missed.
-                    finished.clear()
-                    record = await store.get(task_id)
-                    remaining = deadline - time.monotonic()
-                    if record is None or record["status"] in FINAL_STATUSES or remaining <= 0:
-                        return record
-                queued = False
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        finished.wait(), min(deadline - time.monotonic(), _RECHECK_S)
-                    )
+                # Cleared before the read: a message arriving after it is never missed.
+                finished.clear()
+                record = await store.get(task_id)
+                if (
+                    record is None
+                    or record["status"] in FINAL_STATUSES
+                    or time.monotonic() >= deadline
+                ):
+                    return record
+                await _woken(finished, deadline)
 
     @app.get("/v1/tasks/{task_id}")
     async def get_task(task_id: str, tenant: CurrentTenant) -> dict[str, Any]:
@@ -496,6 +497,12 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
     app.state.runtime = runtime
     app.state.authenticator = authenticator
     return app
+
+
+async def _woken(event: asyncio.Event, deadline: float) -> None:
+    """Until the event is set, the next re-check is due or the deadline passes."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), max(0.0, min(deadline - time.monotonic(), _RECHECK_S)))
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
