@@ -31,6 +31,11 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+# Each pattern above needs one of these words (in any case): text with none of them, which
+# is nearly every log field and answer, is passed with one search instead of five.
+_TRIGGERS = re.compile(r"(?i:private key|akia|asia|abia|acca|secret|bearer|passw|pwd)")
+
+
 @dataclass
 class Redacted:
     text: str
@@ -42,6 +47,8 @@ class Redacted:
 
 
 def redact(text: str) -> Redacted:
+    if not _TRIGGERS.search(text):
+        return Redacted(text=text)
     counts: Counter[str] = Counter()
     for kind, pattern in _PATTERNS:
         text, n = pattern.subn(f"[REDACTED:{kind}]", text)

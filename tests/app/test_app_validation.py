@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_app.redaction import redact
+from agent_app.redaction import _PATTERNS, _TRIGGERS, redact
 from agent_app.validation import check_injection
 from app.appkit import TENANT_KEYS, Client, Service, metric_value
 
@@ -227,3 +227,15 @@ def test_arbitrary_payloads_never_get_5xx(acme: Client, payload: Any, wait: str 
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert response.json()["error"]
+
+
+@settings(max_examples=100)
+@given(data=st.data())
+def test_the_redaction_prefilter_passes_every_credential_on(data: st.DataObject) -> None:
+    """Text the prefilter lets through unchanged must match no credential pattern: every
+    match of each pattern contains one of its trigger words."""
+    for kind, pattern in _PATTERNS:
+        text = data.draw(st.from_regex(pattern), label=kind)
+        match = pattern.search(text)
+        assert match is not None
+        assert _TRIGGERS.search(match.group(0)), (kind, match.group(0))
