@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import Any
+
 from pulumi.output import UNKNOWN as MOCK_UNKNOWN
 from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, unknown_checking_proxy
 
@@ -18,6 +21,23 @@ def test_mock_unknowns_and_secrets() -> None:
 def test_engine_proxies_and_sentinels() -> None:
     proxied = unknown_checking_proxy({"spec": {"replicas": UNKNOWN_NUMBER_VALUE, "x": ["y"]}})
     assert normalise(proxied) == {"spec": {"replicas": UNKNOWN, "x": ["y"]}}
+
+
+def test_other_mappings_sequences_and_secret_dicts_normalise_like_plain_ones() -> None:
+    # Exact dicts, lists and strings take a fast path; everything else the general one.
+    secret: dict[str, Any] = {**SECRET_SIG, "value": {"k": UNKNOWN_NUMBER_VALUE}}
+    raw = MappingProxyType(
+        {
+            "tuple": ("a", UNKNOWN_NUMBER_VALUE),
+            "secret": secret,
+            "scalars": [1, 2.5, True, None, "s"],
+        }
+    )
+    assert normalise(raw) == {
+        "tuple": ["a", UNKNOWN],
+        "secret": {"k": UNKNOWN},
+        "scalars": [1, 2.5, True, None, "s"],
+    }
 
 
 def test_dig_reports_absent_and_unknown_steps() -> None:
