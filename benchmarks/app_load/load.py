@@ -159,6 +159,14 @@ class Driver:
 
         return request
 
+    def health_request(self) -> Request:
+        async def request(_: int) -> str | None:
+            async with self.http.get(f"{self.stack.api_url}/health") as response:
+                await response.read()
+                return None if response.status == 200 else f"HTTP {response.status}"
+
+        return request
+
     def baseline_request(self, prefix: str) -> Request:
         """The two chat completions the agent makes for such a task, back to back."""
 

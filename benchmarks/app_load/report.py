@@ -68,7 +68,7 @@ def render(
     pairs = results.at_target
     overhead = {pct: [p.overhead(pct) for p in pairs] for pct in OVERHEAD_TARGETS}
     errors_at_target = sum(p.app.error_count for p in pairs)
-    cache_p50 = [c.p(50) for c in results.cache]
+    cache_p50 = {rate: [c.hits.p(50) for c in runs] for rate, runs in results.cache.items()}
     capacities = [c.capacity_rps for c in results.capacity]
     lines = [
         "## Agent app",
@@ -124,9 +124,12 @@ def render(
     lines += [
         f"| errors at {TARGET_RATE:g} RPS | 0 | {errors_at_target} (all runs) "
         f"| {_verdict(errors_at_target == 0)} |",
-        f"| cache hit, p50 end to end | ≤ {_ms(CACHE_HIT_P50_TARGET)} ms "
-        f"| {_ms(statistics.median(cache_p50))} ms "
-        f"| {_verdict(statistics.median(cache_p50) <= CACHE_HIT_P50_TARGET)} |",
+        *(
+            f"| cache hit at {rate:g} RPS, p50 end to end | ≤ {_ms(CACHE_HIT_P50_TARGET)} ms "
+            f"| {_ms(statistics.median(p50s))} ms "
+            f"| {_verdict(statistics.median(p50s) <= CACHE_HIT_P50_TARGET)} |"
+            for rate, p50s in cache_p50.items()
+        ),
         f"| capacity (p99 overhead ≤ {_ms(CAPACITY_P99_LIMIT)} ms, no errors) "
         f"| ≥ {CAPACITY_TARGET_RPS:g} RPS | {statistics.median(capacities):g} RPS "
         f"| {_verdict(statistics.median(capacities) >= CAPACITY_TARGET_RPS)} |",
@@ -182,23 +185,35 @@ def render(
         "",
         "### Cache hit",
         "",
-        f"The same task submitted again at {plan.cache_rate:g} RPS for {plan.phase_s:g} s "
-        "after one warming submission: the API answers each at once from the "
-        "result cache, with no queue, worker or LLM call (checked: `cached` true and "
-        "`tokens.cached_calls` = 2, the plan and answer calls saved, on every answer, else "
-        "it counts as an error). Baseline: the "
-        f"direct devllm pair at {TARGET_RATE:g} RPS of the same run, i.e. what the two calls "
-        "the cache saves would have taken.",
+        f"The same task submitted again at {' and '.join(f'{r:g}' for r in plan.cache_rates)} "
+        f"RPS, {plan.phase_s:g} s each, after one warming submission: the API answers each "
+        "at once from the result cache, with no queue, worker or LLM call (checked: "
+        "`cached` true and `tokens.cached_calls` = 2, the plan and answer calls saved, on "
+        "every answer, else it counts as an error). Floor: `GET /health` at the same rate "
+        "just before, one request to the API that does no work: at a light rate every "
+        "process sleeps between requests, and on this machine waking one is part of each "
+        "hop (client, API, Redis and back), which the floor shows. Baseline: the direct "
+        f"devllm pair at {TARGET_RATE:g} RPS of the same run, what the two calls the cache "
+        "saves would have taken.",
         "",
-        "| figure | min / median / max (ms) | ratio to baseline (medians) |",
-        "| --- | --- | --- |",
+        "| rate | figure | hits, min / median / max (ms) | `/health` floor (ms) "
+        "| hits over the floor (ms) | ratio to baseline (medians) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for pct in (50, 95, 99):
-        hits = [c.p(pct) for c in results.cache]
-        direct = statistics.median([p.base.p(pct) for p in pairs])
-        lines.append(f"| p{pct} | {_triple_ms(hits)} | {statistics.median(hits) / direct:.3f} |")
+    for rate, runs in results.cache.items():
+        for pct in (50, 95, 99):
+            hits = [c.hits.p(pct) for c in runs]
+            floor = [c.floor.p(pct) for c in runs]
+            direct = statistics.median([p.base.p(pct) for p in pairs])
+            lines.append(
+                f"| {rate:g} | p{pct} | {_triple_ms(hits)} | {_triple_ms(floor)} "
+                f"| {_ms(statistics.median(hits) - statistics.median(floor))} "
+                f"| {statistics.median(hits) / direct:.3f} |"
+            )
+        hit_phases = [c.hits for c in runs]
+        floor_phases = [c.floor for c in runs]
+        lines.append(f"| {rate:g} | errors | {_errors(hit_phases)} | {_errors(floor_phases)} | | |")
     lines += [
-        f"| errors | {_errors(results.cache)} | |",
         "",
         "### Capacity",
         "",

@@ -90,15 +90,22 @@ async def capacity(driver: Driver, at_target: Pair, plan: Plan, rep: int) -> Cap
     return Capacity(steps)
 
 
-async def cache_hits(driver: Driver, plan: Plan) -> Phase:
+@dataclass
+class CacheHits:
+    hits: Phase
+    # `GET /health` at the same rate just before: one request to the API that does
+    # nothing, the floor of any answer the API gives at that rate on this machine.
+    floor: Phase
+
+
+async def cache_hits(driver: Driver, plan: Plan, rate: float) -> CacheHits:
     status, _ = await driver.submit(f"Recall cached note {driver.run_id}")
     if status >= 400:
         raise RuntimeError(f"the submission that fills the cache got HTTP {status}")
-    phase = await open_loop(
-        driver.app_request("", expect_cached=True), plan.cache_rate, plan.phase_s
-    )
+    floor = await open_loop(driver.health_request(), rate, plan.phase_s)
+    hits = await open_loop(driver.app_request("", expect_cached=True), rate, plan.phase_s)
     await driver.drained()
-    return phase
+    return CacheHits(hits, floor)
 
 
 async def queue_throughput(driver: Driver, tasks: int, tag: str) -> tuple[float, int]:
@@ -156,7 +163,7 @@ async def soak(driver: Driver, plan: Plan) -> Soak:
 class Results:
     plan: Plan
     at_target: list[Pair] = field(default_factory=list)
-    cache: list[Phase] = field(default_factory=list)
+    cache: dict[float, list[CacheHits]] = field(default_factory=dict)
     capacity: list[Capacity] = field(default_factory=list)
     queue: dict[int, Series] = field(default_factory=dict)
     queue_refused: Counter[int] = field(default_factory=Counter)
@@ -174,8 +181,10 @@ async def measure(stack: Stack, plan: Plan, progress: Progress) -> Results:
             progress(f"app load: rep {rep + 1}/{plan.reps}: {TARGET_RATE:g} RPS")
             pair = await measure_pair(driver, TARGET_RATE, plan.phase_s, f"t{rep}")
             results.at_target.append(pair)
-            progress(f"app load: rep {rep + 1}/{plan.reps}: cache hits")
-            results.cache.append(await cache_hits(driver, plan))
+            for rate in plan.cache_rates:
+                progress(f"app load: rep {rep + 1}/{plan.reps}: cache hits at {rate:g} RPS")
+                hits = await cache_hits(driver, plan, rate)
+                results.cache.setdefault(rate, []).append(hits)
             progress(f"app load: rep {rep + 1}/{plan.reps}: capacity steps")
             results.capacity.append(await capacity(driver, pair, plan, rep))
         for workers in plan.queue_workers:
