@@ -44,7 +44,7 @@ class TaskContext:
     model: str
     variant: str
     cache_ttl_s: int
-    # A task without a session of its own has no earlier turns to replay.
+    # No session_id: the task is a session of its own, with no other turn before or after.
     own_session: bool = False
 
 
@@ -243,18 +243,20 @@ class Agent:
         return [json.loads(text(item)) for item in raw]
 
     async def _remember(self, ctx: TaskContext, result: AgentResult) -> None:
-        """Adds the turn to the session's history and, for a task that depends on nothing
-        but its request, stores its result for the API to answer the same task with."""
-        key = history_key(ctx.tenant, ctx.session_id)
+        """Adds the turn to a shared session's history (a task's own session has no later
+        turn to read it) and, for a task that depends on nothing but its request, stores
+        its result for the API to answer the same task with."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(
-                key,
-                json.dumps({"role": "user", "content": ctx.task}),
-                json.dumps({"role": "assistant", "content": result.answer}),
-            )
-            pipe.ltrim(key, -2 * _HISTORY_TURNS, -1)
-            pipe.expire(key, self._settings.memory_ttl_s)
-            if ctx.own_session and result.deterministic and result.answer is not None:
+            if not ctx.own_session:
+                key = history_key(ctx.tenant, ctx.session_id)
+                pipe.rpush(
+                    key,
+                    json.dumps({"role": "user", "content": ctx.task}),
+                    json.dumps({"role": "assistant", "content": result.answer}),
+                )
+                pipe.ltrim(key, -2 * _HISTORY_TURNS, -1)
+                pipe.expire(key, self._settings.memory_ttl_s)
+            elif result.deterministic and result.answer is not None:
                 self._results.put(
                     pipe,
                     result_cache_key(ctx.tenant, ctx.model, ctx.variant, ctx.task),
@@ -263,4 +265,5 @@ class Agent:
                     ),
                     ctx.cache_ttl_s,
                 )
-            await pipe.execute()
+            if len(pipe):
+                await pipe.execute()
