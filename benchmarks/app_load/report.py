@@ -403,11 +403,12 @@ PROFILE_NOTES = [
     "with `cast_to=ChatCompletion` (same request path, status errors, timeouts and "
     "parsing) without `create`'s TypedDict walk of the body: 0.86 to 1.01 ms per call "
     "against 1.60 to 2.40 in four alternating runs on the aiohttp transport.",
-    "- **Worker: Redis round trips, 14 to 8 per task.** Starting a task returns its record "
+    "- **Worker: Redis round trips, 14 to 7 per task.** Starting a task returns its record "
     "from the same script (was a second `HGETALL`); the final write, the completion "
     "message and the acknowledgement are one script (were three commands); each LLM "
     "call's charge and its cache entry are one transaction (were two); a task without a "
-    "session no longer reads a history it cannot have.",
+    "session neither reads nor keeps a history no other task can have (the write went "
+    "after the run recorded in RESULTS.md on 2026-12-02, which had 8).",
     "- **API: result cache.** A repeated task without a session whose tools were all "
     "deterministic is answered by the API from the stored result (`agent:result:*`, per "
     "tenant), without the stream, a worker or the two LLM-cache lookups; before, a cache "
