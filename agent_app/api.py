@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_app.auth import Authenticator, key_from_headers
-from agent_app.cache import CachedResult, ResultCache, result_cache_key
+from agent_app.cache import ResultCache, result_cache_key
 from agent_app.cost import BudgetLedger
 from agent_app.logging import get_logger
 from agent_app.queue import TaskQueue
@@ -33,7 +33,7 @@ from agent_app.releases import assign_variant
 from agent_app.runtime import BreakerBoard, Runtime, text
 from agent_app.selection import estimate_tokens, select_model
 from agent_app.settings import Settings
-from agent_app.tasks import FINAL_STATUSES, TaskStore
+from agent_app.tasks import FINAL_STATUSES, TaskStore, completion
 from agent_app.validation import IDEMPOTENCY_KEY, TaskRequest, check_injection
 
 log = get_logger(__name__)
@@ -145,6 +145,19 @@ class _ReleaseAndInflight:
             self.gauge.dec()
 
 
+class _Waiter:
+    """One request waiting for a task: woken by its completion message, which hands over
+    the final record when it carries one."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.record: dict[str, Any] | None = None
+
+    def take(self) -> dict[str, Any] | None:
+        record, self.record = self.record, None
+        return record
+
+
 class _Completions:
     """Wakes requests waiting for a task (`?wait=`) when a worker announces on the task
     done channel that it is final. Polling the record instead cost a Redis round trip per
@@ -153,7 +166,7 @@ class _Completions:
     def __init__(self, redis: Redis, channel: str) -> None:
         self._redis = redis
         self._channel = channel
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[_Waiter]] = {}
 
     async def listen(self) -> None:
         while True:
@@ -163,28 +176,38 @@ class _Completions:
                     # Whatever finished while unsubscribed is found by re-reading.
                     self._wake_all()
                     async for message in pubsub.listen():
-                        for event in self._waiters.get(message["data"], ()):
-                            event.set()
+                        self._deliver(message["data"])
             except Exception as exc:
                 # Never give up: without the listener every wait degrades to re-reading.
                 log.warning("task done channel unavailable; retrying", error=type(exc).__name__)
                 await asyncio.sleep(1)
 
+    def _deliver(self, message: str) -> None:
+        # Every replica hears every task: only a waited-for one is worth decoding.
+        task_id = message.partition("\n")[0]
+        waiters = self._waiters.get(task_id)
+        if not waiters:
+            return
+        record = completion(message)[1]
+        for waiter in waiters:
+            waiter.record = record
+            waiter.event.set()
+
     def _wake_all(self) -> None:
-        for events in self._waiters.values():
-            for event in events:
-                event.set()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.event.set()
 
     @contextlib.contextmanager
-    def waiting(self, task_id: str) -> Iterator[asyncio.Event]:
-        event = asyncio.Event()
-        self._waiters.setdefault(task_id, set()).add(event)
+    def waiting(self, task_id: str) -> Iterator[_Waiter]:
+        waiter = _Waiter()
+        self._waiters.setdefault(task_id, set()).add(waiter)
         try:
-            yield event
+            yield waiter
         finally:
-            events = self._waiters[task_id]
-            events.discard(event)
-            if not events:
+            waiters = self._waiters[task_id]
+            waiters.discard(waiter)
+            if not waiters:
                 del self._waiters[task_id]
 
 
@@ -240,7 +263,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
     board = BreakerBoard(runtime.redis, settings)
     authenticator = Authenticator(settings.api_keys_sha256)
     completions = _Completions(runtime.redis, settings.task_done_channel)
-    results = ResultCache(runtime.redis, m)
+    results = ResultCache(m)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -396,34 +419,17 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         response.headers["Location"] = f"/v1/tasks/{task_id}"
         if body.session_id is None:
             key = result_cache_key(tenant, selection.model, variant, body.task)
-            cached = await results.get(key)
-            if cached is not None:
+            answered = await store.create_from_result(task_id, fields, key)
+            results.count(hit=answered is not None)
+            if answered is not None:
                 # Final already, as a waited-for task that finished in time.
                 response.status_code = 200
-                return await _answer_from_cache(task_id, fields, cached)
+                m.tasks.labels(**m.rel(status="completed", variant=variant)).inc()
+                log.info("task answered from the result cache", task_id=task_id, tenant=tenant)
+                return _public(answered)
         await store.create(task_id, fields, stream=queue.stream)
         log.info("task accepted", task_id=task_id, tenant=tenant, model=selection.model)
         return await _maybe_wait(task_id, wait, response, queued=True)
-
-    async def _answer_from_cache(
-        task_id: str, fields: dict[str, Any], cached: CachedResult
-    ) -> dict[str, Any]:
-        saved = {"input": 0, "output": 0, "total": 0, "cached_calls": cached.llm_calls}
-        record = await store.create_final(
-            task_id,
-            "completed",
-            {
-                **fields,
-                "result": cached.answer,
-                "steps": cached.steps,
-                "redactions": cached.redactions,
-                "tokens": saved,
-                "cached": True,
-            },
-        )
-        m.tasks.labels(**m.rel(status="completed", variant=fields["variant"])).inc()
-        log.info("task answered from the result cache", task_id=task_id, tenant=fields["tenant"])
-        return _public(record)
 
     async def _maybe_wait(
         task_id: str, wait: float | None, response: Response, queued: bool = False
@@ -439,16 +445,19 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         return _public(record)
 
     async def _wait_final(task_id: str, deadline: float, queued: bool) -> dict[str, Any] | None:
-        with completions.waiting(task_id) as finished:
+        with completions.waiting(task_id) as waiter:
             if queued:
                 # Enqueued just now, so not final yet: no read before its completion
                 # message (or the first re-check). The waiter was registered before any
                 # await since the enqueue, so only a task finished faster than that Redis
                 # reply came back could be announced unheard, and it costs one re-check.
-                await _woken(finished, deadline)
+                await _woken(waiter.event, deadline)
             while True:
+                announced = waiter.take()
+                if announced is not None and announced["status"] in FINAL_STATUSES:
+                    return announced
                 # Cleared before the read: a message arriving after it is never missed.
-                finished.clear()
+                waiter.event.clear()
                 record = await store.get(task_id)
                 if (
                     record is None
@@ -456,7 +465,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
                     or time.monotonic() >= deadline
                 ):
                     return record
-                await _woken(finished, deadline)
+                await _woken(waiter.event, deadline)
 
     @app.get("/v1/tasks/{task_id}")
     async def get_task(task_id: str, tenant: CurrentTenant) -> dict[str, Any]:

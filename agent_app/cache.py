@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -14,6 +14,7 @@ from redis.asyncio.client import Pipeline
 from agent_app.llm import ChatResult
 from agent_app.metrics import Metrics
 from agent_app.runtime import text
+from agent_app.tasks import encode_fields
 
 # Call ids differ between otherwise equal conversations; they say nothing about content.
 _VOLATILE_KEYS = frozenset({"id", "tool_call_id"})
@@ -66,12 +67,30 @@ class CachedResult:
     redactions: int
     llm_calls: int
 
+    def record_fields(self) -> dict[str, Any]:
+        """The fields a task answered from this result has in its record: the answer, and
+        no tokens spent, with the calls it saved counted."""
+        return {
+            "result": self.answer,
+            "steps": self.steps,
+            "redactions": self.redactions,
+            "tokens": {"input": 0, "output": 0, "total": 0, "cached_calls": self.llm_calls},
+            "cached": True,
+        }
+
 
 def result_cache_key(tenant: str, model: str, variant: str, task: str) -> str:
     # Per tenant: a hit answers in a few milliseconds, which must not tell one tenant what
-    # another has asked.
+    # another has asked. The layout number keeps entries of an earlier layout (a string,
+    # not today's hash) out of reach.
     payload = json.dumps(
-        {"tenant": tenant, "model": model, "variant": variant, "task": _normalise(task)},
+        {
+            "layout": 2,
+            "tenant": tenant,
+            "model": model,
+            "variant": variant,
+            "task": _normalise(task),
+        },
         sort_keys=True,
         separators=(",", ":"),
     )
@@ -82,18 +101,19 @@ class ResultCache:
     """Results of tasks that depend on nothing but their request: no session (so no
     earlier turns or shared memory) and only deterministic tools. The LLM calls of such a
     task are cached anyway; answering from the stored result also skips the queue and
-    the worker, which is most of a task's cost when every call would be a cache hit."""
+    the worker, which is most of a task's cost when every call would be a cache hit.
 
-    def __init__(self, redis: Redis, metrics: Metrics) -> None:
-        self._redis = redis
+    A result is stored as the task record fields it gives a task answered from it, so the
+    API reads it and writes that record in one step (`TaskStore.create_from_result`)."""
+
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    async def get(self, key: str) -> CachedResult | None:
-        raw = await self._redis.get(key)
+    def count(self, hit: bool) -> None:
         self._metrics.result_cache.labels(
-            **self._metrics.rel(result="miss" if raw is None else "hit")
+            **self._metrics.rel(result="hit" if hit else "miss")
         ).inc()
-        return None if raw is None else CachedResult(**json.loads(text(raw)))
 
     def put(self, transaction: Pipeline, key: str, value: CachedResult, ttl_s: int) -> None:
-        transaction.set(key, json.dumps(asdict(value)), ex=ttl_s)
+        transaction.hset(key, mapping=encode_fields(value.record_fields()))
+        transaction.expire(key, ttl_s)

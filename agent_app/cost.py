@@ -68,10 +68,15 @@ class BudgetLedger:
     async def status(self, tenant: str) -> BudgetStatus:
         period = current_period()
         raw = await self._redis.hget(ledger_key(period), tenant)
+        return self.status_of(tenant, float(raw or 0.0), period)
+
+    def status_of(self, tenant: str, spent_usd: float, period: str) -> BudgetStatus:
+        """The status for a spend the caller read from `ledger_key(period)` itself, as part
+        of a step that had to read Redis anyway."""
         return BudgetStatus(
             tenant=tenant,
             period=period,
-            spent_usd=float(raw or 0.0),
+            spent_usd=spent_usd,
             budget_usd=self._settings.budget_for(tenant),
             limit_ratio=self._settings.budget_limit_ratio,
         )

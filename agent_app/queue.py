@@ -33,14 +33,16 @@ return written
 
 # Final record (the first final write wins: a redelivered task cannot overwrite it), the
 # completion message for the API requests waiting on the task, and the acknowledgement, in
-# one step: three round trips per task before.
+# one step: three round trips per task before. The message carries the final record (see
+# `tasks.completion`), so a waiting request answers without reading it back.
 _FINISH = """
 local written = 0
 if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then
   redis.call('HSET', KEYS[1], unpack(ARGV, 5))
   written = 1
 end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+local record = redis.call('HGETALL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. '\\n' .. cjson.encode(record))
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
 return written

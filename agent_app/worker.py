@@ -22,7 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from agent_app.agent import Agent, TaskContext
 from agent_app.cache import ResponseCache, ResultCache
-from agent_app.cost import BudgetLedger
+from agent_app.cost import BudgetLedger, current_period, ledger_key
 from agent_app.limits import TenantSlots
 from agent_app.llm import LLMClient
 from agent_app.logging import get_logger
@@ -53,7 +53,7 @@ class Worker:
             s,
             self.llm,
             ResponseCache(runtime.redis, runtime.metrics),
-            ResultCache(runtime.redis, runtime.metrics),
+            ResultCache(runtime.metrics),
             default_registry(),
             self.ledger,
             runtime.redis,
@@ -149,7 +149,10 @@ class Worker:
     async def _process(self, entry_id: str, task_id: str) -> None:
         s = self.settings
         m = self.runtime.metrics
-        attempt, record = await self.store.start(task_id, self.consumer)
+        period = current_period()
+        attempt, record, spent_usd = await self.store.start(
+            task_id, self.consumer, ledger_key(period)
+        )
         if record is None:
             log.info(
                 "entry acknowledged without work",
@@ -162,7 +165,7 @@ class Worker:
             await self._dead_letter(entry_id, task_id, record, attempt - 1)
             return
         started = time.perf_counter()
-        budget = await self.ledger.status(tenant)
+        budget = self.ledger.status_of(tenant, spent_usd, period)
         if budget.exhausted:
             await self._final(
                 entry_id, task_id, record, started, "failed", {"error": budget.message()}

@@ -4,6 +4,7 @@ after a worker dies, dead-lettering and the queue depth metric."""
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import redis
 
 from agent_app.cost import current_period, ledger_key
+from agent_app.tasks import completion
 from app.appkit import Client, DevLLM, Service, metric_value, wait_until
 
 STREAM = "agent:tasks"
@@ -95,6 +97,30 @@ def test_redelivered_entry_of_a_finished_task_changes_nothing(
     assert again["finished_at"] == body["finished_at"]
     assert again["attempts"] == body["attempts"]
     assert devllm.total_requests() == calls
+
+
+def test_completion_message_carries_the_final_record(
+    acme: Client, worker: Service, clean_redis: redis.Redis
+) -> None:
+    """A waiting request answers from the message, so it must hold the record exactly as
+    a read of it would give it: same fields, same values."""
+    listener = clean_redis.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(f"{STREAM}:done")
+    answered = acme.submit("compute 6 * 7", wait=60).json()
+    assert answered["status"] == "completed"
+    # The subscription's own confirmation is read (and dropped) as a None first.
+    message = None
+    deadline = time.monotonic() + 10
+    while message is None and time.monotonic() < deadline:
+        message = listener.get_message(timeout=1)
+    listener.close()
+    assert message is not None
+    task_id, announced = completion(message["data"])
+    assert task_id == answered["id"]
+    assert announced is not None
+    stored = acme.task(task_id)
+    assert {name: announced.get(name) for name in stored} == stored
+    assert {name: announced.get(name) for name in answered} == answered
 
 
 def test_task_failing_every_attempt_goes_to_dead_letter_stream(

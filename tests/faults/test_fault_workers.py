@@ -24,6 +24,7 @@ from app.appkit import (
 )
 from redis.asyncio import Redis
 
+from agent_app.cost import current_period, ledger_key
 from agent_app.queue import TaskQueue
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
@@ -226,8 +227,12 @@ def test_late_failure_of_a_duplicate_attempt_changes_nothing(
         await queue.enqueue("t1", "acme")
         await queue.enqueue("t1", "acme")
         [(entry_a, _), (entry_b, _)] = await queue.read("worker-a", 2, 1000)
-        assert (await store.start("t1", "worker-a")).attempt == 1
-        assert (await store.start("t1", "worker-b")).attempt == 2
+        ledger = ledger_key(current_period())
+        await r.hincrbyfloat(ledger, "acme", 0.25)
+        first = await store.start("t1", "worker-a", ledger)
+        # The tenant's spend comes with the start, so the worker needs no read of its own.
+        assert (first.attempt, first.spent_usd) == (1, 0.25)
+        assert (await store.start("t1", "worker-b", ledger)).attempt == 2
         assert await queue.finish(
             entry_b, "t1", "completed", {"result": "42", "worker": "worker-b"}
         )
