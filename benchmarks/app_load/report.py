@@ -403,16 +403,21 @@ PROFILE_NOTES = [
     "with `cast_to=ChatCompletion` (same request path, status errors, timeouts and "
     "parsing) without `create`'s TypedDict walk of the body: 0.86 to 1.01 ms per call "
     "against 1.60 to 2.40 in four alternating runs on the aiohttp transport.",
-    "- **Worker: Redis round trips, 14 to 7 per task.** Starting a task returns its record "
-    "from the same script (was a second `HGETALL`); the final write, the completion "
-    "message and the acknowledgement are one script (were three commands); each LLM "
-    "call's charge and its cache entry are one transaction (were two); a task without a "
-    "session neither reads nor keeps a history no other task can have (the write went "
-    "after the run recorded in RESULTS.md on 2026-12-02, which had 8).",
+    "- **Worker: Redis round trips, 14 to 6 per task.** Starting a task returns its record "
+    "and its tenant's spend from the same script (were an `HGETALL` and the budget "
+    "`HGET`); the final write, the completion message and the acknowledgement are one "
+    "script (were three commands); each LLM call's charge and its cache entry are one "
+    "transaction (were two); a task without a session neither reads nor keeps a history "
+    "no other task can have.",
+    "- **API: the completion message carries the final record.** A request waiting for "
+    "its task answers from the message, without reading the record back (one round trip "
+    "less per waited-for task).",
     "- **API: result cache.** A repeated task without a session whose tools were all "
     "deterministic is answered by the API from the stored result (`agent:result:*`, per "
     "tenant), without the stream, a worker or the two LLM-cache lookups; before, a cache "
-    "hit still went through the queue and a worker. A waited-for task that was just "
+    "hit still went through the queue and a worker. A hit is two round trips: the "
+    "tenant's budget, then one script that reads the stored result and writes the task's "
+    "final record from it. A waited-for task that was just "
     "enqueued is no longer read before its completion message arrives.",
     "",
     "Before and after these changes (1 API, 2 workers, 50 RPS for 10 s, unique tasks; "
