@@ -403,7 +403,8 @@ PROFILE_NOTES = [
     "with `cast_to=ChatCompletion` (same request path, status errors, timeouts and "
     "parsing) without `create`'s TypedDict walk of the body: 0.86 to 1.01 ms per call "
     "against 1.60 to 2.40 in four alternating runs on the aiohttp transport.",
-    "- **Worker: Redis round trips, 14 to 6 per task.** Starting a task returns its record "
+    "- **Worker: Redis round trips, 14 to 7 per task** (start, two LLM-cache reads, two "
+    "charges, the result-cache write, finish). Starting a task returns its record "
     "and its tenant's spend from the same script (were an `HGETALL` and the budget "
     "`HGET`); the final write, the completion message and the acknowledgement are one "
     "script (were three commands); each LLM call's charge and its cache entry are one "
