@@ -116,13 +116,13 @@ class TaskStore:
             "attempts": 0,
             "cost_usd": 0.0,
         }
-        args = [item for pair in encode_fields(record).items() for item in pair]
+        args = hset_args(record)
         stored = await self._create_from_result(
             keys=[result_key, task_key(task_id)], args=[self._ttl_s, *args]
         )
         if stored is None:
             return None
-        answered = _decode(dict(zip(stored[::2], stored[1::2], strict=True)))
+        answered = _decode_pairs(stored)
         return {name: value for name, value in {**record, **answered}.items() if value is not None}
 
     async def get(self, task_id: str) -> dict[str, Any] | None:
@@ -137,13 +137,12 @@ class TaskStore:
         if attempt < 0:
             return Started(attempt, None)
         flat = reply[2:]
-        record = _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+        record = _decode_pairs(flat)
         return Started(attempt, record, float(reply[1]))
 
     async def update(self, task_id: str, fields: dict[str, Any]) -> bool:
         """False if the task is unknown or already final, and nothing was written."""
-        args = [item for pair in encode_fields(fields).items() for item in pair]
-        return bool(await self._update(keys=[task_key(task_id)], args=args))
+        return bool(await self._update(keys=[task_key(task_id)], args=hset_args(fields)))
 
 
 def _decode(raw: dict[Any, Any]) -> dict[str, Any]:
@@ -160,6 +159,11 @@ def _decode(raw: dict[Any, Any]) -> dict[str, Any]:
     return record
 
 
+def _decode_pairs(flat: list[Any]) -> dict[str, Any]:
+    """A record as HGETALL returns it inside a script: field, value, field, value…"""
+    return _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
 def completion(message: str) -> tuple[str, dict[str, Any] | None]:
     """A task done message: the task id, then the final record when the message carries
     it (HGETALL's field/value list as JSON after a newline). Without it, as from a
@@ -167,8 +171,7 @@ def completion(message: str) -> tuple[str, dict[str, Any] | None]:
     task_id, _, payload = message.partition("\n")
     if not payload:
         return task_id, None
-    flat = json.loads(payload)
-    return task_id, _decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+    return task_id, _decode_pairs(json.loads(payload))
 
 
 def stream_entry(task_id: str, tenant: str) -> dict[RedisValue, RedisValue]:
@@ -177,8 +180,12 @@ def stream_entry(task_id: str, tenant: str) -> dict[RedisValue, RedisValue]:
 
 def final_fields(status: Status, fields: dict[str, Any]) -> list[RedisValue]:
     """The final write of a task record as HSET arguments: field, value, field, value…"""
-    encoded = encode_fields({**fields, "status": status, "finished_at": time.time()})
-    return [item for pair in encoded.items() for item in pair]
+    return hset_args({**fields, "status": status, "finished_at": time.time()})
+
+
+def hset_args(fields: dict[str, Any]) -> list[RedisValue]:
+    """Fields encoded for a script's HSET: field, value, field, value…"""
+    return [item for pair in encode_fields(fields).items() for item in pair]
 
 
 def encode_fields(fields: dict[str, Any]) -> dict[RedisValue, RedisValue]:
