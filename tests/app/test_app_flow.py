@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -51,6 +52,37 @@ def test_session_memory_carries_between_tasks(
     assert "nothing remembered for city" in other.json()["result"]
     ttl = clean_redis.ttl("agent:memory:acme:s1")
     assert 0 < ttl <= 3600
+
+
+def _prompt_tokens(content: str) -> int:
+    """devllm's count for one message: a quarter of its JSON-encoded length, plus one."""
+    return len(json.dumps(content)) // 4 + 1
+
+
+def test_shared_session_replays_its_last_turns_into_the_prompt(
+    acme: Client, worker: Service, clean_redis: redis.Redis
+) -> None:
+    """The answer call of a task in a shared session carries the session's earlier turns
+    (user, then assistant) and nothing else: the prompt grows by exactly their tokens."""
+    turns = [f"Summarise the weather report number {n}" for n in range(4)]
+    answers = []
+    for task in turns:
+        body = acme.submit(task, wait=60, session_id="h1").json()
+        assert body["status"] == "completed", body
+        answers.append(body["result"])
+    # Same length as the last turn, so the plan and answer calls differ only by history.
+    alone = acme.submit("Summarise the weather report number 9", wait=60, session_id="h2").json()
+    in_session = acme.submit("Summarise the weather report number 8", wait=60, session_id="h1")
+
+    replayed = list(zip(turns[1:], answers[1:], strict=True))  # the last three turns
+    expected = sum(_prompt_tokens(user) + _prompt_tokens(said) for user, said in replayed)
+    assert in_session.json()["tokens"]["input"] - alone["tokens"]["input"] == expected
+
+    kept = [json.loads(item) for item in clean_redis.lrange("agent:session:acme:h1", 0, -1)]
+    assert [m["role"] for m in kept] == ["user", "assistant"] * 3
+    assert [m["content"] for m in kept[:2]] == [turns[2], answers[2]]
+    assert kept[-2]["content"] == "Summarise the weather report number 8"
+    assert 0 < clean_redis.ttl("agent:session:acme:h1") <= 3600
 
 
 def test_wait_returns_the_final_result(acme: Client, worker: Service) -> None:
