@@ -96,16 +96,26 @@ class CacheHits:
     # `GET /health` at the same rate just before: one request to the API that does
     # nothing, the floor of any answer the API gives at that rate on this machine.
     floor: Phase
+    hits_cpu: dict[str, float]  # CPU seconds per role over each phase
+    floor_cpu: dict[str, float]
+
+    def cpu_ms_per_request(self, role: str, floor: bool = False) -> float:
+        phase, used = (self.floor, self.floor_cpu) if floor else (self.hits, self.hits_cpu)
+        return used[role] / phase.sent * 1000
 
 
 async def cache_hits(driver: Driver, plan: Plan, rate: float) -> CacheHits:
     status, _ = await driver.submit(f"Recall cached note {driver.run_id}")
     if status >= 400:
         raise RuntimeError(f"the submission that fills the cache got HTTP {status}")
+    stack = driver.stack
+    before = stack.cpu()
     floor = await open_loop(driver.health_request(), rate, plan.phase_s)
+    middle = stack.cpu()
     hits = await open_loop(driver.app_request("", expect_cached=True), rate, plan.phase_s)
+    after = stack.cpu()
     await driver.drained()
-    return CacheHits(hits, floor)
+    return CacheHits(hits, floor, _used(middle, after), _used(before, middle))
 
 
 async def queue_throughput(driver: Driver, tasks: int, tag: str) -> tuple[float, int]:
