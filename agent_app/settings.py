@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     llm_input_usd_per_1k: float = Field(default=0.001, ge=0)
     llm_output_usd_per_1k: float = Field(default=0.003, ge=0)
     llm_timeout_s: float = Field(default=30.0, gt=0)
+    # How long an idle connection to the LLM endpoint is kept for reuse. Below the
+    # server's own keep-alive (uvicorn's, and so vLLM's, is 5 s): at the same value, a
+    # call after a lull of about that long goes out on a connection the server is closing
+    # and fails, and a burst of such failures opens the model's circuit.
+    llm_keepalive_s: float = Field(default=2.0, gt=0)
     llm_max_concurrency: int = Field(default=8, ge=1)
     llm_retry_attempts: int = Field(default=3, ge=1)
     llm_retry_wait_initial_s: float = Field(default=0.2, ge=0)

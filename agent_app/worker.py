@@ -105,8 +105,14 @@ class Worker:
         free = s.worker_concurrency - len(self._inflight)
         if free > 0 and now - self._last_claim >= self._claim_every:
             self._last_claim = now
-            for entry in await self.queue.reclaim(self.consumer, s.claim_idle_ms, free):
-                self.runtime.metrics.reclaimed.labels(**self.runtime.metrics.rel()).inc()
+            reclaimed = await self.queue.reclaim(self.consumer, s.claim_idle_ms, free)
+            if reclaimed:
+                # A worker died or an attempt failed a claim period ago: worth seeing.
+                log.info("reclaimed idle entries", entries=[entry_id for entry_id, _ in reclaimed])
+                self.runtime.metrics.reclaimed.labels(**self.runtime.metrics.rel()).inc(
+                    len(reclaimed)
+                )
+            for entry in reclaimed:
                 self._spawn(entry)
             free = s.worker_concurrency - len(self._inflight)
         if free > 0:

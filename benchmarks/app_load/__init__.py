@@ -1,7 +1,7 @@
 """Load benchmark of the agent app: one API process and N workers on a real redis-server,
 with the dev LLM server answering after a fixed 50 ms.
 
-    python -m benchmarks.app_load [--quick] [--output FILE]
+    python -m benchmarks.app_load [--quick] [--output FILE] [--logs DIR]
 
 The load generator is open loop (requests start on a fixed schedule whatever the answers
 do) and times each request from its scheduled start, so a slow answer cannot delay the
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from pathlib import Path
 
 import uvloop
 
@@ -26,13 +27,14 @@ from benchmarks.app_load.report import _load, _machine, render
 from benchmarks.app_load.scenarios import measure
 
 
-def run(progress: Progress, quick: bool = False) -> str:
-    """Measures the agent app and returns the markdown fragment for RESULTS.md."""
+def run(progress: Progress, quick: bool = False, workdir: Path | None = None) -> str:
+    """Measures the agent app and returns the markdown fragment for RESULTS.md. The
+    processes' logs go to `workdir` when given (kept), else to a temporary directory."""
     plan = QUICK if quick else FULL
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_before = _load()
     started = time.perf_counter()
-    with running_stack() as stack:
+    with running_stack(workdir) as stack:
         # uvloop, as the workers run: less of the generator's CPU taken from what it measures.
         results = uvloop.run(measure(stack, plan, progress))
     elapsed = time.perf_counter() - started
