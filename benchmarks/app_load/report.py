@@ -480,4 +480,16 @@ PROFILE_NOTES = [
     "So the API's two changes show: about half a millisecond of CPU less per task and per "
     "hit, and a hit's p50 lower by about as much. The worker's saved `HGET` is within "
     "the noise of these runs.",
+    "",
+    "- **Worker: the LLM connections' keep-alive.** Two runs of this benchmark had one "
+    "queue-throughput run with 4 workers at 5 and 10 tasks/s, against about 100 for the "
+    "others. The workers' logs (`python -m benchmarks.app_load --logs DIR`) showed why. "
+    "The burst after the pause in which the new workers start went out on pooled "
+    "connections that devllm was closing: uvicorn's keep-alive is 5 s, and so was the "
+    "SDK's default for idle connections. aiohttp's `ServerDisconnectedError` is reported "
+    "by the SDK as a timeout, and dozens of them at once opened a worker's circuit for "
+    "30 s. Its tasks failed their attempt and waited for the 60 s reclaim. Idle LLM "
+    "connections now expire after 2 s (`AGENT_LLM_KEEPALIVE_S`), and "
+    "`tests/app/test_app_llm_keepalive.py` plays that moment against the client. A "
+    "deployment meets the same thing after any lull of about 5 s in front of vLLM.",
 ]
