@@ -26,8 +26,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     def progress(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
-    if args.logs:
-        args.logs.mkdir(parents=True, exist_ok=True)
     fragment = run(progress, quick=args.quick, workdir=args.logs)
     if args.output:
         args.output.write_text(fragment)

@@ -141,6 +141,8 @@ class Stack:
 
 @contextmanager
 def running_stack(workdir: Path | None = None) -> Iterator[Stack]:
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="app-load-") as tmp:
         stack = Stack(workdir or Path(tmp))
         try:

@@ -330,6 +330,8 @@ def _cpu_budget(pairs: Sequence[Pair]) -> list[str]:
     llm = statistics.median(p.cpu_ms_per_request("devllm") for p in pairs)
     generator = statistics.median(p.app.generator_cpu_ms for p in pairs)
     cores = os.cpu_count() or 1
+    per_task = app + llm + generator
+    busy_ms = 700  # CPU ms per core per second at 70 % busy, where queueing takes over
     return [
         "",
         "### CPU budget",
@@ -338,21 +340,21 @@ def _cpu_budget(pairs: Sequence[Pair]) -> list[str]:
         f"of CPU per task, devllm {llm:.1f} ms and the load generator (same machine, its "
         f"own process) {generator:.1f} ms (medians). {TARGET_RATE:g} tasks/s therefore need "
         f"{(app + llm) * TARGET_RATE / 1000:.2f} of the machine's {cores} cores, "
-        f"{(app + llm + generator) * TARGET_RATE / 1000:.2f} with the generator, before "
+        f"{per_task * TARGET_RATE / 1000:.2f} with the generator, before "
         "anything else running; on CPU alone the ceiling is about "
         f"{cores * 1000 / (app + llm):.0f} tasks/s "
-        f"({cores * 1000 / (app + llm + generator):.0f} with the generator). Past about 70 % "
+        f"({cores * 1000 / per_task:.0f} with the generator). Past about 70 % "
         "of the cores, queueing for CPU dominates the latency, so the latency targets fail "
         "well before that ceiling.",
         "",
         f"The capacity target, {CAPACITY_TARGET_RPS:g} RPS, needs "
-        f"{(app + llm + generator) * CAPACITY_TARGET_RPS / 1000:.1f} cores at these costs "
-        f"(generator included), {(app + llm + generator) * CAPACITY_TARGET_RPS / 700:.1f} to "
-        f"stay under 70 %. On {cores} cores that means the whole pipeline in under "
-        f"{cores * 700 / CAPACITY_TARGET_RPS:.1f} ms of CPU per task, against "
-        f"{app + llm + generator:.1f} ms measured here. The latency targets at "
-        f"{TARGET_RATE:g} RPS need it under {cores * 700 / TARGET_RATE:.1f} ms by the same "
-        "rule, which is needed for them but does not promise them.",
+        f"{per_task * CAPACITY_TARGET_RPS / 1000:.1f} cores at these costs (generator "
+        f"included), {per_task * CAPACITY_TARGET_RPS / busy_ms:.1f} to stay under 70 %. On "
+        f"{cores} cores that means the whole pipeline in under "
+        f"{cores * busy_ms / CAPACITY_TARGET_RPS:.1f} ms of CPU per task, against "
+        f"{per_task:.1f} ms measured here. The latency targets at {TARGET_RATE:g} RPS need "
+        f"it under {cores * busy_ms / TARGET_RATE:.1f} ms by the same rule, which is needed "
+        "for them but does not promise them.",
     ]
 
 

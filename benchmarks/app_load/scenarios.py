@@ -33,8 +33,9 @@ class Pair:
     base_cpu: dict[str, float]
 
     def cpu_ms_per_request(self, role: str, baseline: bool = False) -> float:
-        phase, used = (self.base, self.base_cpu) if baseline else (self.app, self.app_cpu)
-        return used[role] / phase.sent * 1000
+        if baseline:
+            return _cpu_ms_per_request(self.base, self.base_cpu, role)
+        return _cpu_ms_per_request(self.app, self.app_cpu, role)
 
     def overhead(self, pct: float) -> float:
         return self.app.p(pct) - self.base.p(pct)
@@ -48,6 +49,10 @@ async def measure_pair(driver: Driver, rate: float, duration_s: float, tag: str)
     app = await open_loop(driver.app_request(f"a{tag}"), rate, duration_s)
     await driver.drained()
     return Pair(app, base, _used(middle, stack.cpu()), _used(before, middle))
+
+
+def _cpu_ms_per_request(phase: Phase, used: dict[str, float], role: str) -> float:
+    return used[role] / phase.sent * 1000
 
 
 def _used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -100,8 +105,9 @@ class CacheHits:
     floor_cpu: dict[str, float]
 
     def cpu_ms_per_request(self, role: str, floor: bool = False) -> float:
-        phase, used = (self.floor, self.floor_cpu) if floor else (self.hits, self.hits_cpu)
-        return used[role] / phase.sent * 1000
+        if floor:
+            return _cpu_ms_per_request(self.floor, self.floor_cpu, role)
+        return _cpu_ms_per_request(self.hits, self.hits_cpu, role)
 
 
 async def cache_hits(driver: Driver, plan: Plan, rate: float) -> CacheHits:

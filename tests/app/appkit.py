@@ -16,9 +16,14 @@ from typing import Any, TypeVar
 import httpx
 import redis
 
+from agent_app.llm import BreakerListener, LLMClient
 from agent_app.loopback import free_port as free_port
 from agent_app.loopback import stop as stop
 from agent_app.loopback import wait_http as wait_http
+from agent_app.metrics import Metrics
+from agent_app.releases import Release
+from agent_app.settings import Settings
+from agent_app.tracing import build_provider, tracer
 
 T = TypeVar("T")
 
@@ -37,6 +42,24 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def llm_client(
+    settings: Settings, on_breaker_change: BreakerListener | None = None
+) -> tuple[LLMClient, Metrics]:
+    """An LLM client in the test's own process, with metrics of its own (release "t")."""
+    metrics = Metrics(Release("t", "stable"))
+    provider = build_provider(settings, "test")
+    return LLMClient(settings, metrics, tracer(provider), on_breaker_change), metrics
+
+
+def llm_retries(metrics: Metrics, model: str) -> float:
+    """Retries counted by an `llm_client`'s metrics for one model."""
+    value = metrics.registry.get_sample_value(
+        "agent_llm_retries_total",
+        {"model": model, "release_version": "t", "release_track": "stable"},
+    )
+    return value or 0.0
 
 
 def wait_until(

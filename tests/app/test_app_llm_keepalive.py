@@ -15,12 +15,8 @@ import time
 
 import pytest
 
-from agent_app.llm import LLMClient
-from agent_app.metrics import Metrics
-from agent_app.releases import Release
 from agent_app.settings import Settings
-from agent_app.tracing import build_provider, tracer
-from app.appkit import run_async
+from app.appkit import llm_client, llm_retries, run_async
 
 SERVER_KEEPALIVE_S = 0.6
 CALLS = 4
@@ -82,14 +78,6 @@ class ClosingServer:
             writer.close()
 
 
-def _retries(metrics: Metrics) -> float:
-    value = metrics.registry.get_sample_value(
-        "agent_llm_retries_total",
-        {"model": "small", "release_version": "t", "release_track": "stable"},
-    )
-    return value or 0.0
-
-
 @pytest.mark.parametrize(
     ("client_keepalive_s", "expect_reuse_failures"),
     [
@@ -112,8 +100,7 @@ def test_a_lull_longer_than_the_servers_keepalive_costs_no_failed_call(
             llm_retry_wait_max_s=0.02,
             llm_timeout_s=5,
         )
-        metrics = Metrics(Release("t", "stable"))
-        client = LLMClient(settings, metrics, tracer(build_provider(settings, "test")))
+        client, metrics = llm_client(settings)
         messages = [{"role": "user", "content": "hi"}]
         try:
             for burst in range(2):
@@ -123,7 +110,7 @@ def test_a_lull_longer_than_the_servers_keepalive_costs_no_failed_call(
                     *(client.chat("small", messages) for _ in range(CALLS))
                 )
                 assert [reply.content for reply in replies] == ["ok"] * CALLS
-            return endpoint, _retries(metrics)
+            return endpoint, llm_retries(metrics, "small")
         finally:
             await client.aclose()
             server.close()
