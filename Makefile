@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= local
 
-.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost bench
+.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost bench lock lock-upgrade
 
 help:
 	@echo "make up       set up everything, then pulumi up on the local stack (renders to build/manifests/local)"
@@ -13,15 +13,26 @@ help:
 	@echo "make policy STACK=prod   run the policy pack over a stack under mocks"
 	@echo "make cost STACK=prod     print the stack's estimated monthly cost"
 	@echo "make bench   measure speed, scale and resilience; writes benchmarks/RESULTS.md"
+	@echo "make lock     re-lock after editing pyproject.toml (keeps every pin still allowed)"
+	@echo "make lock-upgrade   move every locked package to the newest version pyproject.toml allows"
 
 bootstrap:
 	@scripts/bootstrap
 
 lint: bootstrap
+	scripts/lock --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/mypy examples/consumer/__main__.py  # its own __main__, apart from the program's
+
+# The lock files (requirements*.lock) that scripts/bootstrap, the image and the deploy
+# jobs install; commit them with the pyproject.toml change that needed them.
+lock: bootstrap
+	scripts/lock
+
+lock-upgrade: bootstrap
+	scripts/lock --upgrade
 
 # Tools built from Go modules on first use (minutes cold, cached after): built here so
 # that no test spends its timeout compiling.

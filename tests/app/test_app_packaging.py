@@ -7,7 +7,6 @@ import importlib.metadata
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -46,35 +45,16 @@ def test_dockerfile_is_multi_stage_pinned_and_non_root() -> None:
     assert 'ENTRYPOINT ["agent-app"]' in text
 
 
-def _image_requirements() -> list[Requirement]:
-    """The dependency lines the Dockerfile's filter keeps, as pip will read them."""
-    command = re.search(r'python -c "(import tomllib;.*?)"', DOCKERFILE.read_text())
-    assert command is not None
-    prefixes = re.search(r"app = \((.*?)\)", command.group(1))
-    assert prefixes is not None
-    kept = tuple(p.strip(" '") for p in prefixes.group(1).split(","))
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    return [Requirement(d) for d in deps if d.startswith(kept)]
-
-
-def _installed_by(requirements: list[Requirement]) -> set[str]:
-    """Every distribution pip installs for these requirements, extras and transitive
-    dependencies included, read from the metadata of this environment's copies."""
-    found: set[str] = set()
-    todo = [(r.name, frozenset(r.extras)) for r in requirements]
-    while todo:
-        name, extras = todo.pop()
-        key = canonicalize_name(name)
-        if key in found:
-            continue
-        found.add(key)
-        for line in importlib.metadata.requires(name) or []:
-            req = Requirement(line)
-            if req.marker is None or any(
-                req.marker.evaluate({"extra": extra}) for extra in (extras or {""})
-            ):
-                todo.append((req.name, frozenset(req.extras)))
-    return found
+def _locked(lock: Path) -> dict[str, str]:
+    """Name -> version of every distribution a lock file installs on this platform."""
+    pinned: dict[str, str] = {}
+    for line in lock.read_text().splitlines():
+        if line[:1].isalnum():
+            req = Requirement(line.rstrip(" \\"))
+            if req.marker is None or req.marker.evaluate():
+                (version,) = (spec.version for spec in req.specifier)
+                pinned[str(canonicalize_name(req.name))] = version
+    return pinned
 
 
 def _third_party_imports() -> set[str]:
@@ -89,21 +69,44 @@ def _third_party_imports() -> set[str]:
     return modules - set(sys.stdlib_module_names) - {"__future__", "agent_app"}
 
 
-def test_dockerfile_installs_every_app_dependency() -> None:
-    """The image installs a filtered dependency list: every module the app imports must
-    come with it, and none of the Pulumi packages."""
-    requirements = _image_requirements()
-    installed = _installed_by(requirements)
+def test_dockerfile_installs_the_app_lock_and_nothing_else() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"pip install --require-hashes --no-deps -r requirements-app.lock", text)
+    assert re.search(r"pip install --no-deps \.", text)
+    assert len(re.findall(r"pip install", text)) == 2
+
+
+def test_the_app_lock_holds_every_app_dependency_and_no_pulumi() -> None:
+    """The image installs requirements-app.lock: every module the app imports must come
+    with it, at the version the tests ran (the dev lock's), and none of the Pulumi
+    packages."""
+    image = _locked(ROOT / "requirements-app.lock")
+    dev = _locked(ROOT / "requirements.lock")
     providers = importlib.metadata.packages_distributions()
     missing = {
         module: providers.get(module)
         for module in _third_party_imports()
-        if not {canonicalize_name(d) for d in providers.get(module, [])} & installed
+        if not {canonicalize_name(d) for d in providers.get(module, [])} & set(image)
     }
-    assert not missing, f"imported by agent_app but not installed in the image: {missing}"
+    assert not missing, f"imported by agent_app but not in the image's lock: {missing}"
     # Not imported by the app, but what uvicorn and the LLM client pick up when present.
-    assert {"uvloop", "httptools", "aiohttp"} <= installed
-    assert not any(r.name.startswith("pulumi") for r in requirements)
+    assert {"uvloop", "httptools", "aiohttp"} <= set(image)
+    assert not [name for name in image if name.startswith("pulumi")]
+    assert {name: dev[name] for name in image} == image
+
+
+def test_this_environment_is_the_dev_lock() -> None:
+    """scripts/bootstrap installs requirements.lock exactly: every locked distribution
+    at its version, and nothing the lock does not list but the project itself and the
+    venv's own pip."""
+    locked = _locked(ROOT / "requirements.lock")
+    installed = {
+        str(canonicalize_name(d.metadata["Name"])): d.version
+        for d in importlib.metadata.distributions()
+    }
+    unlocked = set(installed) - set(locked) - {"agent-platform", "pip", "setuptools"}
+    assert not unlocked, f"installed but not in requirements.lock: {sorted(unlocked)}"
+    assert {name: installed.get(name) for name in locked} == locked
 
 
 def test_bad_settings_fail_at_start_with_a_clear_message() -> None:

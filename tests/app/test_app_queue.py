@@ -104,7 +104,7 @@ def test_completion_message_carries_the_final_record(
 ) -> None:
     """A waiting request answers from the message, so it must hold the record exactly as
     a read of it would give it: same fields, same values."""
-    listener = clean_redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    listener = clean_redis.pubsub(ignore_subscribe_messages=True)
     listener.subscribe(f"{STREAM}:done")
     answered = acme.submit("compute 6 * 7", wait=60).json()
     assert answered["status"] == "completed"

@@ -327,7 +327,8 @@ def test_remote_actions_are_pinned_to_a_release_or_commit() -> None:
 
 
 def test_setup_action_hands_pulumi_actions_the_cli_version_pyproject_pins(tmp_path: Path) -> None:
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["optional-dependencies"]["infra"]
     pin = next(d.removeprefix("pulumi==") for d in deps if d.startswith("pulumi=="))
 
     (step,) = [s for s in _load(SETUP_ACTION)["runs"]["steps"] if s.get("id") == "pins"]

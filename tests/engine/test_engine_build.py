@@ -17,7 +17,9 @@ ENGINE = ROOT / "tools" / "engine"
 
 
 def _pin(name: str) -> str:
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+        "infra"
+    ]
     for dep in deps:
         m = re.fullmatch(rf"{re.escape(name)}==(\S+)", dep)
         if m:
