@@ -2,8 +2,10 @@
 policy enforcement, secrets and schema validation of the rendered manifests.
 
 Runs `scripts/pulumi-local` (the README's `make up`) against a throwaway state
-directory. In CI a missing engine fails; elsewhere these tests skip until
-`make tools` (or `make test`) has built it.
+directory and a stack file of its own: the committed Pulumi.local.yaml's stack, with its
+manifests rendered into that directory too, so no test touches the user's stack, state
+or build/. In CI a missing engine fails; elsewhere these tests skip until `make tools`
+(or `make test`) has built it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ import yaml
 from stacks.outputs import OUTPUT_KEYS, StackOutputs
 
 REPO = Path(__file__).resolve().parents[2]
-RENDERED = REPO / "build" / "manifests" / "local"
-RENDERED_SECRETS = REPO / "build" / "secrets" / "local"
 KUBERNETES_VERSION = "1.31.0"
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
@@ -40,10 +40,39 @@ def _engine_built() -> bool:
 
 @dataclass
 class LocalStack:
+    """A local stack in its own directory: state, stack file and rendered manifests."""
+
     state: Path
 
+    def __post_init__(self) -> None:
+        document = yaml.safe_load((REPO / "Pulumi.local.yaml").read_text())
+        # Only the render target differs from the committed stack: never a user's
+        # kubeconfig context, never the checkout's build/.
+        document["config"]["agent-platform:local"] = {
+            "renderDirectory": str(self.rendered),
+            "secretsDirectory": str(self.rendered_secrets),
+        }
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state / "Pulumi.local.yaml"
+
+    @property
+    def rendered(self) -> Path:
+        return self.state / "build" / "manifests"
+
+    @property
+    def rendered_secrets(self) -> Path:
+        return self.state / "build" / "secrets"
+
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "AGENT_PLATFORM_STATE": str(self.state)}
+        env = {
+            **os.environ,
+            "AGENT_PLATFORM_STATE": str(self.state),
+            "AGENT_PLATFORM_STACK_FILE": str(self.stack_file),
+        }
         result = subprocess.run(
             [str(REPO / "scripts" / "pulumi-local"), *args],
             cwd=REPO,
@@ -116,11 +145,11 @@ def test_stack_outputs_follow_the_contract(deployed: LocalStack) -> None:
 
 
 def test_rendered_manifests_are_written_and_secrets_kept_apart(deployed: LocalStack) -> None:
-    manifests = sorted(p.name for p in (RENDERED / "1-manifest").glob("*.yaml"))
+    manifests = sorted(p.name for p in (deployed.rendered / "1-manifest").glob("*.yaml"))
     assert "apps_v1-deployment-agents-agent-api.yaml" in manifests
     assert "apps_v1-statefulset-agents-redis.yaml" in manifests
     assert not [m for m in manifests if "-secret-" in m], "Secrets must not be in the shared tree"
-    secrets = sorted(p.name for p in (RENDERED_SECRETS / "1-manifest").glob("*.yaml"))
+    secrets = sorted(p.name for p in (deployed.rendered_secrets / "1-manifest").glob("*.yaml"))
     assert secrets == ["v1-secret-agents-agent-secrets.yaml", "v1-secret-agents-redis-auth.yaml"]
 
 
@@ -130,7 +159,7 @@ def test_no_secret_value_in_shared_files_or_state(deployed: LocalStack) -> None:
     assert len(password) >= 16
     needles = [password, api_key]
     needles += [base64.b64encode(n.encode()).decode() for n in needles]
-    shared = [*RENDERED.rglob("*"), *(deployed.state / "local" / "backend").rglob("*")]
+    shared = [*deployed.rendered.rglob("*"), *(deployed.state / "local" / "backend").rglob("*")]
     shared += [REPO / "Pulumi.local.yaml"]
     files = [p for p in shared if p.is_file()]
     assert any(p.suffix == ".json" for p in files), "the state file was not searched"
@@ -140,7 +169,7 @@ def test_no_secret_value_in_shared_files_or_state(deployed: LocalStack) -> None:
             assert needle not in text, f"a secret value is in {path}"
     # The one place they may be: the unshared Secret manifests.
     rendered_secret = (
-        RENDERED_SECRETS / "1-manifest" / "v1-secret-agents-redis-auth.yaml"
+        deployed.rendered_secrets / "1-manifest" / "v1-secret-agents-redis-auth.yaml"
     ).read_text()
     assert base64.b64encode(password.encode()).decode() in rendered_secret
 
@@ -265,7 +294,7 @@ def test_bad_policy_config_is_refused_with_a_clear_message(
 
 
 def test_rendered_manifests_pass_strict_schema_validation(deployed: LocalStack) -> None:
-    files = sorted(str(p) for p in RENDERED.rglob("*.yaml"))
+    files = sorted(str(p) for p in deployed.rendered.rglob("*.yaml"))
     assert len(files) > 20
     result = subprocess.run(
         [
@@ -317,10 +346,67 @@ def test_schema_validation_catches_a_bad_manifest(tmp_path: Path) -> None:
     assert "replicas" in result.stdout + result.stderr
 
 
-def test_lifecycle_destroy_leaves_nothing(engine: None, tmp_path: Path) -> None:
+def _tree(directory: Path) -> dict[str, int]:
+    return (
+        {str(p): p.stat().st_mtime_ns for p in directory.rglob("*")} if directory.exists() else {}
+    )
+
+
+def test_up_renders_lost_files_again_and_destroy_leaves_nothing(
+    engine: None, tmp_path: Path
+) -> None:
+    checkout_build = _tree(REPO / "build")
     stack = LocalStack(tmp_path / "state")
     stack.run("up")
+    manifest = stack.rendered / "1-manifest" / "apps_v1-deployment-agents-agent-api.yaml"
+    secret = stack.rendered_secrets / "1-manifest" / "v1-secret-agents-redis-auth.yaml"
+    namespace = stack.rendered / "1-manifest" / "v1-namespace-default-agents.yaml"
+    rendered = {path: path.read_text() for path in (manifest, secret, namespace)}
+    count = len(list(stack.rendered.rglob("*.yaml")))
+    for path in rendered:
+        path.unlink()
+
+    again = stack.run("up")
+    assert "3 rendered file(s) are gone from disk" in again.stderr
+    assert {path: path.read_text() for path in rendered} == rendered
+    assert len(list(stack.rendered.rglob("*.yaml"))) == count
+    # Converged: the next up has nothing to do.
+    third = stack.run("up")
+    assert "gone from disk" not in third.stderr
+    assert "+ " not in third.stdout.split("Resources:")[1].split("Duration")[0]
+
     stack.run("destroy")
     left = json.loads(stack.run("pulumi", "stack", "export", "--stack", "local").stdout)
     assert left["deployment"].get("resources") in (None, [])
-    assert not list(RENDERED.rglob("*.yaml"))
+    assert not list(stack.rendered.rglob("*.yaml"))
+    assert not list(stack.rendered_secrets.rglob("*.yaml"))
+    assert _tree(REPO / "build") == checkout_build, "the checkout's own build/ was touched"
+
+
+def test_each_checkout_has_its_own_local_state(tmp_path: Path) -> None:
+    """Without AGENT_PLATFORM_STATE, the state directory is keyed to the checkout's path,
+    so two clones on one machine never share a stack (nor its rendered files)."""
+    env = {k: v for k, v in os.environ.items() if k != "AGENT_PLATFORM_STATE"}
+    env["XDG_STATE_HOME"] = str(tmp_path / "state-home")
+    clone = tmp_path / "clone"
+    (clone / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "pulumi-local", clone / "scripts" / "pulumi-local")
+
+    def where(checkout: Path) -> Path:
+        result = subprocess.run(
+            [str(checkout / "scripts" / "pulumi-local"), "where"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return Path(result.stdout.strip())
+
+    ours, theirs = where(REPO), where(clone)
+    assert ours != theirs
+    assert ours.parent.parent == theirs.parent.parent == tmp_path / "state-home" / "agent-platform"
+    assert ours.name == theirs.name == "local"
+    assert ours.parent.name.startswith(f"{REPO.name}-")
+    assert theirs.parent.name.startswith("clone-")
+    assert where(REPO) == ours, "the same checkout always finds the same state"

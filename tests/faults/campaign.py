@@ -1,10 +1,10 @@
 """What each fault-campaign run tried and what it lost, kept for the report.
 
 A campaign test calls `record()` once at its end, before its assertions, so a failing run
-is reported too. Each record is written as JSON to `$AGENT_PLATFORM_CAMPAIGN_DIR` (default
-`build/campaign/`; `make bench` runs the campaign with its own directory and tabulates
-the records in benchmarks/RESULTS.md) and printed in pytest's terminal summary
-(tests/faults/conftest.py).
+is reported too. Each record is printed in pytest's terminal summary
+(tests/faults/conftest.py) and, when `$AGENT_PLATFORM_CAMPAIGN_DIR` is set, written there
+as JSON: `make bench` runs the campaign with a directory of its own and tabulates the
+records in benchmarks/RESULTS.md. Tests never write into the checkout's build/.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
 DIR_VARIABLE = "AGENT_PLATFORM_CAMPAIGN_DIR"
 
 
@@ -44,8 +43,9 @@ class CampaignRecord:
 RECORDED: list[CampaignRecord] = []
 
 
-def campaign_dir() -> Path:
-    return Path(os.environ.get(DIR_VARIABLE) or REPO / "build" / "campaign")
+def campaign_dir() -> Path | None:
+    directory = os.environ.get(DIR_VARIABLE)
+    return Path(directory) if directory else None
 
 
 def record(
@@ -59,8 +59,9 @@ def record(
     entry = CampaignRecord(name, tried, lost, figures or {}, seconds)
     RECORDED.append(entry)
     directory = campaign_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{name}.json").write_text(json.dumps(asdict(entry), indent=2, default=str))
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{name}.json").write_text(json.dumps(asdict(entry), indent=2, default=str))
     return entry
 
 

@@ -30,7 +30,7 @@ from pulumi_policy import (
 )
 from pydantic import AfterValidator, BaseModel
 
-from faults.campaign import REPO, record
+from faults.campaign import record
 from policies.adapter import to_policy
 from policies.catalog import BY_NAME, RULES
 from policies.pack_config import PackConfigError, configure, load_file, load_raw, parse
@@ -38,6 +38,7 @@ from policies.rule import Rule, config_schema
 from stacks.config import NAMESPACE, SECRET_KEYS, ConfigError, StackConfig, load_stack_config
 from stacks.simulate import stack_file_config
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 STACKS = ("local", "dev", "prod")
 # Distinctive, so that finding one in an error message can only mean it was echoed.
 SECRET_VALUES = {
