@@ -318,12 +318,56 @@ def _uses(node: Any) -> Iterator[str]:
             yield from _uses(item)
 
 
-def test_remote_actions_are_pinned_to_a_release_or_commit() -> None:
-    used = [u for p in [*_workflow_files(), SETUP_ACTION] for u in _uses(_load(p))]
-    remote = [u for u in used if not u.startswith("./")]
-    assert remote
-    for ref in remote:
-        assert re.fullmatch(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})", ref), ref
+def test_remote_actions_are_pinned_by_commit_with_their_release_named() -> None:
+    """A tag can be moved to other code, a commit cannot; the comment says which release
+    the commit is, for a reader and for update tools."""
+    for path in [*_workflow_files(), SETUP_ACTION]:
+        remote = [u for u in _uses(_load(path)) if not u.startswith("./")]
+        assert remote or path.name == "ci.yml" or path == SETUP_ACTION, path
+        text = path.read_text()
+        for ref in remote:
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"{path.name}: {ref}"
+            assert re.search(rf"uses: {re.escape(ref)} # v\d+\.\d+\.\d+$", text, re.M), ref
+
+
+def _environment(job: dict[str, Any]) -> str | None:
+    environment = job.get("environment")
+    return (
+        environment if environment is None or isinstance(environment, str) else environment["name"]
+    )
+
+
+def test_pull_request_jobs_hold_only_their_preview_environments_credentials() -> None:
+    """PR code runs in the preview jobs: every job that can reach a secret or an OIDC
+    token does so inside a `preview-<stack>` environment (prod's behind a reviewer, set in
+    the repository), never with repository-level secrets, a stored Pulumi token, or the
+    deploy environments' roles."""
+    checked = 0
+    for path in _workflow_files():
+        wf = _load(path)
+        if not {"pull_request", "pull_request_target"} & set(_triggers(wf)):
+            continue
+        assert "pull_request_target" not in _triggers(wf), f"{path.name} runs PR code with secrets"
+        for job_id, job in wf["jobs"].items():
+            credentials = "secrets." in str(job) or job["permissions"].get("id-token") == "write"
+            if not credentials:
+                continue
+            checked += 1
+            assert _environment(job) == "preview-${{ matrix.stack }}", job_id
+            assert set(_matrix_stacks(job)) == _cloud_stacks()
+            assert "PULUMI_ACCESS_TOKEN" not in str(job), f"{job_id}: a stored Pulumi token"
+            assert re.findall(r"secrets\.(\w+)", str(job)) == ["PULUMI_CONFIG_PASSPHRASE"]
+    assert checked == 1, "the preview job was not found"
+
+
+def test_only_the_deploy_jobs_use_the_deploy_environments() -> None:
+    deploy = {_environment(job) for _, job in _up_jobs(_workflow("deploy.yml")).values()}
+    assert deploy == _cloud_stacks()
+    for path in _workflow_files():
+        if path.name == "deploy.yml":
+            continue
+        for job_id, job in _load(path)["jobs"].items():
+            assert _environment(job) not in deploy, f"{path.name}:{job_id}"
 
 
 def test_setup_action_hands_pulumi_actions_the_cli_version_pyproject_pins(tmp_path: Path) -> None:
