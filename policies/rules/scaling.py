@@ -89,6 +89,35 @@ def _same_namespace(a: ResourceView, b: ResourceView) -> bool:
     return bool(a.namespace == b.namespace)
 
 
+# The Kubernetes provider's field manager under server-side apply: `pulumi-kubernetes-`
+# and a suffix, unless the object names another with this annotation.
+_PULUMI_MANAGER = "pulumi-kubernetes"
+_FIELD_MANAGER_ANNOTATION = "pulumi.com/patchFieldManager"
+
+
+def _sets_replicas(workload: ResourceView) -> bool:
+    """Whether the program set spec.replicas. An object read back from a cluster also
+    holds what the API server defaulted, spec.replicas among them, and lists in
+    metadata.managedFields the fields each manager applied: there spec.replicas counts
+    only if Pulumi's manager applied it. A rendered or planned object holds only what
+    the program declared."""
+    if workload.get("spec", "replicas") is None:
+        return False
+    managed = workload.get("metadata", "managedFields")
+    if not isinstance(managed, Sequence) or isinstance(managed, str):
+        return True
+    named = workload.get("metadata", "annotations", _FIELD_MANAGER_ANNOTATION)
+    for entry in managed:
+        manager = entry.get("manager") if isinstance(entry, dict) else None
+        if not isinstance(manager, str):
+            continue
+        if manager == named or manager.startswith(_PULUMI_MANAGER):
+            spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+            if "f:replicas" in spec:
+                return True
+    return False
+
+
 def check_autoscaled_no_replicas(
     resources: Sequence[ResourceView], _cfg: NoConfig
 ) -> list[Violation]:
@@ -106,7 +135,7 @@ def check_autoscaled_no_replicas(
                 workload.kind == kind
                 and workload.display_name == name
                 and _same_namespace(workload, autoscaler)
-                and workload.get("spec", "replicas") is not None
+                and _sets_replicas(workload)
             ):
                 found.append(
                     violation(

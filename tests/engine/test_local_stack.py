@@ -390,7 +390,8 @@ def test_each_checkout_has_its_own_local_state(tmp_path: Path) -> None:
     env["XDG_STATE_HOME"] = str(tmp_path / "state-home")
     clone = tmp_path / "clone"
     (clone / "scripts").mkdir(parents=True)
-    shutil.copy(REPO / "scripts" / "pulumi-local", clone / "scripts" / "pulumi-local")
+    for script in ("pulumi-local", "checkout-state.sh"):
+        shutil.copy(REPO / "scripts" / script, clone / "scripts" / script)
 
     def where(checkout: Path) -> Path:
         result = subprocess.run(

@@ -121,6 +121,44 @@ def test_autoscaled_deployment_setting_replicas() -> None:
     )
 
 
+def _live(view: ResourceView, managers: dict[str, bool]) -> ResourceView:
+    """The workload as a cluster returns it: spec.replicas always set (the API server
+    defaults it to 1), and managedFields saying which manager applied which field."""
+    live = view if view.get("spec", "replicas") is not None else patched(view, "spec.replicas", 1)
+    entries = [
+        {
+            "manager": manager,
+            "operation": "Apply",
+            "fieldsV1": {"f:spec": {"f:replicas": {}} if owns else {"f:template": {}}},
+        }
+        for manager, owns in managers.items()
+    ]
+    return patched(live, "metadata.managedFields", entries)
+
+
+def test_a_live_object_whose_replicas_the_server_defaulted_passes() -> None:
+    """Regression: against a live cluster the Deployment's outputs carry the defaulted
+    spec.replicas. Pulumi's manager applied the rest of the spec, not replicas."""
+    live = _live(worker(), {"pulumi-kubernetes-7c1e2f0a": False, "kube-controller-manager": True})
+    assert live.get("spec", "replicas") == 1
+    assert check_autoscaled_no_replicas([live, scaled_object()], NoConfig()) == []
+
+
+def test_a_live_object_whose_replicas_pulumi_applied_violates() -> None:
+    live = _live(worker(replicas=3), {"pulumi-kubernetes-7c1e2f0a": True})
+    found = only(check_autoscaled_no_replicas([live, scaled_object()], NoConfig()))
+    assert found.resource == "Deployment 'agent-worker'"
+
+
+def test_a_renamed_field_manager_is_still_pulumis() -> None:
+    live = _live(worker(replicas=3), {"team-deployer": True})
+    live = patched(live, "metadata.annotations", {"pulumi.com/patchFieldManager": "team-deployer"})
+    assert len(check_autoscaled_no_replicas([live, scaled_object()], NoConfig())) == 1
+    # Another manager's replicas are not the program's.
+    other = _live(worker(replicas=3), {"team-deployer": True})
+    assert check_autoscaled_no_replicas([other, scaled_object()], NoConfig()) == []
+
+
 def test_replicas_on_a_deployment_nobody_scales_are_fine() -> None:
     assert check_autoscaled_no_replicas([worker(replicas=3)], NoConfig()) == []
 
