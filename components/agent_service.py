@@ -6,22 +6,59 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.apps.v1 import (
+    Deployment,
+    DeploymentSpecArgs,
+    DeploymentStrategyArgs,
+    RollingUpdateDeploymentArgs,
+)
+from pulumi_kubernetes.core.v1 import (
+    ConfigMap,
+    ConfigMapEnvSourceArgs,
+    ContainerArgs,
+    ContainerPortArgs,
+    EmptyDirVolumeSourceArgs,
+    EnvFromSourceArgs,
+    EnvVarArgs,
+    EnvVarSourceArgs,
+    HTTPGetActionArgs,
+    ObjectFieldSelectorArgs,
+    PodSpecArgs,
+    PodTemplateSpecArgs,
+    ProbeArgs,
+    SecretKeySelectorArgs,
+    Service,
+    ServiceAccount,
+    ServicePortArgs,
+    ServiceSpecArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+)
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+from pulumi_kubernetes.networking.v1 import (
+    NetworkPolicy,
+    NetworkPolicyIngressRuleArgs,
+    NetworkPolicyPeerArgs,
+    NetworkPolicySpecArgs,
+)
+from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
-from components import k8s_objects
 from components.kube import (
     NAME_LABEL,
     TRACK_LABEL,
     VERSION_LABEL,
     child_options,
     labels,
+    match_labels,
     restricted_container_security,
     restricted_pod_security,
     selector,
     spread_over_zones_and_nodes,
+    tcp_ports,
 )
 from components.secrets import API_KEYS_KEY, LLM_API_KEY_KEY, REDIS_PASSWORD_KEY
 from stacks.config import Resources
@@ -91,42 +128,37 @@ class AgentService(pulumi.ComponentResource):
         self._opts = child_options(self, opts, provider=args.provider)
         ns = args.namespace
 
-        account = k8s_objects.ServiceAccount(
+        account = ServiceAccount(
             f"{name}-sa",
-            metadata={
-                "name": SERVICE_ACCOUNT,
-                "namespace": ns,
-                "labels": labels("agent", "identity"),
-                "annotations": dict(args.service_account_annotations),
-            },
-            automountServiceAccountToken=False,
+            metadata=ObjectMetaArgs(
+                name=SERVICE_ACCOUNT,
+                namespace=ns,
+                labels=labels("agent", "identity"),
+                annotations=dict(args.service_account_annotations),
+            ),
+            automount_service_account_token=False,
             opts=self._opts,
         )
-        settings = k8s_objects.ConfigMap(
+        settings = ConfigMap(
             f"{name}-settings",
-            metadata={
-                "name": "agent-settings",
-                "namespace": ns,
-                "labels": labels("agent", "config"),
-            },
+            metadata=ObjectMetaArgs(
+                name="agent-settings", namespace=ns, labels=labels("agent", "config")
+            ),
             data=dict(args.settings),
             opts=self._opts,
         )
-        self._account_name = account.metadata["name"]
-        self._settings_name = settings.metadata["name"]
+        self._account_name = account.metadata.name
+        self._settings_name = settings.metadata.name
 
-        shared = k8s_objects.Service(
+        shared = Service(
             f"{name}-api",
-            metadata={"name": API_NAME, "namespace": ns, "labels": labels(API_NAME, "api")},
-            spec={
-                "selector": selector(API_NAME),
-                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-            },
+            metadata=ObjectMetaArgs(name=API_NAME, namespace=ns, labels=labels(API_NAME, "api")),
+            spec=_http_service(selector(API_NAME)),
             opts=self._opts,
         )
-        self.api_service_name = shared.metadata["name"]
+        self.api_service_name = shared.metadata.name
         self.endpoint = pulumi.Output.concat(
-            "http://", shared.metadata["name"], ".", ns, ".svc.cluster.local"
+            "http://", shared.metadata.name, ".", ns, ".svc.cluster.local"
         )
         self.track_service_names = {}
         self.deployments = {}
@@ -164,20 +196,17 @@ class AgentService(pulumi.ComponentResource):
             port_variable="AGENT_WORKER_PORT",
             resources=self._args.worker_resources,
         )
-        service = k8s_objects.Service(
+        service = Service(
             f"{name}-api-{track.track}",
-            metadata={
-                "name": f"{API_NAME}-{track.track}",
-                "namespace": ns,
-                "labels": labels(API_NAME, "api", **track_labels),
-            },
-            spec={
-                "selector": selector(API_NAME, **track_labels),
-                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-            },
+            metadata=ObjectMetaArgs(
+                name=f"{API_NAME}-{track.track}",
+                namespace=ns,
+                labels=labels(API_NAME, "api", **track_labels),
+            ),
+            spec=_http_service(selector(API_NAME, **track_labels)),
             opts=self._opts,
         )
-        self.track_service_names[track.track] = service.metadata["name"]
+        self.track_service_names[track.track] = service.metadata.name
         self.deployments[track.track] = {"api": api, "worker": worker}
 
     def _deployment(
@@ -197,135 +226,152 @@ class AgentService(pulumi.ComponentResource):
             app, "agent", **{TRACK_LABEL: track.track, VERSION_LABEL: track.version}
         )
         secret = self._args.secret_name
-        env: list[dict[str, Any]] = [
-            {"name": "AGENT_RELEASE_VERSION", "value": track.version},
-            {"name": "AGENT_RELEASE_TRACK", "value": track.track},
-            {"name": port_variable, "value": str(port)},
-            {
-                "name": "AGENT_REDIS_PASSWORD",
-                "valueFrom": {"secretKeyRef": {"name": secret, "key": REDIS_PASSWORD_KEY}},
-            },
-            {
-                "name": "AGENT_LLM_API_KEY",
-                "valueFrom": {"secretKeyRef": {"name": secret, "key": LLM_API_KEY_KEY}},
-            },
-            {
-                "name": "AGENT_API_KEYS_SHA256",
-                "valueFrom": {"secretKeyRef": {"name": secret, "key": API_KEYS_KEY}},
-            },
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+
+        def from_secret(key: str) -> EnvVarSourceArgs:
+            return EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=secret, key=key))
+
+        env = [
+            EnvVarArgs(name="AGENT_RELEASE_VERSION", value=track.version),
+            EnvVarArgs(name="AGENT_RELEASE_TRACK", value=track.track),
+            EnvVarArgs(name=port_variable, value=str(port)),
+            EnvVarArgs(name="AGENT_REDIS_PASSWORD", value_from=from_secret(REDIS_PASSWORD_KEY)),
+            EnvVarArgs(name="AGENT_LLM_API_KEY", value_from=from_secret(LLM_API_KEY_KEY)),
+            EnvVarArgs(name="AGENT_API_KEYS_SHA256", value_from=from_secret(API_KEYS_KEY)),
+            EnvVarArgs(
+                name="POD_NAME",
+                value_from=EnvVarSourceArgs(
+                    field_ref=ObjectFieldSelectorArgs(field_path="metadata.name")
+                ),
+            ),
         ]
-        deployment = k8s_objects.Deployment(
+        container = ContainerArgs(
+            name=app.removeprefix("agent-"),
+            image=track.image,
+            command=command,
+            ports=[ContainerPortArgs(name="http", container_port=port)],
+            env_from=[
+                EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=self._settings_name))
+            ],
+            env=env,
+            resources=resources.as_kubernetes(),
+            security_context=restricted_container_security(),
+            # Liveness only asks whether the process serves; readiness also needs Redis
+            # and a closed LLM circuit, so a Redis outage takes pods out of rotation
+            # without restarting them.
+            liveness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/health", port="http"),
+                initial_delay_seconds=10,
+                period_seconds=15,
+                timeout_seconds=3,
+                failure_threshold=4,
+            ),
+            readiness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/ready", port="http"),
+                initial_delay_seconds=3,
+                period_seconds=5,
+                timeout_seconds=3,
+                failure_threshold=2,
+            ),
+            volume_mounts=[VolumeMountArgs(name="tmp", mount_path="/tmp")],
+        )
+        deployment = Deployment(
             resource_name,
-            metadata={"name": deployment_name, "namespace": ns, "labels": pod_labels},
-            spec={
+            metadata=ObjectMetaArgs(name=deployment_name, namespace=ns, labels=pod_labels),
+            spec=DeploymentSpecArgs(
                 # No replicas: the autoscaler owns the count, and a replicas field here
                 # would reset it on every `pulumi up`.
-                "revisionHistoryLimit": 5,
-                "selector": {"matchLabels": match},
-                "strategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
-                },
-                "template": {
-                    "metadata": {
-                        "labels": pod_labels,
-                        "annotations": {
+                revision_history_limit=5,
+                selector=match_labels(match),
+                strategy=DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=RollingUpdateDeploymentArgs(max_surge="25%", max_unavailable=0),
+                ),
+                template=PodTemplateSpecArgs(
+                    metadata=ObjectMetaArgs(
+                        labels=pod_labels,
+                        annotations={
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(port),
                             "prometheus.io/path": "/metrics",
                         },
-                    },
-                    "spec": {
-                        "serviceAccountName": self._account_name,
-                        "automountServiceAccountToken": False,
-                        "securityContext": restricted_pod_security(APP_UID),
-                        "terminationGracePeriodSeconds": 60,
-                        "topologySpreadConstraints": spread_over_zones_and_nodes(match),
-                        "containers": [
-                            {
-                                "name": app.removeprefix("agent-"),
-                                "image": track.image,
-                                "command": command,
-                                "ports": [{"name": "http", "containerPort": port}],
-                                "envFrom": [{"configMapRef": {"name": self._settings_name}}],
-                                "env": env,
-                                "resources": resources.as_kubernetes(),
-                                "securityContext": restricted_container_security(),
-                                # Liveness only asks whether the process serves; readiness
-                                # also needs Redis and a closed LLM circuit, so a Redis
-                                # outage takes pods out of rotation without restarting them.
-                                "livenessProbe": {
-                                    "httpGet": {"path": "/health", "port": "http"},
-                                    "initialDelaySeconds": 10,
-                                    "periodSeconds": 15,
-                                    "timeoutSeconds": 3,
-                                    "failureThreshold": 4,
-                                },
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/ready", "port": "http"},
-                                    "initialDelaySeconds": 3,
-                                    "periodSeconds": 5,
-                                    "timeoutSeconds": 3,
-                                    "failureThreshold": 2,
-                                },
-                                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                            }
+                    ),
+                    spec=PodSpecArgs(
+                        service_account_name=self._account_name,
+                        automount_service_account_token=False,
+                        security_context=restricted_pod_security(APP_UID),
+                        termination_grace_period_seconds=60,
+                        topology_spread_constraints=spread_over_zones_and_nodes(match),
+                        containers=[container],
+                        volumes=[
+                            VolumeArgs(
+                                name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="128Mi")
+                            )
                         ],
-                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "128Mi"}}],
-                    },
-                },
-            },
+                    ),
+                ),
+            ),
             opts=self._opts,
         )
         if track.min_replicas > 1:
-            k8s_objects.PodDisruptionBudget(
+            PodDisruptionBudget(
                 resource_name,
-                metadata={"name": deployment_name, "namespace": ns, "labels": pod_labels},
-                spec={"minAvailable": track.min_replicas - 1, "selector": {"matchLabels": match}},
+                metadata=ObjectMetaArgs(name=deployment_name, namespace=ns, labels=pod_labels),
+                spec=PodDisruptionBudgetSpecArgs(
+                    min_available=track.min_replicas - 1, selector=match_labels(match)
+                ),
                 opts=self._opts,
             )
-        return deployment.metadata.apply(lambda m: m.get("name") or deployment_name)
+        return deployment.metadata.apply(lambda m: m.name or deployment_name)
 
     def _network_policies(self, name: str) -> None:
         ns = self._args.namespace
-        api_sources: list[dict[str, Any]] = [{"podSelector": {}}]
+        api_sources = [NetworkPolicyPeerArgs(pod_selector=LabelSelectorArgs())]
         api_sources += [
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": client}}}
+            NetworkPolicyPeerArgs(
+                namespace_selector=match_labels({"kubernetes.io/metadata.name": client})
+            )
             for client in self._args.api_client_namespaces
         ]
-        k8s_objects.NetworkPolicy(
+        NetworkPolicy(
             f"{name}-api-ingress",
-            metadata={
-                "name": "agent-api-ingress",
-                "namespace": ns,
-                "labels": labels(API_NAME, "network"),
-            },
-            spec={
-                "podSelector": {"matchLabels": {NAME_LABEL: API_NAME}},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {"from": api_sources, "ports": [{"protocol": "TCP", "port": API_PORT}]}
+            metadata=ObjectMetaArgs(
+                name="agent-api-ingress", namespace=ns, labels=labels(API_NAME, "network")
+            ),
+            spec=NetworkPolicySpecArgs(
+                pod_selector=match_labels({NAME_LABEL: API_NAME}),
+                policy_types=["Ingress"],
+                ingress=[
+                    NetworkPolicyIngressRuleArgs(from_=api_sources, ports=tcp_ports(API_PORT))
                 ],
-            },
+            ),
             opts=self._opts,
         )
-        k8s_objects.NetworkPolicy(
+        NetworkPolicy(
             f"{name}-worker-ingress",
-            metadata={
-                "name": "agent-worker-ingress",
-                "namespace": ns,
-                "labels": labels(WORKER_NAME, "network"),
-            },
-            spec={
-                "podSelector": {"matchLabels": {NAME_LABEL: WORKER_NAME}},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [{"podSelector": {"matchLabels": {NAME_LABEL: "prometheus"}}}],
-                        "ports": [{"protocol": "TCP", "port": WORKER_PORT}],
-                    }
+            metadata=ObjectMetaArgs(
+                name="agent-worker-ingress", namespace=ns, labels=labels(WORKER_NAME, "network")
+            ),
+            spec=NetworkPolicySpecArgs(
+                pod_selector=match_labels({NAME_LABEL: WORKER_NAME}),
+                policy_types=["Ingress"],
+                ingress=[
+                    NetworkPolicyIngressRuleArgs(
+                        from_=[
+                            NetworkPolicyPeerArgs(
+                                pod_selector=match_labels({NAME_LABEL: "prometheus"})
+                            )
+                        ],
+                        ports=tcp_ports(WORKER_PORT),
+                    )
                 ],
-            },
+            ),
             opts=self._opts,
         )
+
+
+def _http_service(selected: dict[str, str]) -> ServiceSpecArgs:
+    """A Service forwarding port 80 to the selected pods' `http` port."""
+    return ServiceSpecArgs(
+        selector=selected,
+        ports=[ServicePortArgs(name="http", port=80, target_port="http")],
+    )

@@ -10,8 +10,19 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.autoscaling.v2 import (
+    CrossVersionObjectReferenceArgs,
+    HorizontalPodAutoscaler,
+    HorizontalPodAutoscalerBehaviorArgs,
+    HorizontalPodAutoscalerSpecArgs,
+    HPAScalingPolicyArgs,
+    HPAScalingRulesArgs,
+    MetricSpecArgs,
+    MetricTargetArgs,
+    ResourceMetricSourceArgs,
+)
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from components import k8s_objects
 from components.kube import child_options, labels
 
 
@@ -55,22 +66,23 @@ class AutoscalingArgs:
 
 TRIGGER_AUTHENTICATION = "redis-queue"
 
-# Scale up fast when work piles up, down slowly so bursts do not thrash the pods.
-SCALING_BEHAVIOUR = {
-    "scaleUp": {
-        "stabilizationWindowSeconds": 0,
-        "selectPolicy": "Max",
-        "policies": [
-            {"type": "Percent", "value": 100, "periodSeconds": 30},
-            {"type": "Pods", "value": 4, "periodSeconds": 30},
+# Scale up fast when work piles up, down slowly so bursts do not thrash the pods. KEDA's
+# ScaledObject passes the same object on to the HPA it makes.
+SCALING_BEHAVIOUR = HorizontalPodAutoscalerBehaviorArgs(
+    scale_up=HPAScalingRulesArgs(
+        stabilization_window_seconds=0,
+        select_policy="Max",
+        policies=[
+            HPAScalingPolicyArgs(type="Percent", value=100, period_seconds=30),
+            HPAScalingPolicyArgs(type="Pods", value=4, period_seconds=30),
         ],
-    },
-    "scaleDown": {
-        "stabilizationWindowSeconds": 300,
-        "selectPolicy": "Min",
-        "policies": [{"type": "Percent", "value": 20, "periodSeconds": 60}],
-    },
-}
+    ),
+    scale_down=HPAScalingRulesArgs(
+        stabilization_window_seconds=300,
+        select_policy="Min",
+        policies=[HPAScalingPolicyArgs(type="Percent", value=20, period_seconds=60)],
+    ),
+)
 
 
 class Autoscaling(pulumi.ComponentResource):
@@ -81,27 +93,29 @@ class Autoscaling(pulumi.ComponentResource):
     ) -> None:
         super().__init__("agent-platform:autoscaling:Autoscaling", name, None, opts)
         k8s_opts = child_options(self, opts, provider=args.provider)
-        metadata = {
-            "name": args.deployment_name,
-            "namespace": args.namespace,
-            "labels": labels("agent", "autoscaling"),
-        }
-        target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": args.deployment_name}
+        metadata = ObjectMetaArgs(
+            name=args.deployment_name,
+            namespace=args.namespace,
+            labels=labels("agent", "autoscaling"),
+        )
+        target = CrossVersionObjectReferenceArgs(
+            api_version="apps/v1", kind="Deployment", name=args.deployment_name
+        )
         if args.queue is None:
             self.kind = "HorizontalPodAutoscaler"
-            k8s_objects.HorizontalPodAutoscaler(
+            HorizontalPodAutoscaler(
                 f"{name}-hpa",
                 metadata=metadata,
-                spec={
-                    "scaleTargetRef": target,
-                    "minReplicas": args.min_replicas,
-                    "maxReplicas": args.max_replicas,
-                    "metrics": [
+                spec=HorizontalPodAutoscalerSpecArgs(
+                    scale_target_ref=target,
+                    min_replicas=args.min_replicas,
+                    max_replicas=args.max_replicas,
+                    metrics=[
                         _utilisation("cpu", args.target_cpu_utilization),
                         _utilisation("memory", args.target_memory_utilization),
                     ],
-                    "behavior": SCALING_BEHAVIOUR,
-                },
+                    behavior=SCALING_BEHAVIOUR,
+                ),
                 opts=k8s_opts,
             )
         else:
@@ -144,14 +158,14 @@ class Autoscaling(pulumi.ComponentResource):
         self.register_outputs({"kind": self.kind})
 
 
-def _utilisation(resource: str, percent: int) -> dict[str, object]:
-    return {
-        "type": "Resource",
-        "resource": {
-            "name": resource,
-            "target": {"type": "Utilization", "averageUtilization": percent},
-        },
-    }
+def _utilisation(resource: str, percent: int) -> MetricSpecArgs:
+    return MetricSpecArgs(
+        type="Resource",
+        resource=ResourceMetricSourceArgs(
+            name=resource,
+            target=MetricTargetArgs(type="Utilization", average_utilization=percent),
+        ),
+    )
 
 
 @dataclass(frozen=True)

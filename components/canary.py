@@ -18,8 +18,18 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pulumi_kubernetes.networking.v1 import (
+    HTTPIngressPathArgs,
+    HTTPIngressRuleValueArgs,
+    Ingress,
+    IngressBackendArgs,
+    IngressRuleArgs,
+    IngressServiceBackendArgs,
+    IngressSpecArgs,
+    ServiceBackendPortArgs,
+)
 
-from components import k8s_objects
 from components.agent_service import AgentService, AgentServiceArgs, ReleaseTrack
 from components.autoscaling import Autoscaling, AutoscalingArgs, QueueTrigger
 from components.kube import child_options, labels
@@ -165,36 +175,35 @@ class CanaryRelease(pulumi.ComponentResource):
         opts = child_options(self, component_opts, provider=args.provider)
 
         def ingress(resource: str, track: str, annotations: dict[str, str]) -> None:
-            k8s_objects.Ingress(
+            backend = IngressServiceBackendArgs(
+                name=self.service.track_service_names[track],
+                port=ServiceBackendPortArgs(name="http"),
+            )
+            Ingress(
                 resource,
-                metadata={
-                    "name": "agent-api" if track == "stable" else f"agent-api-{track}",
-                    "namespace": args.namespace,
-                    "labels": labels("agent-api", "ingress"),
-                    "annotations": annotations,
-                },
-                spec={
-                    "ingressClassName": route.class_name,
-                    "rules": [
-                        {
-                            "host": route.host,
-                            "http": {
-                                "paths": [
-                                    {
-                                        "path": "/",
-                                        "pathType": "Prefix",
-                                        "backend": {
-                                            "service": {
-                                                "name": self.service.track_service_names[track],
-                                                "port": {"name": "http"},
-                                            }
-                                        },
-                                    }
+                metadata=ObjectMetaArgs(
+                    name="agent-api" if track == "stable" else f"agent-api-{track}",
+                    namespace=args.namespace,
+                    labels=labels("agent-api", "ingress"),
+                    annotations=annotations,
+                ),
+                spec=IngressSpecArgs(
+                    ingress_class_name=route.class_name,
+                    rules=[
+                        IngressRuleArgs(
+                            host=route.host,
+                            http=HTTPIngressRuleValueArgs(
+                                paths=[
+                                    HTTPIngressPathArgs(
+                                        path="/",
+                                        path_type="Prefix",
+                                        backend=IngressBackendArgs(service=backend),
+                                    )
                                 ]
-                            },
-                        }
+                            ),
+                        )
                     ],
-                },
+                ),
                 opts=opts,
             )
 

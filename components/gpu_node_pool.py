@@ -9,8 +9,25 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.apps.v1 import DaemonSet, DaemonSetSpecArgs, DaemonSetUpdateStrategyArgs
+from pulumi_kubernetes.core.v1 import (
+    CapabilitiesArgs,
+    ContainerArgs,
+    ContainerPortArgs,
+    EnvVarArgs,
+    HostPathVolumeSourceArgs,
+    HTTPGetActionArgs,
+    PodSpecArgs,
+    PodTemplateSpecArgs,
+    ProbeArgs,
+    ResourceRequirementsArgs,
+    SeccompProfileArgs,
+    SecurityContextArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+)
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from components import k8s_objects
 from components.gpu_instances import GPU_INSTANCE_TYPES
 from components.kube import (
     GPU_POOL_LABEL,
@@ -20,6 +37,7 @@ from components.kube import (
     child_options,
     gpu_tolerations,
     labels,
+    match_labels,
     selector,
 )
 from stacks.config import GpuPoolConfig
@@ -87,136 +105,101 @@ class GpuNodePool(pulumi.ComponentResource):
         on_this_pool = {GPU_POOL_NAME_LABEL: pool.name}
 
         plugin_name = f"nvidia-device-plugin-{pool.name}"
-        plugin_selector = selector(plugin_name)
-        k8s_objects.DaemonSet(
+        plugin = ContainerArgs(
+            name="device-plugin",
+            image=DEVICE_PLUGIN_IMAGE,
+            env=[EnvVarArgs(name="FAIL_ON_INIT_ERROR", value="false")],
+            security_context=_security_context(),
+            resources=ResourceRequirementsArgs(
+                requests={"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "16Mi"},
+                limits={"cpu": "200m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
+            ),
+            volume_mounts=[
+                VolumeMountArgs(name="device-plugins", mount_path="/var/lib/kubelet/device-plugins")
+            ],
+        )
+        DaemonSet(
             f"{name}-device-plugin",
-            metadata={
-                "name": plugin_name,
-                "namespace": args.system_namespace,
-                "labels": labels(plugin_name, "gpu-device-plugin"),
-            },
-            spec={
-                "selector": {"matchLabels": plugin_selector},
-                "updateStrategy": {"type": "RollingUpdate"},
-                "template": {
-                    "metadata": {"labels": labels(plugin_name, "gpu-device-plugin")},
-                    "spec": {
-                        "priorityClassName": "system-node-critical",
-                        "nodeSelector": on_this_pool,
-                        "tolerations": gpu_tolerations(),
-                        "automountServiceAccountToken": False,
-                        "containers": [
-                            {
-                                "name": "device-plugin",
-                                "image": DEVICE_PLUGIN_IMAGE,
-                                "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
-                                "securityContext": {
-                                    "allowPrivilegeEscalation": False,
-                                    "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]},
-                                    "seccompProfile": {"type": "RuntimeDefault"},
-                                },
-                                "resources": {
-                                    "requests": {
-                                        "cpu": "50m",
-                                        "memory": "64Mi",
-                                        "ephemeral-storage": "16Mi",
-                                    },
-                                    "limits": {
-                                        "cpu": "200m",
-                                        "memory": "128Mi",
-                                        "ephemeral-storage": "64Mi",
-                                    },
-                                },
-                                "volumeMounts": [
-                                    {
-                                        "name": "device-plugins",
-                                        "mountPath": "/var/lib/kubelet/device-plugins",
-                                    }
-                                ],
-                            }
-                        ],
+            metadata=ObjectMetaArgs(
+                name=plugin_name,
+                namespace=args.system_namespace,
+                labels=labels(plugin_name, "gpu-device-plugin"),
+            ),
+            spec=DaemonSetSpecArgs(
+                selector=match_labels(selector(plugin_name)),
+                update_strategy=DaemonSetUpdateStrategyArgs(type="RollingUpdate"),
+                template=PodTemplateSpecArgs(
+                    metadata=ObjectMetaArgs(labels=labels(plugin_name, "gpu-device-plugin")),
+                    spec=PodSpecArgs(
+                        priority_class_name="system-node-critical",
+                        node_selector=on_this_pool,
+                        tolerations=gpu_tolerations(),
+                        automount_service_account_token=False,
+                        containers=[plugin],
                         # The kubelet's device-plugin socket directory is the plugin's
                         # whole interface; it cannot work without this hostPath.
-                        "volumes": [
-                            {
-                                "name": "device-plugins",
-                                "hostPath": {
-                                    "path": "/var/lib/kubelet/device-plugins",
-                                    "type": "Directory",
-                                },
-                            }
+                        volumes=[
+                            VolumeArgs(
+                                name="device-plugins",
+                                host_path=HostPathVolumeSourceArgs(
+                                    path="/var/lib/kubelet/device-plugins", type="Directory"
+                                ),
+                            )
                         ],
-                    },
-                },
-            },
+                    ),
+                ),
+            ),
             opts=k8s_opts,
         )
 
         exporter_name = f"dcgm-exporter-{pool.name}"
         exporter_labels = labels(exporter_name, "gpu-metrics")
-        k8s_objects.DaemonSet(
+        exporter = ContainerArgs(
+            name="dcgm-exporter",
+            image=DCGM_EXPORTER_IMAGE,
+            ports=[ContainerPortArgs(name="metrics", container_port=DCGM_PORT)],
+            # DCGM reads GPU counters through the driver, which needs SYS_ADMIN; nothing
+            # else is added.
+            security_context=_security_context(add=["SYS_ADMIN"]),
+            resources=ResourceRequirementsArgs(
+                requests={"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "16Mi"},
+                limits={"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "64Mi"},
+            ),
+            liveness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/health", port=DCGM_PORT),
+                initial_delay_seconds=30,
+                period_seconds=30,
+            ),
+            readiness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/health", port=DCGM_PORT),
+                initial_delay_seconds=10,
+                period_seconds=10,
+                failure_threshold=3,
+            ),
+        )
+        DaemonSet(
             f"{name}-dcgm-exporter",
-            metadata={
-                "name": exporter_name,
-                "namespace": args.system_namespace,
-                "labels": exporter_labels,
-            },
-            spec={
-                "selector": {"matchLabels": selector(exporter_name)},
-                "template": {
-                    "metadata": {
-                        "labels": exporter_labels,
-                        "annotations": {
+            metadata=ObjectMetaArgs(
+                name=exporter_name, namespace=args.system_namespace, labels=exporter_labels
+            ),
+            spec=DaemonSetSpecArgs(
+                selector=match_labels(selector(exporter_name)),
+                template=PodTemplateSpecArgs(
+                    metadata=ObjectMetaArgs(
+                        labels=exporter_labels,
+                        annotations={
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(DCGM_PORT),
                         },
-                    },
-                    "spec": {
-                        "nodeSelector": on_this_pool,
-                        "tolerations": gpu_tolerations(),
-                        "automountServiceAccountToken": False,
-                        "containers": [
-                            {
-                                "name": "dcgm-exporter",
-                                "image": DCGM_EXPORTER_IMAGE,
-                                "ports": [{"name": "metrics", "containerPort": DCGM_PORT}],
-                                # DCGM reads GPU counters through the driver, which needs
-                                # SYS_ADMIN; nothing else is added.
-                                "securityContext": {
-                                    "allowPrivilegeEscalation": False,
-                                    "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]},
-                                    "seccompProfile": {"type": "RuntimeDefault"},
-                                },
-                                "resources": {
-                                    "requests": {
-                                        "cpu": "100m",
-                                        "memory": "256Mi",
-                                        "ephemeral-storage": "16Mi",
-                                    },
-                                    "limits": {
-                                        "cpu": "500m",
-                                        "memory": "512Mi",
-                                        "ephemeral-storage": "64Mi",
-                                    },
-                                },
-                                "livenessProbe": {
-                                    "httpGet": {"path": "/health", "port": DCGM_PORT},
-                                    "initialDelaySeconds": 30,
-                                    "periodSeconds": 30,
-                                },
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/health", "port": DCGM_PORT},
-                                    "initialDelaySeconds": 10,
-                                    "periodSeconds": 10,
-                                    "failureThreshold": 3,
-                                },
-                            }
-                        ],
-                    },
-                },
-            },
+                    ),
+                    spec=PodSpecArgs(
+                        node_selector=on_this_pool,
+                        tolerations=gpu_tolerations(),
+                        automount_service_account_token=False,
+                        containers=[exporter],
+                    ),
+                ),
+            ),
             opts=k8s_opts,
         )
 
@@ -225,3 +208,14 @@ class GpuNodePool(pulumi.ComponentResource):
             GPU_INSTANCE_TYPES[t].gpus for t in pool.instance_types
         )
         self.register_outputs({"nodeGroupName": self.node_group_name, "maxGpus": self.max_gpus})
+
+
+def _security_context(add: list[str] | None = None) -> SecurityContextArgs:
+    """The node agents' containers: root (they talk to the kubelet and the driver), but
+    no escalation, a read-only root and only the capabilities named."""
+    return SecurityContextArgs(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        capabilities=CapabilitiesArgs(drop=["ALL"], add=add),
+        seccomp_profile=SeccompProfileArgs(type="RuntimeDefault"),
+    )

@@ -10,6 +10,21 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import pulumi
+from pulumi_kubernetes.core.v1 import (
+    CapabilitiesArgs,
+    PodSecurityContextArgs,
+    SeccompProfileArgs,
+    SecurityContextArgs,
+    TolerationArgs,
+    TopologySpreadConstraintArgs,
+)
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, LabelSelectorRequirementArgs
+from pulumi_kubernetes.networking.v1 import (
+    NetworkPolicyIngressRuleArgs,
+    NetworkPolicyPeerArgs,
+    NetworkPolicyPortArgs,
+    NetworkPolicySpecArgs,
+)
 
 PART_OF = "agent-platform"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -37,44 +52,50 @@ def selector(name: str, **extra: str) -> dict[str, str]:
     return {NAME_LABEL: name, "app.kubernetes.io/part-of": PART_OF, **extra}
 
 
-def restricted_container_security() -> dict[str, Any]:
+def restricted_container_security() -> SecurityContextArgs:
     """The Pod Security Standards 'restricted' profile, plus a read-only root."""
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    return SecurityContextArgs(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=SeccompProfileArgs(type="RuntimeDefault"),
+    )
 
 
-def restricted_pod_security(uid: int) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": uid,
-        "runAsGroup": uid,
-        "fsGroup": uid,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+def restricted_pod_security(uid: int) -> PodSecurityContextArgs:
+    return PodSecurityContextArgs(
+        run_as_non_root=True,
+        run_as_user=uid,
+        run_as_group=uid,
+        fs_group=uid,
+        seccomp_profile=SeccompProfileArgs(type="RuntimeDefault"),
+    )
 
 
-def gpu_tolerations() -> list[dict[str, str]]:
-    return [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+def gpu_tolerations() -> list[TolerationArgs]:
+    return [TolerationArgs(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")]
 
 
 def gpu_node_selector() -> dict[str, str]:
     return {GPU_POOL_LABEL: GPU_POOL_VALUE}
 
 
-def spread_over_zones_and_nodes(match_labels: dict[str, str]) -> list[dict[str, Any]]:
+def match_labels(selected: dict[str, str]) -> LabelSelectorArgs:
+    return LabelSelectorArgs(match_labels=selected)
+
+
+def spread_over_zones_and_nodes(
+    pod_labels: dict[str, str],
+) -> list[TopologySpreadConstraintArgs]:
     """Spread replicas over zones, and over nodes within a zone, without blocking scheduling."""
     return [
-        {
-            "maxSkew": 1,
-            "topologyKey": key,
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": match_labels},
-        }
+        TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key=key,
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=match_labels(pod_labels),
+        )
         for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
     ]
 
@@ -107,23 +128,24 @@ def secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
 AGENT_CLIENTS = ("agent-api", "agent-worker")
 
 
-def agent_clients_only(app: str, port: int) -> dict[str, Any]:
+def tcp_ports(*ports: int) -> list[NetworkPolicyPortArgs]:
+    return [NetworkPolicyPortArgs(protocol="TCP", port=port) for port in ports]
+
+
+def agent_clients_only(app: str, port: int) -> NetworkPolicySpecArgs:
     """A NetworkPolicy spec admitting only the agent's pods to `app` on `port`."""
-    return {
-        "podSelector": {"matchLabels": selector(app)},
-        "policyTypes": ["Ingress"],
-        "ingress": [
-            {
-                "from": [
-                    {
-                        "podSelector": {
-                            "matchExpressions": [
-                                {"key": NAME_LABEL, "operator": "In", "values": list(AGENT_CLIENTS)}
-                            ]
-                        }
-                    }
+    agents = LabelSelectorRequirementArgs(key=NAME_LABEL, operator="In", values=list(AGENT_CLIENTS))
+    return NetworkPolicySpecArgs(
+        pod_selector=match_labels(selector(app)),
+        policy_types=["Ingress"],
+        ingress=[
+            NetworkPolicyIngressRuleArgs(
+                from_=[
+                    NetworkPolicyPeerArgs(
+                        pod_selector=LabelSelectorArgs(match_expressions=[agents])
+                    )
                 ],
-                "ports": [{"protocol": "TCP", "port": port}],
-            }
+                ports=tcp_ports(port),
+            )
         ],
-    }
+    )

@@ -5,12 +5,35 @@ endpoint whose key lives in a Secret."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.apps.v1 import Deployment, DeploymentSpecArgs
+from pulumi_kubernetes.core.v1 import (
+    ContainerArgs,
+    ContainerPortArgs,
+    EmptyDirVolumeSourceArgs,
+    EnvVarArgs,
+    HTTPGetActionArgs,
+    PersistentVolumeClaim,
+    PersistentVolumeClaimSpecArgs,
+    PersistentVolumeClaimVolumeSourceArgs,
+    PodSpecArgs,
+    PodTemplateSpecArgs,
+    ProbeArgs,
+    ResourceRequirementsArgs,
+    Service,
+    ServicePortArgs,
+    ServiceSpecArgs,
+    TolerationArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+    VolumeResourceRequirementsArgs,
+)
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pulumi_kubernetes.networking.v1 import NetworkPolicy
+from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
-from components import k8s_objects
 from components.kube import (
     GPU_RESOURCE,
     agent_clients_only,
@@ -18,6 +41,7 @@ from components.kube import (
     gpu_node_selector,
     gpu_tolerations,
     labels,
+    match_labels,
     restricted_container_security,
     restricted_pod_security,
     selector,
@@ -28,10 +52,21 @@ from stacks.config import LlmConfig
 LLM_NAME = "llm"
 LLM_PORT = 8000
 LLM_UID = 1000
-DEVLLM_RESOURCES = {
-    "requests": {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
-    "limits": {"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "256Mi"},
-}
+DEVLLM_RESOURCES = ResourceRequirementsArgs(
+    requests={"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
+    limits={"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "256Mi"},
+)
+
+
+@dataclass(frozen=True)
+class _PodParts:
+    """What the server's mode decides in its pod: the container, the volumes, and
+    (for the GPU server) where it may be scheduled."""
+
+    container: ContainerArgs
+    volumes: list[VolumeArgs]
+    tolerations: list[TolerationArgs] | None = None
+    node_selector: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,89 +108,85 @@ class LlmService(pulumi.ComponentResource):
         opts = child_options(self, component_opts, provider=args.provider)
         ns = args.namespace
         app_labels = labels(LLM_NAME, "llm", **{"agent-platform.io/llm-mode": config.mode})
-        container, pod_extra, volumes = (
-            self._vllm(config) if config.mode == "vllm" else self._devllm(args.app_image)
-        )
-        claim: k8s_objects.PersistentVolumeClaim | None = None
+        parts = self._vllm(config) if config.mode == "vllm" else self._devllm(args.app_image)
+        volumes = list(parts.volumes)
         if config.mode == "vllm":
-            claim = k8s_objects.PersistentVolumeClaim(
+            claim = PersistentVolumeClaim(
                 f"{name}-model-cache",
-                metadata={"name": "llm-model-cache", "namespace": ns, "labels": app_labels},
-                spec={
+                metadata=ObjectMetaArgs(name="llm-model-cache", namespace=ns, labels=app_labels),
+                spec=PersistentVolumeClaimSpecArgs(
                     # Every replica reads the same weights; EFS-backed ReadWriteMany in EKS.
-                    "accessModes": ["ReadWriteMany"] if config.replicas > 1 else ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": f"{config.model_cache_gi}Gi"}},
-                },
+                    access_modes=["ReadWriteMany"] if config.replicas > 1 else ["ReadWriteOnce"],
+                    resources=VolumeResourceRequirementsArgs(
+                        requests={"storage": f"{config.model_cache_gi}Gi"}
+                    ),
+                ),
                 opts=opts,
             )
             volumes.append(
-                {
-                    "name": "model-cache",
-                    "persistentVolumeClaim": {"claimName": claim.metadata["name"]},
-                }
+                VolumeArgs(
+                    name="model-cache",
+                    persistent_volume_claim=PersistentVolumeClaimVolumeSourceArgs(
+                        claim_name=claim.metadata.name
+                    ),
+                )
             )
-        k8s_objects.Deployment(
+        Deployment(
             f"{name}-server",
-            metadata={"name": LLM_NAME, "namespace": ns, "labels": app_labels},
-            spec={
-                "replicas": config.replicas,
-                "selector": {"matchLabels": selector(LLM_NAME)},
-                "template": {
-                    "metadata": {"labels": app_labels},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": restricted_pod_security(LLM_UID),
-                        "topologySpreadConstraints": spread_over_zones_and_nodes(
-                            selector(LLM_NAME)
-                        ),
-                        "containers": [container],
-                        "volumes": volumes,
-                        **pod_extra,
-                    },
-                },
-            },
+            metadata=ObjectMetaArgs(name=LLM_NAME, namespace=ns, labels=app_labels),
+            spec=DeploymentSpecArgs(
+                replicas=config.replicas,
+                selector=match_labels(selector(LLM_NAME)),
+                template=PodTemplateSpecArgs(
+                    metadata=ObjectMetaArgs(labels=app_labels),
+                    spec=PodSpecArgs(
+                        automount_service_account_token=False,
+                        security_context=restricted_pod_security(LLM_UID),
+                        topology_spread_constraints=spread_over_zones_and_nodes(selector(LLM_NAME)),
+                        containers=[parts.container],
+                        volumes=volumes,
+                        tolerations=parts.tolerations,
+                        node_selector=parts.node_selector,
+                    ),
+                ),
+            ),
             opts=opts,
         )
-        service = k8s_objects.Service(
+        service = Service(
             f"{name}-service",
-            metadata={"name": LLM_NAME, "namespace": ns, "labels": app_labels},
-            spec={
-                "selector": selector(LLM_NAME),
-                "ports": [{"name": "http", "port": LLM_PORT, "targetPort": "http"}],
-            },
+            metadata=ObjectMetaArgs(name=LLM_NAME, namespace=ns, labels=app_labels),
+            spec=ServiceSpecArgs(
+                selector=selector(LLM_NAME),
+                ports=[ServicePortArgs(name="http", port=LLM_PORT, target_port="http")],
+            ),
             opts=opts,
         )
         if config.replicas > 1:
-            k8s_objects.PodDisruptionBudget(
+            PodDisruptionBudget(
                 f"{name}-pdb",
-                metadata={"name": LLM_NAME, "namespace": ns, "labels": app_labels},
-                spec={
-                    "minAvailable": config.replicas - 1,
-                    "selector": {"matchLabels": selector(LLM_NAME)},
-                },
+                metadata=ObjectMetaArgs(name=LLM_NAME, namespace=ns, labels=app_labels),
+                spec=PodDisruptionBudgetSpecArgs(
+                    min_available=config.replicas - 1, selector=match_labels(selector(LLM_NAME))
+                ),
                 opts=opts,
             )
-        k8s_objects.NetworkPolicy(
+        NetworkPolicy(
             f"{name}-netpol",
-            metadata={"name": "llm-clients-only", "namespace": ns, "labels": app_labels},
+            metadata=ObjectMetaArgs(name="llm-clients-only", namespace=ns, labels=app_labels),
             spec=agent_clients_only(LLM_NAME, LLM_PORT),
             opts=opts,
         )
         return pulumi.Output.concat(
-            "http://", service.metadata["name"], ".", ns, f".svc.cluster.local:{LLM_PORT}/v1"
+            "http://", service.metadata.name, ".", ns, f".svc.cluster.local:{LLM_PORT}/v1"
         )
 
     @staticmethod
-    def _vllm(config: LlmConfig) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    def _vllm(config: LlmConfig) -> _PodParts:
         gpus = str(config.gpus_per_replica)
-        resources = config.resources.as_kubernetes()
-        # Extended resources cannot be overcommitted: requests must equal limits.
-        resources["limits"][GPU_RESOURCE] = gpus
-        resources["requests"][GPU_RESOURCE] = gpus
-        container = {
-            "name": "vllm",
-            "image": config.vllm_image,
-            "args": [
+        container = ContainerArgs(
+            name="vllm",
+            image=config.vllm_image,
+            args=[
                 "--model",
                 config.model,
                 "--port",
@@ -165,61 +196,61 @@ class LlmService(pulumi.ComponentResource):
                 "--download-dir",
                 "/models",
             ],
-            "env": [
-                {"name": "HF_HOME", "value": "/models/hf"},
-                {"name": "HOME", "value": "/tmp"},
-                {"name": "XDG_CACHE_HOME", "value": "/tmp/cache"},
-                {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+            env=[
+                EnvVarArgs(name="HF_HOME", value="/models/hf"),
+                EnvVarArgs(name="HOME", value="/tmp"),
+                EnvVarArgs(name="XDG_CACHE_HOME", value="/tmp/cache"),
+                EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
             ],
-            "ports": [{"name": "http", "containerPort": LLM_PORT}],
-            "resources": resources,
-            "securityContext": restricted_container_security(),
+            ports=[ContainerPortArgs(name="http", container_port=LLM_PORT)],
+            resources=config.resources.as_kubernetes(extended={GPU_RESOURCE: gpus}),
+            security_context=restricted_container_security(),
             # Loading weights takes minutes: the startup probe holds off the others.
-            "startupProbe": {
-                "httpGet": {"path": "/health", "port": "http"},
-                "periodSeconds": 10,
-                "failureThreshold": 90,
-            },
-            "livenessProbe": {
-                "httpGet": {"path": "/health", "port": "http"},
-                "periodSeconds": 15,
-                "failureThreshold": 4,
-            },
-            "readinessProbe": {
-                "httpGet": {"path": "/v1/models", "port": "http"},
-                "periodSeconds": 10,
-            },
-            "volumeMounts": [
-                {"name": "model-cache", "mountPath": "/models"},
-                {"name": "shm", "mountPath": "/dev/shm"},
-                {"name": "tmp", "mountPath": "/tmp"},
+            startup_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/health", port="http"),
+                period_seconds=10,
+                failure_threshold=90,
+            ),
+            liveness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/health", port="http"),
+                period_seconds=15,
+                failure_threshold=4,
+            ),
+            readiness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/v1/models", port="http"), period_seconds=10
+            ),
+            volume_mounts=[
+                VolumeMountArgs(name="model-cache", mount_path="/models"),
+                VolumeMountArgs(name="shm", mount_path="/dev/shm"),
+                VolumeMountArgs(name="tmp", mount_path="/tmp"),
             ],
-        }
-        pod = {"tolerations": gpu_tolerations(), "nodeSelector": gpu_node_selector()}
-        volumes: list[dict[str, Any]] = [
+        )
+        volumes = [
             # NCCL and PyTorch workers share tensors through /dev/shm.
-            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
-            {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}},
+            VolumeArgs(
+                name="shm", empty_dir=EmptyDirVolumeSourceArgs(medium="Memory", size_limit="8Gi")
+            ),
+            VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="4Gi")),
         ]
-        return container, pod, volumes
+        return _PodParts(container, volumes, gpu_tolerations(), gpu_node_selector())
 
     @staticmethod
-    def _devllm(
-        image: pulumi.Input[str] | None,
-    ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-        container = {
-            "name": "devllm",
-            "image": image,
-            "command": ["agent-app", "devllm"],
-            "env": [{"name": "AGENT_DEVLLM_PORT", "value": str(LLM_PORT)}],
-            "ports": [{"name": "http", "containerPort": LLM_PORT}],
-            "resources": DEVLLM_RESOURCES,
-            "securityContext": restricted_container_security(),
-            "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 15},
-            "readinessProbe": {
-                "httpGet": {"path": "/v1/models", "port": "http"},
-                "periodSeconds": 5,
-            },
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        }
-        return container, {}, [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    def _devllm(image: pulumi.Input[str] | None) -> _PodParts:
+        container = ContainerArgs(
+            name="devllm",
+            image=image,
+            command=["agent-app", "devllm"],
+            env=[EnvVarArgs(name="AGENT_DEVLLM_PORT", value=str(LLM_PORT))],
+            ports=[ContainerPortArgs(name="http", container_port=LLM_PORT)],
+            resources=DEVLLM_RESOURCES,
+            security_context=restricted_container_security(),
+            liveness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/health", port="http"), period_seconds=15
+            ),
+            readiness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/v1/models", port="http"), period_seconds=5
+            ),
+            volume_mounts=[VolumeMountArgs(name="tmp", mount_path="/tmp")],
+        )
+        volumes = [VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="64Mi"))]
+        return _PodParts(container, volumes)

@@ -8,11 +8,40 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.apps.v1 import Deployment, DeploymentSpecArgs, DeploymentStrategyArgs
+from pulumi_kubernetes.core.v1 import (
+    ConfigMap,
+    ConfigMapVolumeSourceArgs,
+    ContainerArgs,
+    ContainerPortArgs,
+    HTTPGetActionArgs,
+    PersistentVolumeClaim,
+    PersistentVolumeClaimSpecArgs,
+    PersistentVolumeClaimVolumeSourceArgs,
+    PodSpecArgs,
+    PodTemplateSpecArgs,
+    ProbeArgs,
+    Service,
+    ServiceAccount,
+    ServicePortArgs,
+    ServiceSpecArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+    VolumeResourceRequirementsArgs,
+)
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pulumi_kubernetes.rbac.v1 import (
+    ClusterRole,
+    ClusterRoleBinding,
+    PolicyRuleArgs,
+    RoleRefArgs,
+    SubjectArgs,
+)
 
-from components import k8s_objects
 from components.kube import (
     child_options,
     labels,
+    match_labels,
     restricted_container_security,
     restricted_pod_security,
     selector,
@@ -52,139 +81,143 @@ class Monitoring(pulumi.ComponentResource):
         )
         self.alert_rules = to_yaml(alert_rules(args.thresholds))
 
-        account = k8s_objects.ServiceAccount(
+        account = ServiceAccount(
             f"{name}-sa",
-            metadata={"name": app, "namespace": ns, "labels": app_labels},
+            metadata=ObjectMetaArgs(name=app, namespace=ns, labels=app_labels),
             opts=opts_k8s,
         )
-        role = k8s_objects.ClusterRole(
+        read = ["get", "list", "watch"]
+        role = ClusterRole(
             f"{name}-discovery",
-            metadata={"name": f"{ns}-prometheus-discovery", "labels": app_labels},
+            metadata=ObjectMetaArgs(name=f"{ns}-prometheus-discovery", labels=app_labels),
             rules=[
-                {
-                    "apiGroups": [""],
-                    "resources": ["pods", "services", "endpoints", "nodes"],
-                    "verbs": ["get", "list", "watch"],
-                },
-                {
-                    "apiGroups": ["discovery.k8s.io"],
-                    "resources": ["endpointslices"],
-                    "verbs": ["get", "list", "watch"],
-                },
-                {"nonResourceURLs": ["/metrics"], "verbs": ["get"]},
+                PolicyRuleArgs(
+                    api_groups=[""],
+                    resources=["pods", "services", "endpoints", "nodes"],
+                    verbs=read,
+                ),
+                PolicyRuleArgs(
+                    api_groups=["discovery.k8s.io"], resources=["endpointslices"], verbs=read
+                ),
+                PolicyRuleArgs(non_resource_urls=["/metrics"], verbs=["get"]),
             ],
             opts=opts_k8s,
         )
-        k8s_objects.ClusterRoleBinding(
+        ClusterRoleBinding(
             f"{name}-discovery",
-            metadata={"name": f"{ns}-prometheus-discovery", "labels": app_labels},
-            roleRef={
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": role.metadata["name"],
-            },
-            subjects=[
-                {"kind": "ServiceAccount", "name": account.metadata["name"], "namespace": ns}
-            ],
+            metadata=ObjectMetaArgs(name=f"{ns}-prometheus-discovery", labels=app_labels),
+            role_ref=RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role.metadata.name
+            ),
+            subjects=[SubjectArgs(kind="ServiceAccount", name=account.metadata.name, namespace=ns)],
             opts=opts_k8s,
         )
-        config_map = k8s_objects.ConfigMap(
+        config_map = ConfigMap(
             f"{name}-config",
-            metadata={"name": "prometheus-config", "namespace": ns, "labels": app_labels},
+            metadata=ObjectMetaArgs(name="prometheus-config", namespace=ns, labels=app_labels),
             data={"prometheus.yml": self.prometheus_config},
             opts=opts_k8s,
         )
-        rules_map = k8s_objects.ConfigMap(
+        rules_map = ConfigMap(
             f"{name}-rules",
-            metadata={"name": "prometheus-rules", "namespace": ns, "labels": app_labels},
+            metadata=ObjectMetaArgs(name="prometheus-rules", namespace=ns, labels=app_labels),
             data={"agent-platform.yml": self.alert_rules},
             opts=opts_k8s,
         )
-        storage = k8s_objects.PersistentVolumeClaim(
+        storage = PersistentVolumeClaim(
             f"{name}-data",
-            metadata={"name": "prometheus-data", "namespace": ns, "labels": app_labels},
-            spec={
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": f"{args.config.storage_gi}Gi"}},
-            },
+            metadata=ObjectMetaArgs(name="prometheus-data", namespace=ns, labels=app_labels),
+            spec=PersistentVolumeClaimSpecArgs(
+                access_modes=["ReadWriteOnce"],
+                resources=VolumeResourceRequirementsArgs(
+                    requests={"storage": f"{args.config.storage_gi}Gi"}
+                ),
+            ),
             opts=opts_k8s,
         )
         digest = hashlib.sha256((self.prometheus_config + self.alert_rules).encode()).hexdigest()[
             :16
         ]
-        k8s_objects.Deployment(
+        container = ContainerArgs(
+            name="prometheus",
+            image=args.config.prometheus_image,
+            args=[
+                "--config.file=/etc/prometheus/prometheus.yml",
+                "--storage.tsdb.path=/prometheus",
+                f"--storage.tsdb.retention.time={args.config.retention}",
+                "--web.enable-lifecycle",
+            ],
+            ports=[ContainerPortArgs(name="http", container_port=PROMETHEUS_PORT)],
+            resources=args.config.resources.as_kubernetes(),
+            security_context=restricted_container_security(),
+            liveness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/-/healthy", port="http"),
+                initial_delay_seconds=30,
+                period_seconds=15,
+            ),
+            readiness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/-/ready", port="http"),
+                initial_delay_seconds=5,
+                period_seconds=5,
+            ),
+            volume_mounts=[
+                VolumeMountArgs(
+                    name="config",
+                    mount_path="/etc/prometheus/prometheus.yml",
+                    sub_path="prometheus.yml",
+                ),
+                VolumeMountArgs(name="rules", mount_path="/etc/prometheus/rules"),
+                VolumeMountArgs(name="data", mount_path="/prometheus"),
+            ],
+        )
+        Deployment(
             f"{name}-prometheus",
-            metadata={"name": app, "namespace": ns, "labels": app_labels},
-            spec={
-                "replicas": 1,
+            metadata=ObjectMetaArgs(name=app, namespace=ns, labels=app_labels),
+            spec=DeploymentSpecArgs(
+                replicas=1,
                 # One writer to the volume at a time.
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": selector(app)},
-                "template": {
-                    "metadata": {
-                        "labels": app_labels,
-                        "annotations": {"agent-platform.io/config-digest": digest},
-                    },
-                    "spec": {
-                        "serviceAccountName": account.metadata["name"],
-                        "securityContext": restricted_pod_security(PROMETHEUS_UID),
-                        "containers": [
-                            {
-                                "name": "prometheus",
-                                "image": args.config.prometheus_image,
-                                "args": [
-                                    "--config.file=/etc/prometheus/prometheus.yml",
-                                    "--storage.tsdb.path=/prometheus",
-                                    f"--storage.tsdb.retention.time={args.config.retention}",
-                                    "--web.enable-lifecycle",
-                                ],
-                                "ports": [{"name": "http", "containerPort": PROMETHEUS_PORT}],
-                                "resources": args.config.resources.as_kubernetes(),
-                                "securityContext": restricted_container_security(),
-                                "livenessProbe": {
-                                    "httpGet": {"path": "/-/healthy", "port": "http"},
-                                    "initialDelaySeconds": 30,
-                                    "periodSeconds": 15,
-                                },
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/-/ready", "port": "http"},
-                                    "initialDelaySeconds": 5,
-                                    "periodSeconds": 5,
-                                },
-                                "volumeMounts": [
-                                    {
-                                        "name": "config",
-                                        "mountPath": "/etc/prometheus/prometheus.yml",
-                                        "subPath": "prometheus.yml",
-                                    },
-                                    {"name": "rules", "mountPath": "/etc/prometheus/rules"},
-                                    {"name": "data", "mountPath": "/prometheus"},
-                                ],
-                            }
+                strategy=DeploymentStrategyArgs(type="Recreate"),
+                selector=match_labels(selector(app)),
+                template=PodTemplateSpecArgs(
+                    metadata=ObjectMetaArgs(
+                        labels=app_labels,
+                        annotations={"agent-platform.io/config-digest": digest},
+                    ),
+                    spec=PodSpecArgs(
+                        service_account_name=account.metadata.name,
+                        security_context=restricted_pod_security(PROMETHEUS_UID),
+                        containers=[container],
+                        volumes=[
+                            VolumeArgs(
+                                name="config",
+                                config_map=ConfigMapVolumeSourceArgs(name=config_map.metadata.name),
+                            ),
+                            VolumeArgs(
+                                name="rules",
+                                config_map=ConfigMapVolumeSourceArgs(name=rules_map.metadata.name),
+                            ),
+                            VolumeArgs(
+                                name="data",
+                                persistent_volume_claim=PersistentVolumeClaimVolumeSourceArgs(
+                                    claim_name=storage.metadata.name
+                                ),
+                            ),
                         ],
-                        "volumes": [
-                            {"name": "config", "configMap": {"name": config_map.metadata["name"]}},
-                            {"name": "rules", "configMap": {"name": rules_map.metadata["name"]}},
-                            {
-                                "name": "data",
-                                "persistentVolumeClaim": {"claimName": storage.metadata["name"]},
-                            },
-                        ],
-                    },
-                },
-            },
+                    ),
+                ),
+            ),
             opts=opts_k8s,
         )
-        service = k8s_objects.Service(
+        service = Service(
             f"{name}-service",
-            metadata={"name": app, "namespace": ns, "labels": app_labels},
-            spec={
-                "selector": selector(app),
-                "ports": [{"name": "http", "port": PROMETHEUS_PORT, "targetPort": "http"}],
-            },
+            metadata=ObjectMetaArgs(name=app, namespace=ns, labels=app_labels),
+            spec=ServiceSpecArgs(
+                selector=selector(app),
+                ports=[ServicePortArgs(name="http", port=PROMETHEUS_PORT, target_port="http")],
+            ),
             opts=opts_k8s,
         )
         self.prometheus_url = pulumi.Output.concat(
-            "http://", service.metadata["name"], ".", ns, f".svc.cluster.local:{PROMETHEUS_PORT}"
+            "http://", service.metadata.name, ".", ns, f".svc.cluster.local:{PROMETHEUS_PORT}"
         )
         self.register_outputs({"prometheusUrl": self.prometheus_url})

@@ -8,8 +8,10 @@ from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.core.v1 import Namespace
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+from pulumi_kubernetes.networking.v1 import NetworkPolicy, NetworkPolicySpecArgs
 
-from components import k8s_objects
 from components.kube import child_options, labels
 
 
@@ -28,23 +30,23 @@ class PlatformNamespace(pulumi.ComponentResource):
     ) -> None:
         super().__init__("agent-platform:namespace:PlatformNamespace", name, None, opts)
         k8s_opts = child_options(self, opts, provider=args.provider)
-        namespace = k8s_objects.Namespace(
+        namespace = Namespace(
             f"{name}-ns",
-            metadata={
-                "name": args.name,
-                "labels": {
+            metadata=ObjectMetaArgs(
+                name=args.name,
+                labels={
                     **labels(args.name, "namespace"),
                     "pod-security.kubernetes.io/enforce": args.pod_security,
                     "pod-security.kubernetes.io/warn": args.pod_security,
                 },
-            },
+            ),
             opts=k8s_opts,
         )
-        k8s_objects.NetworkPolicy(
+        NetworkPolicy(
             f"{name}-default-deny",
-            metadata={"name": "default-deny-ingress", "namespace": namespace.metadata["name"]},
-            spec={"podSelector": {}, "policyTypes": ["Ingress"]},
+            metadata=ObjectMetaArgs(name="default-deny-ingress", namespace=namespace.metadata.name),
+            spec=NetworkPolicySpecArgs(pod_selector=LabelSelectorArgs(), policy_types=["Ingress"]),
             opts=k8s_opts,
         )
-        self.name = namespace.metadata.apply(lambda m: m.get("name") or args.name)
+        self.name = namespace.metadata.apply(lambda m: m.name or args.name)
         self.register_outputs({"name": self.name})

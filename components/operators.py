@@ -8,9 +8,14 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+from pulumi_kubernetes.networking.v1 import (
+    NetworkPolicy,
+    NetworkPolicyIngressRuleArgs,
+    NetworkPolicySpecArgs,
+)
 
-from components import k8s_objects
-from components.kube import child_options
+from components.kube import child_options, tcp_ports
 from stacks.config import OperatorsConfig
 
 # What reaches each operator's pods: the API server calls webhooks and the metrics API
@@ -81,16 +86,14 @@ class ClusterOperators(pulumi.ComponentResource):
                 values=values,
                 opts=child_options(self, opts, provider=args.provider),
             )
-            k8s_objects.NetworkPolicy(
+            NetworkPolicy(
                 f"{name}-{chart}-ingress",
-                metadata={"name": "operator-ingress", "namespace": namespace},
-                spec={
-                    "podSelector": {},
-                    "policyTypes": ["Ingress"],
-                    "ingress": [
-                        {"ports": [{"protocol": "TCP", "port": port} for port in OPEN_PORTS[key]]}
-                    ],
-                },
+                metadata=ObjectMetaArgs(name="operator-ingress", namespace=namespace),
+                spec=NetworkPolicySpecArgs(
+                    pod_selector=LabelSelectorArgs(),
+                    policy_types=["Ingress"],
+                    ingress=[NetworkPolicyIngressRuleArgs(ports=tcp_ports(*OPEN_PORTS[key]))],
+                ),
                 # Helm creates the namespace.
                 opts=child_options(
                     self, opts, provider=args.provider, depends_on=[self.releases[key]]

@@ -7,12 +7,42 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.apps.v1 import StatefulSet, StatefulSetSpecArgs
+from pulumi_kubernetes.core.v1 import (
+    ConfigMap,
+    ConfigMapVolumeSourceArgs,
+    ContainerArgs,
+    ContainerPortArgs,
+    EmptyDirVolumeSourceArgs,
+    EnvVarArgs,
+    EnvVarSourceArgs,
+    ExecActionArgs,
+    KeyToPathArgs,
+    PersistentVolumeClaimArgs,
+    PersistentVolumeClaimSpecArgs,
+    PodSpecArgs,
+    PodTemplateSpecArgs,
+    ProbeArgs,
+    Secret,
+    SecretKeySelectorArgs,
+    SecretVolumeSourceArgs,
+    Service,
+    ServicePortArgs,
+    ServiceSpecArgs,
+    TCPSocketActionArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+    VolumeResourceRequirementsArgs,
+)
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pulumi_kubernetes.networking.v1 import NetworkPolicy
+from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
-from components import k8s_objects
 from components.kube import (
     agent_clients_only,
     child_options,
     labels,
+    match_labels,
     restricted_container_security,
     restricted_pod_security,
     secret,
@@ -104,142 +134,139 @@ class Redis(pulumi.ComponentResource):
         opts = child_options(self, component_opts, provider=args.provider)
         app = "redis"
         pod_labels = labels(app, "queue")
-        auth = k8s_objects.Secret(
+        auth = Secret(
             f"{name}-auth",
-            metadata={"name": "redis-auth", "namespace": args.namespace, "labels": pod_labels},
-            stringData={
+            metadata=ObjectMetaArgs(name="redis-auth", namespace=args.namespace, labels=pod_labels),
+            string_data={
                 "auth.conf": secret(args.password.apply(lambda p: f"requirepass {p}\n")),
                 # redis-cli reads REDISCLI_AUTH, so the probes authenticate without argv.
                 "password": secret(args.password),
             },
             opts=child_options(self, component_opts, provider=args.secrets_provider),
         )
-        conf = k8s_objects.ConfigMap(
+        conf = ConfigMap(
             f"{name}-config",
-            metadata={"name": "redis-config", "namespace": args.namespace, "labels": pod_labels},
+            metadata=ObjectMetaArgs(
+                name="redis-config", namespace=args.namespace, labels=pod_labels
+            ),
             data={"redis.conf": _REDIS_CONF},
             opts=opts,
         )
-        service = k8s_objects.Service(
+        service = Service(
             f"{name}-service",
-            metadata={"name": app, "namespace": args.namespace, "labels": pod_labels},
-            spec={
-                "selector": selector(app),
-                "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis"}],
-            },
+            metadata=ObjectMetaArgs(name=app, namespace=args.namespace, labels=pod_labels),
+            spec=ServiceSpecArgs(
+                selector=selector(app),
+                ports=[ServicePortArgs(name="redis", port=REDIS_PORT, target_port="redis")],
+            ),
             opts=opts,
         )
         probe_command = ["sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"]
-        k8s_objects.StatefulSet(
+        container = ContainerArgs(
+            name="redis",
+            image=args.config.image,
+            args=["/etc/redis/redis.conf"],
+            ports=[ContainerPortArgs(name="redis", container_port=REDIS_PORT)],
+            env=[
+                EnvVarArgs(
+                    name="REDISCLI_AUTH",
+                    value_from=EnvVarSourceArgs(
+                        secret_key_ref=SecretKeySelectorArgs(name="redis-auth", key="password")
+                    ),
+                )
+            ],
+            resources=args.config.resources.as_kubernetes(),
+            security_context=restricted_container_security(),
+            # Alive while it accepts connections; ready once it answers.
+            liveness_probe=ProbeArgs(
+                tcp_socket=TCPSocketActionArgs(port="redis"),
+                initial_delay_seconds=15,
+                period_seconds=20,
+                failure_threshold=5,
+            ),
+            readiness_probe=ProbeArgs(
+                exec_=ExecActionArgs(command=probe_command),
+                initial_delay_seconds=5,
+                period_seconds=5,
+                failure_threshold=2,
+            ),
+            volume_mounts=[
+                VolumeMountArgs(name="data", mount_path="/data"),
+                VolumeMountArgs(
+                    name="config", mount_path="/etc/redis/redis.conf", sub_path="redis.conf"
+                ),
+                VolumeMountArgs(name="auth", mount_path="/etc/redis/auth", read_only=True),
+                VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            ],
+        )
+        StatefulSet(
             f"{name}-statefulset",
-            metadata={"name": app, "namespace": args.namespace, "labels": pod_labels},
-            spec={
-                "serviceName": app,
-                "replicas": 1,
-                "selector": {"matchLabels": selector(app)},
-                "template": {
-                    "metadata": {
-                        "labels": pod_labels,
+            metadata=ObjectMetaArgs(name=app, namespace=args.namespace, labels=pod_labels),
+            spec=StatefulSetSpecArgs(
+                service_name=app,
+                replicas=1,
+                selector=match_labels(selector(app)),
+                template=PodTemplateSpecArgs(
+                    metadata=ObjectMetaArgs(
+                        labels=pod_labels,
                         # Roll the pod when the config changes.
-                        "annotations": {"agent-platform.io/config-version": "1"},
-                    },
-                    "spec": {
-                        "securityContext": restricted_pod_security(REDIS_UID),
-                        "automountServiceAccountToken": False,
-                        "terminationGracePeriodSeconds": 30,
-                        "containers": [
-                            {
-                                "name": "redis",
-                                "image": args.config.image,
-                                "args": ["/etc/redis/redis.conf"],
-                                "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
-                                "env": [
-                                    {
-                                        "name": "REDISCLI_AUTH",
-                                        "valueFrom": {
-                                            "secretKeyRef": {
-                                                "name": "redis-auth",
-                                                "key": "password",
-                                            }
-                                        },
-                                    }
-                                ],
-                                "resources": args.config.resources.as_kubernetes(),
-                                "securityContext": restricted_container_security(),
-                                # Alive while it accepts connections; ready once it answers.
-                                "livenessProbe": {
-                                    "tcpSocket": {"port": "redis"},
-                                    "initialDelaySeconds": 15,
-                                    "periodSeconds": 20,
-                                    "failureThreshold": 5,
-                                },
-                                "readinessProbe": {
-                                    "exec": {"command": probe_command},
-                                    "initialDelaySeconds": 5,
-                                    "periodSeconds": 5,
-                                    "failureThreshold": 2,
-                                },
-                                "volumeMounts": [
-                                    {"name": "data", "mountPath": "/data"},
-                                    {
-                                        "name": "config",
-                                        "mountPath": "/etc/redis/redis.conf",
-                                        "subPath": "redis.conf",
-                                    },
-                                    {
-                                        "name": "auth",
-                                        "mountPath": "/etc/redis/auth",
-                                        "readOnly": True,
-                                    },
-                                    {"name": "tmp", "mountPath": "/tmp"},
-                                ],
-                            }
+                        annotations={"agent-platform.io/config-version": "1"},
+                    ),
+                    spec=PodSpecArgs(
+                        security_context=restricted_pod_security(REDIS_UID),
+                        automount_service_account_token=False,
+                        termination_grace_period_seconds=30,
+                        containers=[container],
+                        volumes=[
+                            VolumeArgs(
+                                name="config",
+                                config_map=ConfigMapVolumeSourceArgs(name=conf.metadata.name),
+                            ),
+                            VolumeArgs(
+                                name="auth",
+                                secret=SecretVolumeSourceArgs(
+                                    secret_name=auth.metadata.name,
+                                    items=[KeyToPathArgs(key="auth.conf", path="auth.conf")],
+                                ),
+                            ),
+                            VolumeArgs(
+                                name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="64Mi")
+                            ),
                         ],
-                        "volumes": [
-                            {"name": "config", "configMap": {"name": conf.metadata["name"]}},
-                            {
-                                "name": "auth",
-                                "secret": {
-                                    "secretName": auth.metadata["name"],
-                                    "items": [{"key": "auth.conf", "path": "auth.conf"}],
-                                },
-                            },
-                            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-                        ],
-                    },
-                },
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "data", "labels": pod_labels},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": f"{args.config.storage_gi}Gi"}},
-                        },
-                    }
+                    ),
+                ),
+                volume_claim_templates=[
+                    PersistentVolumeClaimArgs(
+                        metadata=ObjectMetaArgs(name="data", labels=pod_labels),
+                        spec=PersistentVolumeClaimSpecArgs(
+                            access_modes=["ReadWriteOnce"],
+                            resources=VolumeResourceRequirementsArgs(
+                                requests={"storage": f"{args.config.storage_gi}Gi"}
+                            ),
+                        ),
+                    )
                 ],
-            },
+            ),
             opts=opts,
         )
         # A single Redis is not replicated: the PDB makes a node drain wait for an
         # operator instead of silently taking the queue away.
-        k8s_objects.PodDisruptionBudget(
+        PodDisruptionBudget(
             f"{name}-pdb",
-            metadata={"name": app, "namespace": args.namespace, "labels": pod_labels},
-            spec={"minAvailable": 1, "selector": {"matchLabels": selector(app)}},
+            metadata=ObjectMetaArgs(name=app, namespace=args.namespace, labels=pod_labels),
+            spec=PodDisruptionBudgetSpecArgs(min_available=1, selector=match_labels(selector(app))),
             opts=opts,
         )
-        k8s_objects.NetworkPolicy(
+        NetworkPolicy(
             f"{name}-netpol",
-            metadata={
-                "name": "redis-clients-only",
-                "namespace": args.namespace,
-                "labels": pod_labels,
-            },
+            metadata=ObjectMetaArgs(
+                name="redis-clients-only", namespace=args.namespace, labels=pod_labels
+            ),
             spec=agent_clients_only(app, REDIS_PORT),
             opts=opts,
         )
         return pulumi.Output.concat(
-            service.metadata["name"], ".", args.namespace, ".svc.cluster.local"
+            service.metadata.name, ".", args.namespace, ".svc.cluster.local"
         )
 
     def _elasticache(

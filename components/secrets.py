@@ -11,8 +11,9 @@ from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.core.v1 import Secret, ServiceAccount
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from components import k8s_objects
 from components.kube import child_options, labels, secret
 
 SECRET_NAME = "agent-secrets"  # noqa: S105 - a name, not a value
@@ -52,18 +53,18 @@ class PlatformSecrets(pulumi.ComponentResource):
         super().__init__("agent-platform:secrets:PlatformSecrets", name, None, opts)
         self.secret_arns = {}
         if args.source == "pulumi":
-            app_secret = k8s_objects.Secret(
+            app_secret = Secret(
                 f"{name}-app",
-                metadata={
-                    "name": SECRET_NAME,
-                    "namespace": args.namespace,
-                    "labels": labels(SECRET_NAME, "secrets"),
-                },
+                metadata=ObjectMetaArgs(
+                    name=SECRET_NAME,
+                    namespace=args.namespace,
+                    labels=labels(SECRET_NAME, "secrets"),
+                ),
                 type="Opaque",
-                stringData={key: secret(v) for key, v in args.values.items()},
+                string_data={key: secret(v) for key, v in args.values.items()},
                 opts=child_options(self, opts, provider=args.provider),
             )
-            self.secret_name = app_secret.metadata.apply(lambda m: m.get("name") or SECRET_NAME)
+            self.secret_name = app_secret.metadata.apply(lambda m: m.name or SECRET_NAME)
         else:
             self.secret_name = self._synced_from_secrets_manager(name, args, opts)
         self.register_outputs({"secretName": self.secret_name})
@@ -136,15 +137,15 @@ class PlatformSecrets(pulumi.ComponentResource):
         )
 
         k8s_opts = child_options(self, opts, provider=args.provider)
-        k8s_objects.ServiceAccount(
+        ServiceAccount(
             f"{name}-reader",
-            metadata={
-                "name": store_account,
-                "namespace": args.namespace,
-                "labels": labels(store_account, "secrets"),
-                "annotations": {"eks.amazonaws.com/role-arn": reader.role_arn},
-            },
-            automountServiceAccountToken=False,
+            metadata=ObjectMetaArgs(
+                name=store_account,
+                namespace=args.namespace,
+                labels=labels(store_account, "secrets"),
+                annotations={"eks.amazonaws.com/role-arn": reader.role_arn},
+            ),
+            automount_service_account_token=False,
             opts=k8s_opts,
         )
         store = k8s.apiextensions.CustomResource(

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
+from pulumi_kubernetes.core.v1 import ResourceRequirementsArgs
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -91,19 +92,23 @@ class Resources(_Model):
             )
         return self
 
-    def as_kubernetes(self) -> dict[str, dict[str, str]]:
-        return {
-            "requests": {
+    def as_kubernetes(self, extended: Mapping[str, str] | None = None) -> ResourceRequirementsArgs:
+        """The container's requirements; `extended` resources (GPUs) cannot be
+        overcommitted, so each is both requested and limited."""
+        return ResourceRequirementsArgs(
+            requests={
                 "cpu": self.cpu_request,
                 "memory": self.memory_request,
                 "ephemeral-storage": "64Mi",
+                **(extended or {}),
             },
-            "limits": {
+            limits={
                 "cpu": self.cpu_limit,
                 "memory": self.memory_limit,
                 "ephemeral-storage": self.ephemeral_storage_limit,
+                **(extended or {}),
             },
-        }
+        )
 
 
 class Scaling(_Model):
