@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= local
 
-.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost bench lock lock-upgrade
+.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost bench lock lock-upgrade cluster-up cluster-down
 
 help:
 	@echo "make up       set up everything, then pulumi up on the local stack (renders to build/manifests/local)"
@@ -40,6 +40,7 @@ tools: bootstrap
 	scripts/promtool --version >/dev/null
 	scripts/actionlint -version >/dev/null
 	scripts/pulumi-engine ensure
+	scripts/local-cluster build
 
 test: lint tools
 	$(VENV)/bin/pytest
@@ -51,6 +52,13 @@ test-unit: bootstrap
 up: bootstrap
 	scripts/pulumi-engine ensure
 	scripts/pulumi-local up
+
+# The local Kubernetes control plane (scripts/local-cluster): start it, stop it (data kept).
+cluster-up:
+	scripts/local-cluster up
+
+cluster-down:
+	scripts/local-cluster down
 
 preview: bootstrap
 	scripts/pulumi-local preview

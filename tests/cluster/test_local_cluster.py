@@ -1,0 +1,167 @@
+"""scripts/local-cluster: a real control plane (etcd, kube-apiserver, controller manager,
+scheduler) with KWOK's simulated nodes, on 127.0.0.1, in a state directory of its own.
+
+Each test module that needs a cluster starts one under a temporary AGENT_PLATFORM_STATE
+with its own ports, so the user's cluster (and stack) is never touched. In CI missing
+binaries fail (`make tools` builds them first); elsewhere these tests skip until then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "local-cluster"
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
+
+
+@dataclass
+class Cluster:
+    state: Path
+
+    def run(self, *args: str, check: bool = True, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [str(SCRIPT), *args],
+            env={**os.environ, "AGENT_PLATFORM_STATE": str(self.state)},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"local-cluster {' '.join(args)}: {result.stdout}\n{result.stderr}")
+        return result.stdout + result.stderr
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return self.run("kubectl", *args, stdin=stdin)
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def pids(self) -> dict[str, str]:
+        run = self.state / "cluster" / "run"
+        return {p.stem: p.read_text().strip() for p in run.glob("*.pid")}
+
+
+def _built() -> bool:
+    result = subprocess.run(
+        [str(SCRIPT), "build"],
+        env={**os.environ, "AGENT_PLATFORM_NO_BUILD": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    return result.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if not _built():
+        if os.environ.get("CI"):
+            pytest.fail("the local cluster's binaries are not built: `make tools` builds them")
+        pytest.skip("the local cluster is not built yet: run `make tools`")
+    started = Cluster(tmp_path_factory.mktemp("cluster-state"))
+    started.run("up")
+    yield started
+    started.run("delete")
+
+
+NODE = """
+apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  annotations: {{kwok.x-k8s.io/node: fake}}
+  labels: {{topology.kubernetes.io/zone: zone-a, kubernetes.io/hostname: {name}}}
+status:
+  allocatable: {{cpu: "4", memory: 16Gi, pods: "110", ephemeral-storage: 100Gi}}
+  capacity: {{cpu: "4", memory: 16Gi, pods: "110", ephemeral-storage: 100Gi}}
+"""
+
+
+def _wait(what: str, predicate: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {seconds}s")
+        time.sleep(1)
+
+
+def test_the_api_server_is_ready_with_rbac_and_listens_on_loopback_only(
+    cluster: Cluster,
+) -> None:
+    assert "ok" in cluster.kubectl("get", "--raw", "/readyz")
+    ports = dict(
+        line.split("=") for line in (cluster.state / "cluster" / "ports").read_text().split()
+    )
+    kubeconfig = (cluster.state / "cluster" / "kubeconfig").read_text()
+    assert f"server: https://127.0.0.1:{ports['API_PORT']}" in kubeconfig
+    # RBAC is on: a service account has no rights until a binding grants them.
+    denied = cluster.run(
+        "kubectl",
+        "auth",
+        "can-i",
+        "list",
+        "secrets",
+        "--as",
+        "system:serviceaccount:default:default",
+        check=False,
+    )
+    assert denied.strip().startswith("no")
+    listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True)
+    local_addresses = [line.split()[3] for line in listening.stdout.splitlines() if line.strip()]
+    for port in ports.values():
+        bound = [address for address in local_addresses if address.endswith(f":{port}")]
+        assert bound, f"nothing listens on port {port}"
+        assert all(address.startswith("127.0.0.1:") for address in bound), bound
+
+
+def test_a_simulated_node_becomes_ready_and_the_scheduler_places_pods(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=NODE.format(name="kwok-a"))
+
+    def ready() -> bool:
+        conditions = cluster.get("node", "kwok-a")["status"].get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    _wait("the KWOK node is Ready", ready)
+    cluster.kubectl("create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=2")
+
+    def available() -> bool:
+        status = cluster.get("deployment", "web")["status"]
+        return bool(status.get("availableReplicas") == 2)
+
+    _wait("the Deployment is available (controllers and scheduler at work)", available)
+    pods = cluster.get("pods", "-l", "app=web")["items"]
+    assert {p["spec"]["nodeName"] for p in pods} == {"kwok-a"}
+    assert {p["status"]["phase"] for p in pods} == {"Running"}
+
+
+def test_a_second_up_restarts_nothing_and_data_survives_down_and_up(cluster: Cluster) -> None:
+    cluster.kubectl("create", "configmap", "kept", "--from-literal=answer=42")
+    before = cluster.pids()
+    assert set(before) == {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+    }
+    cluster.run("up")
+    assert cluster.pids() == before
+    cluster.run("down")
+    assert "stopped" in cluster.run("status")
+    assert cluster.pids() == {}
+    cluster.run("up")
+    assert cluster.get("configmap", "kept")["data"] == {"answer": "42"}
