@@ -165,3 +165,33 @@ def test_a_second_up_restarts_nothing_and_data_survives_down_and_up(cluster: Clu
     assert cluster.pids() == {}
     cluster.run("up")
     assert cluster.get("configmap", "kept")["data"] == {"answer": "42"}
+
+
+SCALED_OBJECT = """
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: worker}}
+spec:
+  scaleTargetRef: {{name: worker}}
+  minReplicaCount: {min_count}
+  triggers:
+  - type: redis-streams
+    metadata: {{stream: agent:tasks, consumerGroup: agent-workers, lagCount: "10"}}
+"""
+
+
+def test_the_operators_crds_come_from_their_modules_and_validate(cluster: Cluster) -> None:
+    names = {crd["metadata"]["name"] for crd in cluster.get("crd")["items"]}
+    assert {
+        "scaledobjects.keda.sh",
+        "externalsecrets.external-secrets.io",
+        "httproutes.gateway.networking.k8s.io",
+    } <= names
+    # KEDA's schema is enforced: a string where it declares an integer is refused.
+    refused = cluster.run(
+        "kubectl", "apply", "-f", "-", stdin=SCALED_OBJECT.format(min_count='"none"'), check=False
+    )
+    assert "minReplicaCount" in refused
+    assert "Invalid value" in refused or "must be of type integer" in refused
+    cluster.kubectl("apply", "-f", "-", stdin=SCALED_OBJECT.format(min_count=0))
+    assert cluster.get("scaledobject", "worker")["spec"]["minReplicaCount"] == 0
