@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.stats import Series, timed
+from costing.view import ResourceView
 from policies.catalog import RULES
 from policies.harness import evaluate
 from policies.pack_config import ConfiguredRule, configure, load_raw
-from policies.view import ResourceView
 
 SYNTHETIC_SIZE = 1000
 

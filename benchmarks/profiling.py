@@ -41,7 +41,7 @@ NAMED = [
     ("pulumi Output contains_unknowns", "pulumi/output.py", "contains_unknowns"),
     ("pulumi Output.all / from_input", "pulumi/output.py", "from_input"),
     ("ResourceLedger serialise (cost output)", "stacks/resource_ledger.py", "serialise"),
-    ("policies.cost.estimate (cost output)", "policies/cost.py", "estimate"),
+    ("costing.model.estimate (cost output)", "costing/model.py", "estimate"),
 ]
 
 Stats = dict[tuple[str, int, str], tuple[int, int, float, float, Any]]

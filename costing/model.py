@@ -1,33 +1,32 @@
 """The stack's monthly cost, estimated from its resources and the shipped price table.
 
 One model serves three readers: the `monthly-budget` policy, the program's
-"estimated monthly cost" stack output (`estimate`), and people:
-
-    python -m policies.cost --stack prod [--json] [--preview]
-
-prints an Infracost-style table for any stack, from the program run under mocks.
+"estimated monthly cost" stack output, and people (`python -m policies.cost`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from components.quantity import parse_quantity
-from policies.prices import PriceTable, UnknownInstanceTypeError, load_prices
-from policies.rules.network import AWS_LB, ingress_nginx_service
-from policies.view import UNKNOWN, ResourceView, dig
-from policies.workloads import HELM_RELEASE, PVC, SERVICE, STATEFULSET
+from costing.kinds import (
+    AWS_LB,
+    EKS_CLUSTER,
+    HELM_RELEASE,
+    NAT_GATEWAY,
+    NODE_GROUP,
+    PVC,
+    REPLICATION_GROUP,
+    SERVICE,
+    STATEFULSET,
+    ingress_nginx_service,
+)
+from costing.prices import PriceTable, UnknownInstanceTypeError, load_prices
+from costing.view import UNKNOWN, ResourceView, dig
 
-EKS_CLUSTER = "aws:eks/cluster:Cluster"
-NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
-NAT_GATEWAY = "aws:ec2/natGateway:NatGateway"
-REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 _NLB_TYPES = {"nlb", "nlb-ip", "external"}
 
 
@@ -264,13 +263,13 @@ class _Estimator:
             return
         try:
             # Several types: price at the dearest, which the pool may end up on.
-            hourly = max(self.prices.instance(t).hourly for t in types)
+            hourly = max(self.prices.hourly(t) for t in types)
         except UnknownInstanceTypeError as exc:
             self._problem(
                 r,
                 f"instanceTypes has {exc.instance_type!r}, which the price table "
                 f"({self.prices.region}, read on {self.prices.read_on}) does not list; add its "
-                "hourly price to policies/data/aws-prices-us-east-1.json.",
+                "hourly price to costing/data/aws-prices-us-east-1.json.",
             )
             return
         capacity = r.get("capacityType")
@@ -295,7 +294,7 @@ class _Estimator:
             self._problem(
                 r,
                 f"nodeType {node_type!r} is not in the price table; add it to "
-                "policies/data/aws-prices-us-east-1.json.",
+                "costing/data/aws-prices-us-east-1.json.",
             )
             return
         if not isinstance(nodes, int | float):
@@ -352,25 +351,3 @@ class _Estimator:
             self._volume(
                 view, dig(template, "spec", "resources", "requests", "storage"), count, path
             )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m policies.cost", description=__doc__)
-    parser.add_argument("--stack", required=True, help="local, dev or prod")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--preview", action="store_true", help="simulate a preview (unknowns)")
-    args = parser.parse_args(argv)
-
-    from policies.harness import simulated_views
-
-    result = estimate(simulated_views(args.stack, preview=args.preview))
-    if args.json:
-        print(json.dumps({"stack": args.stack, **result.as_json()}, indent=2))
-    else:
-        print(f"Estimated monthly cost of stack '{args.stack}'\n")
-        print(result.table())
-    return 1 if result.problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

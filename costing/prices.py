@@ -8,8 +8,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from components.gpu_instances import GPU_INSTANCE_TYPES
-
 PRICE_FILE = Path(__file__).parent / "data" / "aws-prices-us-east-1.json"
 
 
@@ -17,12 +15,6 @@ class UnknownInstanceTypeError(KeyError):
     def __init__(self, instance_type: str) -> None:
         super().__init__(instance_type)
         self.instance_type = instance_type
-
-
-class Instance(BaseModel):
-    name: str
-    hourly: float
-    gpus: int
 
 
 class PriceTable(BaseModel):
@@ -43,16 +35,11 @@ class PriceTable(BaseModel):
     load_balancer_hourly: dict[str, float]
     ebs_gp3_per_gib_month: float
 
-    def instance(self, instance_type: str) -> Instance:
-        """An EC2 type's price and GPUs; an unknown type raises, never prices at $0."""
+    def hourly(self, instance_type: str) -> float:
+        """An EC2 type's on-demand price; an unknown type raises, never prices at $0."""
         if instance_type not in self.ec2_hourly:
             raise UnknownInstanceTypeError(instance_type)
-        gpu = GPU_INSTANCE_TYPES.get(instance_type)
-        return Instance(
-            name=instance_type,
-            hourly=self.ec2_hourly[instance_type],
-            gpus=gpu.gpus if gpu else 0,
-        )
+        return self.ec2_hourly[instance_type]
 
 
 @cache

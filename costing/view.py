@@ -1,4 +1,4 @@
-"""The one view of a resource every rule reads, whatever produced it.
+"""The one view of a resource every rule and the cost model read, whatever produced it.
 
 The engine hands the pack `pulumi_policy` proxies with sentinel strings for values
 unknown at preview; the mock harness hands it `pulumi.output.Unknown` instances and

@@ -17,9 +17,9 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError
 
+from costing.view import ResourceView
 from policies.pack_config import configure, rule_config
 from policies.rule import ResourceRule, Rule, StackRule, config_schema
-from policies.view import ResourceView
 from policies.violation import Violation
 
 

@@ -16,18 +16,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from costing.view import ResourceView
 from policies.catalog import RULES
 from policies.pack_config import ConfiguredRule, PackConfigError, configure, load_file, load_raw
 from policies.rule import ResourceRule
-from policies.view import ResourceView
 from policies.violation import Violation
 from stacks.config import ConfigError
-
-if TYPE_CHECKING:
-    # The program imports the cost model; importing it back only for types avoids a cycle.
-    from stacks.simulate import Simulation
+from stacks.simulate import Simulation, simulate
 
 
 @dataclass(frozen=True)
@@ -82,8 +79,6 @@ def simulated_views(
     stack: str, *, preview: bool = False, overrides: Mapping[str, Any] | None = None
 ) -> list[ResourceView]:
     """The stack's resources from its program run under mocks."""
-    from stacks.simulate import simulate
-
     return views_of(simulate(stack, overrides=overrides, preview=preview))
 
 

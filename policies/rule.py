@@ -10,7 +10,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from components.quantity import parse_quantity
-from policies.view import ResourceView
+from costing.view import ResourceView
 from policies.violation import Violation
 
 Enforcement = Literal["advisory", "mandatory", "disabled"]

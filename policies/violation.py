@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policies.view import ResourceView
+from costing.view import ResourceView
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from policies.view import UNKNOWN, ResourceView, dig
+from costing.kinds import STATEFULSET
+from costing.view import UNKNOWN, ResourceView, dig
 
 DEPLOYMENT: Final = "kubernetes:apps/v1:Deployment"
-STATEFULSET: Final = "kubernetes:apps/v1:StatefulSet"
 DAEMONSET: Final = "kubernetes:apps/v1:DaemonSet"
 JOB: Final = "kubernetes:batch/v1:Job"
 CRONJOB: Final = "kubernetes:batch/v1:CronJob"
@@ -18,10 +18,7 @@ SCALED_JOB: Final = "kubernetes:keda.sh/v1alpha1:ScaledJob"
 SCALED_OBJECT: Final = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 HPA: Final = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB: Final = "kubernetes:policy/v1:PodDisruptionBudget"
-SERVICE: Final = "kubernetes:core/v1:Service"
-PVC: Final = "kubernetes:core/v1:PersistentVolumeClaim"
 NETWORK_POLICY: Final = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
-HELM_RELEASE: Final = "kubernetes:helm.sh/v3:Release"
 
 # ScaledObjects scale Deployments and StatefulSets, which are checked as themselves;
 # a KEDA ScaledJob carries its own pod template, so it is pod-bearing too.

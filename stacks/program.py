@@ -39,7 +39,7 @@ from components.secrets import (
     PlatformSecrets,
     PlatformSecretsArgs,
 )
-from policies import cost
+from costing.model import estimate
 from stacks.config import ConfigError, Environment, LocalKubernetesConfig, StackConfig, from_pulumi
 from stacks.outputs import StackExports
 from stacks.resource_ledger import ResourceLedger, WireResource
@@ -124,12 +124,12 @@ def _target(config: StackConfig) -> _Target:
 
 
 def _cost_output(resources: list[WireResource]) -> dict[str, Any]:
-    estimate = cost.estimate(resources)
+    cost = estimate(resources)
     return {
-        "expectedUsd": estimate.expected_total,
-        "worstCaseUsd": estimate.worst_total,
-        "priceTable": f"{estimate.source}, {estimate.region}, read on {estimate.read_on}",
-        "unpriced": [f"{p.resource.label}: {p.message}" for p in estimate.problems],
+        "expectedUsd": cost.expected_total,
+        "worstCaseUsd": cost.worst_total,
+        "priceTable": f"{cost.source}, {cost.region}, read on {cost.read_on}",
+        "unpriced": [f"{p.resource.label}: {p.message}" for p in cost.problems],
     }
 
 

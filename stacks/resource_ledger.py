@@ -1,7 +1,7 @@
 """Every custom resource the program declares, in the wire form the engine receives.
 
-The stack output "estimated monthly cost" prices these with the policy pack's cost
-model, so the output, `python -m policies.cost` and the budget policy agree by
+The stack output "estimated monthly cost" prices these with the cost model (`costing`)
+that the budget policy and `python -m policies.cost` use too, so the three agree by
 construction. A stack transformation sees each resource as it is constructed, under the
 engine and under mocks alike; serialising its inputs the way the SDK does gives the
 camelCase properties the policies read.

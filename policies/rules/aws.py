@@ -6,16 +6,15 @@ from typing import Any
 
 from pydantic import StrictBool
 
+from costing.kinds import EKS_CLUSTER, REPLICATION_GROUP
+from costing.view import UNKNOWN, ResourceView, dig
 from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig
-from policies.view import UNKNOWN, ResourceView, dig
 from policies.violation import Violation, undetermined, violation
 
 EKS = "eks-cluster-hardening"
 ELASTICACHE = "elasticache-hardening"
 SECRETS_KMS = "secretsmanager-kms"
 
-EKS_CLUSTER = "aws:eks/cluster:Cluster"
-REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 SECRETS_MANAGER = "aws:secretsmanager/secret:Secret"
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from policies.cost import estimate
+from costing.model import estimate
+from costing.view import ResourceView
 from policies.rule import Percent, Rule, RuleConfig, StackRule, Usd
-from policies.view import ResourceView
 from policies.violation import Violation, violation
 
 BUDGET = "monthly-budget"

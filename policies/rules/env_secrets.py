@@ -6,8 +6,8 @@ import itertools
 import re
 from typing import Any
 
+from costing.view import UNKNOWN, ResourceView, dig
 from policies.rule import Pattern, ResourceRule, Rule, RuleConfig
-from policies.view import UNKNOWN, ResourceView, dig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import containers, containers_unknown, is_pod_bearing
 

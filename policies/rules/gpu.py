@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from components.gpu_instances import GPU_INSTANCE_TYPES
 from components.quantity import parse_quantity
-from policies.prices import UnknownInstanceTypeError, load_prices
+from costing.kinds import NODE_GROUP
+from costing.prices import PriceTable, UnknownInstanceTypeError, load_prices
+from costing.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.rule import Count, ResourceRule, Rule, RuleConfig, StackRule
-from policies.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
     containers,
@@ -22,8 +24,6 @@ LIMITS_ONLY = "gpu-limits-only"
 PLACEMENT = "gpu-pods-on-gpu-nodes"
 TAINT_RESERVED = "gpu-taint-reserved"
 POOL_CAP = "gpu-node-pool-capacity"
-
-NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 
 
 class GpuResourceConfig(RuleConfig):
@@ -227,6 +227,14 @@ class GpuPoolCapConfig(RuleConfig):
     max_total_gpus: Count = 16
 
 
+def _gpus_per_node(prices: PriceTable, instance_type: str) -> int:
+    # The price table is the list of types the platform knows: an unlisted one raises
+    # here as it does in the cost model, rather than counting as a node without GPUs.
+    prices.hourly(instance_type)
+    gpu = GPU_INSTANCE_TYPES.get(instance_type)
+    return gpu.gpus if gpu else 0
+
+
 def check_gpu_pool_capacity(
     resources: Sequence[ResourceView], cfg: GpuPoolCapConfig
 ) -> list[Violation]:
@@ -250,7 +258,7 @@ def check_gpu_pool_capacity(
         if not isinstance(types, list) or not types:
             continue
         try:
-            per_node = max(prices.instance(t).gpus for t in types)
+            per_node = max(_gpus_per_node(prices, t) for t in types)
         except UnknownInstanceTypeError as exc:
             found.append(
                 violation(
@@ -258,7 +266,7 @@ def check_gpu_pool_capacity(
                     pool,
                     f"instanceTypes has {exc.instance_type!r}, which the price table does not "
                     "know, so its GPUs cannot be counted; add it to "
-                    "policies/data/aws-prices-us-east-1.json.",
+                    "costing/data/aws-prices-us-east-1.json.",
                 )
             )
             continue

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import StrictBool
 
+from costing.view import UNKNOWN, ResourceView, dig
 from policies.rule import Pattern, ResourceRule, Rule, RuleConfig
-from policies.view import UNKNOWN, ResourceView, dig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import containers, containers_unknown, is_pod_bearing
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 from components.quantity import parse_quantity
+from costing.view import UNKNOWN, ResourceView, Unknown, dig
 from policies.rule import Count, NoConfig, Quantity, ResourceRule, Rule, RuleConfig
-from policies.view import UNKNOWN, ResourceView, Unknown, dig
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
     containers,

@@ -7,15 +7,15 @@ from typing import Any
 
 from pydantic import StrictBool
 
+from costing.kinds import AWS_LB, HELM_RELEASE, SERVICE, ingress_nginx_service
+from costing.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.rule import ResourceRule, Rule, RuleConfig, StackRule
-from policies.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.violation import Violation, undetermined, violation
-from policies.workloads import HELM_RELEASE, NETWORK_POLICY, SERVICE, is_pod_bearing, pod_labels
+from policies.workloads import NETWORK_POLICY, is_pod_bearing, pod_labels
 
 NETPOL = "network-policy-coverage"
 PUBLIC_LB = "no-public-load-balancer"
 
-AWS_LB = "aws:lb/loadBalancer:LoadBalancer"
 _INTERNAL_ANNOTATIONS = {
     "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
     "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
@@ -91,20 +91,6 @@ def _annotated_internal(annotations: Any) -> Any:
     if not isinstance(annotations, dict):
         return False
     return any(str(annotations.get(k)).lower() == v for k, v in _INTERNAL_ANNOTATIONS.items())
-
-
-def ingress_nginx_service(release: ResourceView) -> tuple[Any, Any] | None:
-    """(type, annotations) of the controller Service an ingress-nginx Release creates."""
-    chart = release.get("chart")
-    if not isinstance(chart, str) or not chart.endswith("ingress-nginx"):
-        return None
-    service = release.get("values", "controller", "service")
-    if service is UNKNOWN:
-        return UNKNOWN, UNKNOWN
-    if dig(service, "enabled") is False:
-        return None
-    # The chart's default controller Service is a LoadBalancer.
-    return dig(service, "type") or "LoadBalancer", dig(service, "annotations")
 
 
 def check_public_load_balancer(resource: ResourceView, cfg: LoadBalancerConfig) -> list[Violation]:

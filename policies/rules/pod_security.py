@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from costing.view import UNKNOWN, ResourceView, dig, entries_for
 from policies.rule import ResourceRule, Rule, RuleConfig
-from policies.view import UNKNOWN, ResourceView, dig, entries_for
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
     Container,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from costing.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.rule import ResourceRule, Rule, RuleConfig
-from policies.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import LONG_RUNNING, containers, containers_unknown
 

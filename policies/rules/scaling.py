@@ -6,8 +6,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from costing.kinds import STATEFULSET
+from costing.view import UNKNOWN, ResourceView, number
 from policies.rule import Count, NoConfig, PositiveCount, ResourceRule, Rule, RuleConfig, StackRule
-from policies.view import UNKNOWN, ResourceView, number
 from policies.violation import Violation, undetermined, violation
 from policies.workloads import (
     AUTOSCALERS,
@@ -15,7 +16,6 @@ from policies.workloads import (
     HPA,
     PDB,
     SCALED_OBJECT,
-    STATEFULSET,
     pod_labels,
 )
 

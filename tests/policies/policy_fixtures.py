@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from policies.view import ResourceView
+from costing.view import ResourceView
 from policies.violation import Violation
 from policies.workloads import POD_SPEC_PATHS
 

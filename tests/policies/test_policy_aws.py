@@ -4,6 +4,7 @@ from typing import Any
 
 from policy_fixtures import DELETE, only, patched, resource
 
+from costing.view import UNKNOWN, ResourceView
 from policies.rule import NoConfig
 from policies.rules.aws import (
     EksConfig,
@@ -12,7 +13,6 @@ from policies.rules.aws import (
     check_elasticache,
     check_secret_kms,
 )
-from policies.view import UNKNOWN, ResourceView
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/sim"
 

@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 from policy_fixtures import only, resource
 
-from policies.cost import estimate
-from policies.prices import load_prices
+from costing.model import estimate
+from costing.prices import load_prices
+from costing.view import UNKNOWN, ResourceView
 from policies.rules.budget import BudgetConfig, check_budget
-from policies.view import UNKNOWN, ResourceView
 
 NLB_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-type"
 
@@ -111,7 +111,7 @@ def test_unknown_instance_type_is_a_violation_not_zero() -> None:
     assert violation.message == (
         "NodeGroup 'gpu': cannot be priced: instanceTypes has 'g9.huge', which the price table "
         "(us-east-1, read on 2024-06-01) does not list; add its hourly price to "
-        "policies/data/aws-prices-us-east-1.json."
+        "costing/data/aws-prices-us-east-1.json."
     )
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from policy_fixtures import only, patched, resource, workload
 
+from costing.view import UNKNOWN, ResourceView
 from policies.rules.env_secrets import EnvSecretsConfig, check_env_secrets, secret_looking_name
-from policies.view import UNKNOWN, ResourceView
 
 ENV = "spec.template.spec.containers.0.env"
 

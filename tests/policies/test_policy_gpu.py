@@ -4,6 +4,7 @@ from typing import Any
 
 from policy_fixtures import container, only, pod_spec, real, resource, workload
 
+from costing.view import UNKNOWN, ResourceView
 from policies.rules.gpu import (
     GpuPlacementConfig,
     GpuPoolCapConfig,
@@ -14,7 +15,6 @@ from policies.rules.gpu import (
     check_gpu_pool_capacity,
     check_gpu_taint_reserved,
 )
-from policies.view import UNKNOWN, ResourceView
 
 GPU_TOLERATION = {
     "key": "nvidia.com/gpu",
@@ -180,7 +180,7 @@ def test_unknown_instance_type_cannot_be_counted() -> None:
     found = only(check_gpu_pool_capacity([node_group("gpu", "g9.huge", 1)], GpuPoolCapConfig()))
     assert found.message == (
         "NodeGroup 'gpu': instanceTypes has 'g9.huge', which the price table does not know, "
-        "so its GPUs cannot be counted; add it to policies/data/aws-prices-us-east-1.json."
+        "so its GPUs cannot be counted; add it to costing/data/aws-prices-us-east-1.json."
     )
 
 

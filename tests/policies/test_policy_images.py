@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from policy_fixtures import only, patched, workload
 
+from costing.view import UNKNOWN
 from policies.rules.images import ImageConfig, check_image_pinned, split_image
-from policies.view import UNKNOWN
 
 IMAGE = "spec.template.spec.containers.0.image"
 PROD = ImageConfig(require_immutable=True)

@@ -4,6 +4,7 @@ import pytest
 from policy_fixtures import DELETE, container, only, patched, pod_spec, real, workload
 from pulumi.output import UNKNOWN as MOCK_UNKNOWN
 
+from costing.view import UNKNOWN, ResourceView
 from policies.rule import NoConfig
 from policies.rules.limits import (
     EphemeralConfig,
@@ -13,7 +14,6 @@ from policies.rules.limits import (
     check_requests_within_limits,
     check_resources_required,
 )
-from policies.view import UNKNOWN, ResourceView
 from policies.workloads import POD_SPEC_PATHS
 
 C0 = "spec.template.spec.containers.0"

@@ -4,13 +4,13 @@ from typing import Any
 
 from policy_fixtures import only, resource, workload
 
+from costing.view import UNKNOWN, ResourceView
 from policies.rules.network import (
     LoadBalancerConfig,
     NetworkPolicyConfig,
     check_network_policy_coverage,
     check_public_load_balancer,
 )
-from policies.view import UNKNOWN, ResourceView
 
 
 def network_policy(namespace: str = "agents", selector: Any = None) -> ResourceView:

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from policy_fixtures import DELETE, only, patched, workload
 
+from costing.view import UNKNOWN
 from policies.rules.pod_security import (
     HostAccessConfig,
     SecurityContextConfig,
     check_host_access,
     check_security_context,
 )
-from policies.view import UNKNOWN
 
 SC = "spec.template.spec.containers.0.securityContext"
 

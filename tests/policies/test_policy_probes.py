@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from policy_fixtures import DELETE, only, patched, workload
 
+from costing.view import UNKNOWN
 from policies.rules.probes import ProbesConfig, check_probes
-from policies.view import UNKNOWN
 
 C0 = "spec.template.spec.containers.0"
 

@@ -4,6 +4,7 @@ from typing import Any
 
 from policy_fixtures import only, patched, resource, workload
 
+from costing.view import UNKNOWN, ResourceView
 from policies.rule import NoConfig
 from policies.rules.scaling import (
     BoundsConfig,
@@ -12,7 +13,6 @@ from policies.rules.scaling import (
     check_autoscaler_bounds,
     check_replicated_has_pdb,
 )
-from policies.view import UNKNOWN, ResourceView
 
 LABELS = {"app.kubernetes.io/name": "agent-worker"}
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from costing.model import estimate
+from costing.view import ResourceView
 from policies.catalog import RULES
-from policies.cost import estimate
 from policies.cost import main as cost_main
 from policies.harness import Report, evaluate, simulated_views, views_of
 from policies.harness import main as harness_main
 from policies.pack_config import configure, load_raw
-from policies.view import ResourceView
 from stacks.simulate import Simulation, simulate
 
 STACKS = ["local", "dev", "prod"]

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from policy_fixtures import resource, workload
 
+from costing.view import UNKNOWN, ResourceView
 from policies.catalog import RULES
 from policies.rule import ResourceRule, StackRule
-from policies.view import UNKNOWN, ResourceView
 from policies.workloads import LONG_RUNNING, POD_SPEC_PATHS
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from pulumi.output import UNKNOWN as MOCK_UNKNOWN
 from pulumi_policy.proxy import UNKNOWN_NUMBER_VALUE, unknown_checking_proxy
 
-from policies.view import UNKNOWN, ResourceView, dig, normalise
+from costing.view import UNKNOWN, ResourceView, dig, normalise
 
 SECRET_SIG = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270"}
 

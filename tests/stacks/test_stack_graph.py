@@ -384,7 +384,7 @@ def test_local_renders_secrets_apart_from_shareable_manifests(simulated: Simulat
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_cost_output_is_the_policy_models_estimate(simulated: Simulate, stack: str) -> None:
-    from policies.cost import estimate
+    from costing.model import estimate
 
     sim = simulated(stack)
     model = estimate([(r.type, r.inputs) for r in sim.resources if r.custom])
