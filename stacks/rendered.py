@@ -1,6 +1,12 @@
-"""The `local` stack's rendered manifests against its state: which resources' files are
-gone from disk, and the state without them, so that the next `pulumi up` renders them
-again.
+"""The `local` stack's rendered manifests (render target) against its state.
+
+- Which resources' files are gone from disk, and the state without them, so that the
+  next `pulumi up` renders them again (`missing`).
+- A `kustomization.yaml` in each render directory listing the state's files, so that the
+  whole directory applies with one `kubectl apply -k DIR`: kustomize orders the objects
+  (Namespaces and CRDs before what lives in them), where `kubectl apply -R -f` would
+  take the files alphabetically and fail on the Namespace it has not created yet
+  (`kustomize`, and `directories` for the cleanup after `destroy`).
 
 In render mode the Kubernetes provider writes each object to a file and its `Read` does
 not look at the file, so `pulumi refresh` cannot notice one that was deleted by hand or
@@ -15,9 +21,11 @@ A rendered object's file is `<dir>/0-crd/<file>` for a CustomResourceDefinition 
 `<apiVersion with / and : as _>-<kind, lower case>-<namespace or "default">-<name>.yaml`:
 the layout the provider documents for `renderYamlToDirectory`.
 
-    pulumi stack export | python -m stacks.render_drift --cwd DIR --write-pruned FILE
+    pulumi stack export | python -m stacks.rendered missing --cwd DIR --write-pruned FILE
 prints one line per missing file and exits 1 when any is missing (FILE then holds the
 deployment to import), 0 when every rendered file is there.
+    pulumi stack export | python -m stacks.rendered kustomize --cwd DIR
+    pulumi stack export | python -m stacks.rendered directories --cwd DIR
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ Resource = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
-class MissingRender:
+class RenderedFile:
     urn: str
     path: Path
 
@@ -75,19 +83,36 @@ def _render_directories(resources: Iterable[Resource], cwd: Path) -> dict[str, P
     return directories
 
 
-def missing_renders(deployment: Mapping[str, Any], cwd: Path) -> list[MissingRender]:
-    """Every resource of a render provider whose file is not on disk."""
+def rendered_files(deployment: Mapping[str, Any], cwd: Path) -> dict[Path, list[RenderedFile]]:
+    """Render directory -> the file of each resource the state says is rendered there."""
     resources: list[Resource] = deployment.get("resources") or []
     directories = _render_directories(resources, cwd)
-    missing: list[MissingRender] = []
+    files: dict[Path, list[RenderedFile]] = {directory: [] for directory in directories.values()}
     for resource in resources:
         directory = directories.get(resource.get("provider", ""))
         if directory is None or resource.get("delete"):
             continue
         path = rendered_path(directory, resource.get("outputs") or {})
-        if path is not None and not path.exists():
-            missing.append(MissingRender(resource["urn"], path))
-    return missing
+        if path is not None:
+            files[directory].append(RenderedFile(resource["urn"], path))
+    return files
+
+
+def missing_renders(deployment: Mapping[str, Any], cwd: Path) -> list[RenderedFile]:
+    """Every resource of a render provider whose file is not on disk."""
+    return [
+        item
+        for items in rendered_files(deployment, cwd).values()
+        for item in items
+        if not item.path.exists()
+    ]
+
+
+def kustomization(directory: Path, files: Iterable[Path]) -> str:
+    """A kustomization listing these files of the directory, in a stable order."""
+    lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization", "resources:"]
+    lines += [f"- {path.relative_to(directory).as_posix()}" for path in sorted(files)]
+    return "\n".join(lines) + "\n"
 
 
 def _depends_on(resource: Resource, urns: set[str]) -> bool:
@@ -115,16 +140,28 @@ def without(deployment: Mapping[str, Any], urns: Iterable[str]) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stacks.render_drift", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m stacks.rendered", description=__doc__)
+    parser.add_argument("command", choices=("missing", "kustomize", "directories"))
     parser.add_argument("--cwd", type=Path, required=True, help="the program's directory")
-    parser.add_argument("--write-pruned", type=Path, help="where to write the pruned export")
+    parser.add_argument("--write-pruned", type=Path, help="missing: where to write the export")
     args = parser.parse_args(argv)
     exported = json.load(sys.stdin)
-    missing = missing_renders(exported.get("deployment") or {}, args.cwd)
+    deployment = exported.get("deployment") or {}
+    if args.command == "directories":
+        for directory in rendered_files(deployment, args.cwd):
+            print(directory)
+        return 0
+    if args.command == "kustomize":
+        for directory, items in rendered_files(deployment, args.cwd).items():
+            if items:
+                text = kustomization(directory, (item.path for item in items))
+                (directory / "kustomization.yaml").write_text(text)
+        return 0
+    missing = missing_renders(deployment, args.cwd)
     for item in missing:
         print(f"missing {item.path} ({item.urn})")
     if missing and args.write_pruned is not None:
-        pruned = without(exported["deployment"], (item.urn for item in missing))
+        pruned = without(deployment, (item.urn for item in missing))
         args.write_pruned.write_text(json.dumps({**exported, "deployment": pruned}))
     return 1 if missing else 0
 

@@ -363,6 +363,9 @@ def test_up_renders_lost_files_again_and_destroy_leaves_nothing(
     namespace = stack.rendered / "1-manifest" / "v1-namespace-default-agents.yaml"
     rendered = {path: path.read_text() for path in (manifest, secret, namespace)}
     count = len(list(stack.rendered.rglob("*.yaml")))
+    listed = (stack.rendered / "kustomization.yaml").read_text()
+    files = sorted(p.relative_to(stack.rendered).as_posix() for p in stack.rendered.rglob("*.yaml"))
+    assert [f"- {f}" for f in files if f != "kustomization.yaml"] == listed.splitlines()[3:]
     for path in rendered:
         path.unlink()
 

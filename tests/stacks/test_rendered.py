@@ -1,4 +1,4 @@
-"""stacks.render_drift: which rendered files are gone, and the state without them."""
+"""stacks.rendered: which rendered files are gone, and the state without them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stacks.render_drift import main, missing_renders, rendered_path, without
+from stacks.rendered import main, missing_renders, rendered_path, without
 
 PREFIX = "urn:pulumi:local::agent-platform::"
 RENDER = f"{PREFIX}pulumi:providers:kubernetes::local-render"
@@ -112,7 +112,7 @@ def test_the_command_writes_the_pruned_export_and_exits_1(
     exported = {"version": 3, "deployment": deployment}
     pruned = tmp_path / "pruned.json"
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(exported)))
-    assert main(["--cwd", str(tmp_path), "--write-pruned", str(pruned)]) == 1
+    assert main(["missing", "--cwd", str(tmp_path), "--write-pruned", str(pruned)]) == 1
     assert capsys.readouterr().out.count("missing ") == 3
     written = json.loads(pruned.read_text())
     assert written["version"] == 3
@@ -120,4 +120,22 @@ def test_the_command_writes_the_pruned_export_and_exits_1(
         RENDER,
         CONTEXT,
         deployment["resources"][-1]["urn"],
+    ]
+
+
+def test_each_render_directory_gets_a_kustomization_of_the_states_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exported = {"version": 3, "deployment": _deployment(tmp_path)}
+    (tmp_path / "build" / "manifests").mkdir(parents=True)
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(exported)))
+    assert main(["kustomize", "--cwd", str(tmp_path)]) == 0
+    written = (tmp_path / "build" / "manifests" / "kustomization.yaml").read_text()
+    assert written.splitlines() == [
+        "apiVersion: kustomize.config.k8s.io/v1beta1",
+        "kind: Kustomization",
+        "resources:",
+        "- 1-manifest/apps_v1-deployment-agents-api.yaml",
+        "- 1-manifest/v1-namespace-default-agents.yaml",
+        "- 1-manifest/v1-service-agents-api.yaml",
     ]
