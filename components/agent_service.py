@@ -5,8 +5,7 @@ share."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal, Self
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -46,6 +45,7 @@ from pulumi_kubernetes.networking.v1 import (
     NetworkPolicySpecArgs,
 )
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
+from pydantic import Field, model_validator
 
 from components.kube import (
     NAME_LABEL,
@@ -61,7 +61,7 @@ from components.kube import (
     tcp_ports,
 )
 from components.secrets import API_KEYS_KEY, LLM_API_KEY_KEY, REDIS_PASSWORD_KEY
-from stacks.config import Resources
+from components.values import ArgsModel, InputStr, PositiveInt, Resources
 
 API_NAME = "agent-api"
 WORKER_NAME = "agent-worker"
@@ -74,34 +74,33 @@ SERVICE_ACCOUNT = "agent"
 Track = Literal["stable", "canary"]
 
 
-@dataclass(frozen=True)
-class ReleaseTrack:
+# A release's version, as the pods' `app.kubernetes.io/version` label carries it.
+Version = Annotated[str, Field(min_length=1, max_length=63)]
+
+
+class ReleaseTrack(ArgsModel):
     track: Track
-    version: str
-    image: pulumi.Input[str]
+    version: Version
+    image: InputStr
     # Autoscaling owns the replica count; this is only the floor the PDB protects.
-    min_replicas: int
-
-    def __post_init__(self) -> None:
-        if self.min_replicas < 1:
-            raise ValueError(f"{self.track}: min_replicas must be at least 1")
+    min_replicas: PositiveInt
 
 
-@dataclass(frozen=True)
-class AgentServiceArgs:
+class AgentServiceArgs(ArgsModel):
     namespace: str
     provider: k8s.Provider
     tracks: Sequence[ReleaseTrack]
     api_resources: Resources
     worker_resources: Resources
-    secret_name: pulumi.Input[str]
+    secret_name: InputStr
     # Non-secret settings for the app, as AGENT_* environment variables.
-    settings: Mapping[str, pulumi.Input[str]]
-    service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    settings: Mapping[str, InputStr]
+    service_account_annotations: Mapping[str, InputStr] = {}
     # Which namespaces may reach the API (the ingress controller's, for instance).
     api_client_namespaces: Sequence[str] = ()
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _one_stable_track_and_app_settings(self) -> Self:
         names = [t.track for t in self.tracks]
         if names.count("stable") != 1:
             raise ValueError("exactly one stable track is required")
@@ -110,6 +109,7 @@ class AgentServiceArgs:
         bad = [k for k in self.settings if not k.startswith("AGENT_")]
         if bad:
             raise ValueError(f"settings must be AGENT_* variables: {bad}")
+        return self
 
 
 class AgentService(pulumi.ComponentResource):

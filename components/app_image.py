@@ -3,30 +3,43 @@ ECR in the AWS environments, or taken as configured where nothing is built (loca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Self
 
 import pulumi
+from pydantic import AfterValidator, Field, model_validator
 
 from components.kube import child_options
+from components.values import ArgsModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-@dataclass(frozen=True)
-class AppImageArgs:
+def _not_latest(tag: str) -> str:
+    if tag == "latest":
+        raise ValueError("'latest' is mutable; pin a version tag")
+    return tag
+
+
+# A tag the registry keeps immutable (the repository is), so it names one image.
+ImageTag = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), AfterValidator(_not_latest)
+]
+
+
+class AppImageArgs(ArgsModel):
     repository: str
-    tag: str
+    tag: ImageTag
     build: bool
     region: str | None = None
     context: Path = REPO_ROOT
     dockerfile: Path = REPO_ROOT / "agent_app" / "Dockerfile"
 
-    def __post_init__(self) -> None:
-        if self.tag == "latest" or not self.tag:
-            raise ValueError("the image tag must be an immutable version, not 'latest'")
+    @model_validator(mode="after")
+    def _region_to_push_to(self) -> Self:
         if self.build and not self.region:
             raise ValueError("building pushes to ECR, which needs the region")
+        return self
 
 
 class AppImage(pulumi.ComponentResource):

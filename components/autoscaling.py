@@ -6,7 +6,7 @@ The scaled Deployment must not set `spec.replicas`: the autoscaler owns the coun
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Self
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -22,46 +22,57 @@ from pulumi_kubernetes.autoscaling.v2 import (
     ResourceMetricSourceArgs,
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pydantic import model_validator
 
 from components.kube import child_options, labels
+from components.values import ArgsModel, InputStr, Percent, PositiveInt
 
 
-@dataclass(frozen=True)
-class QueueTrigger:
+class ReplicaBounds(ArgsModel):
+    """The autoscaler's floor and ceiling."""
+
+    min_replicas: PositiveInt
+    max_replicas: PositiveInt
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"minReplicas {self.min_replicas} is greater than maxReplicas {self.max_replicas}"
+            )
+        return self
+
+
+class AutoscalingConfig(ReplicaBounds):
+    """How the agent's Deployments scale: the stack file's `autoscaling` section."""
+
+    # KEDA on CPU and the task stream's backlog; else a plain HPA on CPU and memory.
+    keda: bool
+    target_cpu_utilization: Percent = 70
+    target_memory_utilization: Percent = 80
+    queue_depth_per_replica: PositiveInt = 20
+
+
+class QueueTrigger(ArgsModel):
     """Where KEDA reads the queue depth: the app's task stream and consumer group."""
 
-    redis_address: pulumi.Input[str]
+    redis_address: InputStr
     stream: str
     consumer_group: str
-    pending_entries_per_replica: int
-    trigger_authentication: pulumi.Input[str]
+    pending_entries_per_replica: PositiveInt
+    trigger_authentication: InputStr
     tls: bool = False
 
-    def __post_init__(self) -> None:
-        if self.pending_entries_per_replica < 1:
-            raise ValueError("pending_entries_per_replica must be at least 1")
 
-
-@dataclass(frozen=True)
-class AutoscalingArgs:
+class AutoscalingArgs(ArgsModel):
     namespace: str
     provider: k8s.Provider
-    deployment_name: pulumi.Input[str]
-    min_replicas: int
-    max_replicas: int
-    target_cpu_utilization: int = 70
-    target_memory_utilization: int = 80
+    deployment_name: InputStr
+    replicas: ReplicaBounds
+    target_cpu_utilization: Percent = 70
+    target_memory_utilization: Percent = 80
     # Set to scale with KEDA; None gives a plain HPA on CPU and memory.
     queue: QueueTrigger | None = None
-
-    def __post_init__(self) -> None:
-        if self.min_replicas < 1:
-            raise ValueError(f"min_replicas must be at least 1, got {self.min_replicas}")
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
-        for field_name in ("target_cpu_utilization", "target_memory_utilization"):
-            if not 1 <= getattr(self, field_name) <= 100:
-                raise ValueError(f"{field_name} must be within 1..100")
 
 
 TRIGGER_AUTHENTICATION = "redis-queue"
@@ -108,8 +119,8 @@ class Autoscaling(pulumi.ComponentResource):
                 metadata=metadata,
                 spec=HorizontalPodAutoscalerSpecArgs(
                     scale_target_ref=target,
-                    min_replicas=args.min_replicas,
-                    max_replicas=args.max_replicas,
+                    min_replicas=args.replicas.min_replicas,
+                    max_replicas=args.replicas.max_replicas,
                     metrics=[
                         _utilisation("cpu", args.target_cpu_utilization),
                         _utilisation("memory", args.target_memory_utilization),
@@ -139,8 +150,8 @@ class Autoscaling(pulumi.ComponentResource):
                 metadata=metadata,
                 spec={
                     "scaleTargetRef": target,
-                    "minReplicaCount": args.min_replicas,
-                    "maxReplicaCount": args.max_replicas,
+                    "minReplicaCount": args.replicas.min_replicas,
+                    "maxReplicaCount": args.replicas.max_replicas,
                     "pollingInterval": 15,
                     "cooldownPeriod": 300,
                     "advanced": {"horizontalPodAutoscalerConfig": {"behavior": SCALING_BEHAVIOUR}},
@@ -168,11 +179,10 @@ def _utilisation(resource: str, percent: int) -> MetricSpecArgs:
     )
 
 
-@dataclass(frozen=True)
-class KedaRedisAuthArgs:
+class KedaRedisAuthArgs(ArgsModel):
     namespace: str
     provider: k8s.Provider
-    secret_name: pulumi.Input[str]
+    secret_name: InputStr
     password_key: str
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from typing import Annotated, Self
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -29,55 +29,59 @@ from pulumi_kubernetes.networking.v1 import (
     IngressSpecArgs,
     ServiceBackendPortArgs,
 )
+from pydantic import Field, model_validator
 
-from components.agent_service import AgentService, AgentServiceArgs, ReleaseTrack
-from components.autoscaling import Autoscaling, AutoscalingArgs, QueueTrigger
+from components.agent_service import AgentService, AgentServiceArgs, ReleaseTrack, Version
+from components.app_image import ImageTag
+from components.autoscaling import Autoscaling, AutoscalingArgs, QueueTrigger, ReplicaBounds
 from components.kube import child_options, labels
-from stacks.config import Resources
+from components.values import ArgsModel, InputStr, Percent, Resources
+
+# The canary's share of requests, in percent.
+Weight = Annotated[int, Field(ge=0, le=100, strict=True)]
 
 
-@dataclass(frozen=True)
-class TrackRelease:
-    version: str
-    image: pulumi.Input[str]
+class CanaryConfig(ArgsModel):
+    """A release being tried next to the stable one: the stack file's `canary` section."""
+
+    version: Version
+    image_tag: ImageTag
+    weight: Weight
 
 
-@dataclass(frozen=True)
-class IngressRoute:
+class TrackRelease(ArgsModel):
+    version: Version
+    image: InputStr
+
+
+class IngressRoute(ArgsModel):
     host: str
     class_name: str
 
 
-@dataclass(frozen=True)
-class ReplicaBounds:
-    min_replicas: int
-    max_replicas: int
-
-
-@dataclass(frozen=True)
-class CanaryReleaseArgs:
+class CanaryReleaseArgs(ArgsModel):
     namespace: str
     provider: k8s.Provider
     stable: TrackRelease
     canary: TrackRelease | None
-    canary_weight: int
+    canary_weight: Weight
     replicas: ReplicaBounds
     api_resources: Resources
     worker_resources: Resources
-    secret_name: pulumi.Input[str]
-    settings: Mapping[str, pulumi.Input[str]]
-    target_cpu_utilization: int
-    target_memory_utilization: int
+    secret_name: InputStr
+    settings: Mapping[str, InputStr]
+    target_cpu_utilization: Percent
+    target_memory_utilization: Percent
     ingress: IngressRoute | None = None
     queue: QueueTrigger | None = None
-    service_account_annotations: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    service_account_annotations: Mapping[str, InputStr] = {}
     api_client_namespaces: Sequence[str] = ()
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.canary_weight <= 100:
-            raise ValueError(f"canary_weight must be within 0..100, got {self.canary_weight}")
+    @model_validator(mode="after")
+    def _a_new_version(self) -> Self:
         if self.canary is not None and self.canary.version == self.stable.version:
             raise ValueError("the canary's version equals the stable one")
+        return self
 
     @property
     def canary_active(self) -> bool:
@@ -105,18 +109,24 @@ class CanaryRelease(pulumi.ComponentResource):
         bounds = {"stable": args.replicas}
         tracks = [
             ReleaseTrack(
-                "stable", args.stable.version, args.stable.image, args.replicas.min_replicas
+                track="stable",
+                version=args.stable.version,
+                image=args.stable.image,
+                min_replicas=args.replicas.min_replicas,
             )
         ]
         if args.canary_active and args.canary is not None:
             bounds["canary"] = (
-                ReplicaBounds(1, args.replicas.max_replicas)
+                ReplicaBounds(min_replicas=1, max_replicas=args.replicas.max_replicas)
                 if args.ingress is not None
                 else canary_bounds(args.replicas, args.canary_weight)
             )
             tracks.append(
                 ReleaseTrack(
-                    "canary", args.canary.version, args.canary.image, bounds["canary"].min_replicas
+                    track="canary",
+                    version=args.canary.version,
+                    image=args.canary.image,
+                    min_replicas=bounds["canary"].min_replicas,
                 )
             )
 
@@ -143,8 +153,7 @@ class CanaryRelease(pulumi.ComponentResource):
                         namespace=args.namespace,
                         provider=args.provider,
                         deployment_name=deployment_name,
-                        min_replicas=bounds[track].min_replicas,
-                        max_replicas=bounds[track].max_replicas,
+                        replicas=bounds[track],
                         target_cpu_utilization=args.target_cpu_utilization,
                         target_memory_utilization=args.target_memory_utilization,
                         queue=args.queue,

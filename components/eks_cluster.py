@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import Annotated, Self
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+from pydantic import Field, model_validator
 
 from components.kube import child_options
-from stacks.config import Scaling
+from components.values import ArgsModel, InputStr, PositiveInt, Scaling
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 NODE_POLICIES = (
@@ -22,23 +22,27 @@ NODE_POLICIES = (
 )
 
 
-@dataclass(frozen=True)
-class EksClusterArgs:
-    region: str
-    kubernetes_version: str
-    private_subnet_ids: Sequence[pulumi.Input[str]]
-    public_subnet_ids: Sequence[pulumi.Input[str]]
+Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
+KubernetesVersion = Annotated[str, Field(pattern=r"^1\.\d{2}$")]
+
+
+class EksClusterArgs(ArgsModel):
+    region: Region
+    kubernetes_version: KubernetesVersion
+    # The nodes' subnets.
+    private_subnet_ids: Annotated[Sequence[InputStr], Field(min_length=1)]
+    public_subnet_ids: Sequence[InputStr]
     private_endpoint: bool
     system_instance_type: str
     system_scaling: Scaling
-    public_access_cidrs: Sequence[str] = field(default_factory=lambda: ["0.0.0.0/0"])
-    log_retention_days: int = 30
+    public_access_cidrs: Sequence[str] = ("0.0.0.0/0",)
+    log_retention_days: PositiveInt = 30
 
-    def __post_init__(self) -> None:
-        if not self.private_subnet_ids:
-            raise ValueError("the cluster needs private subnets for its nodes")
+    @model_validator(mode="after")
+    def _a_reachable_endpoint(self) -> Self:
         if not self.private_endpoint and not self.public_access_cidrs:
             raise ValueError("a public endpoint needs at least one public_access_cidrs entry")
+        return self
 
 
 def _assume_role_policy(service: str) -> str:
@@ -65,6 +69,10 @@ class EksCluster(pulumi.ComponentResource):
         self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("agent-platform:cluster:EksCluster", name, None, opts)
+        # Imported here: the stack config reads this module's models in every stack,
+        # and the local stack never imports the AWS SDK (a tenth of a second per run).
+        import pulumi_aws as aws
+
         child = child_options(self, opts)
 
         secrets_key = aws.kms.Key(

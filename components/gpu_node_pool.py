@@ -4,10 +4,9 @@ that ask for a GPU land on it, with the device plugin and the DCGM exporter."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.apps.v1 import DaemonSet, DaemonSetSpecArgs, DaemonSetUpdateStrategyArgs
 from pulumi_kubernetes.core.v1 import (
@@ -27,6 +26,7 @@ from pulumi_kubernetes.core.v1 import (
     VolumeMountArgs,
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pydantic import Field, field_validator
 
 from components.gpu_instances import GPU_INSTANCE_TYPES
 from components.kube import (
@@ -40,28 +40,38 @@ from components.kube import (
     match_labels,
     selector,
 )
-from stacks.config import GpuPoolConfig
+from components.values import ArgsModel, InputStr, Scaling
 
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
 DCGM_PORT = 9400
 
 
-@dataclass(frozen=True)
-class GpuNodePoolArgs:
-    pool: GpuPoolConfig
-    cluster_name: pulumi.Input[str]
-    node_role_arn: pulumi.Input[str]
-    subnet_ids: Sequence[pulumi.Input[str]]
-    system_namespace: pulumi.Input[str]
-    provider: k8s.Provider
+class GpuPoolConfig(ArgsModel):
+    """One GPU pool: an entry of the stack file's `gpuPools`."""
 
-    def __post_init__(self) -> None:
-        unknown = [t for t in self.pool.instance_types if t not in GPU_INSTANCE_TYPES]
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+    instance_types: Annotated[list[str], Field(min_length=1)]
+    capacity_type: Literal["SPOT", "ON_DEMAND"]
+    scaling: Scaling
+
+    @field_validator("instance_types")
+    @classmethod
+    def _known_gpu_types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in GPU_INSTANCE_TYPES]
         if unknown:
-            raise ValueError(f"unknown GPU instance types {unknown}")
-        if not self.subnet_ids:
-            raise ValueError("a GPU node pool needs subnets")
+            known = ", ".join(sorted(GPU_INSTANCE_TYPES))
+            raise ValueError(f"unknown GPU instance type(s) {unknown}; known: {known}")
+        return value
+
+
+class GpuNodePoolArgs(ArgsModel):
+    pool: GpuPoolConfig
+    cluster_name: InputStr
+    node_role_arn: InputStr
+    subnet_ids: Annotated[Sequence[InputStr], Field(min_length=1)]
+    system_namespace: InputStr
+    provider: k8s.Provider
 
 
 class GpuNodePool(pulumi.ComponentResource):
@@ -72,6 +82,10 @@ class GpuNodePool(pulumi.ComponentResource):
         self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("agent-platform:gpu:GpuNodePool", name, None, opts)
+        # Imported here: the stack config reads this module's models in every stack,
+        # and the local stack never imports the AWS SDK (a tenth of a second per run).
+        import pulumi_aws as aws
+
         pool = args.pool
         node_labels = {
             GPU_POOL_LABEL: GPU_POOL_VALUE,

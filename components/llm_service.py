@@ -5,6 +5,7 @@ endpoint whose key lives in a Secret."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Self
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -33,6 +34,7 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from pulumi_kubernetes.networking.v1 import NetworkPolicy
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
+from pydantic import model_validator
 
 from components.kube import (
     GPU_RESOURCE,
@@ -47,7 +49,7 @@ from components.kube import (
     selector,
     spread_over_zones_and_nodes,
 )
-from stacks.config import LlmConfig
+from components.values import ArgsModel, InputStr, PositiveInt, Resources
 
 LLM_NAME = "llm"
 LLM_PORT = 8000
@@ -69,19 +71,41 @@ class _PodParts:
     node_selector: dict[str, str] | None = None
 
 
-@dataclass(frozen=True)
-class LlmServiceArgs:
+class LlmConfig(ArgsModel):
+    """Which LLM the agents call: the stack file's `llm` section."""
+
+    mode: Literal["vllm", "external", "devllm"]
+    model: str
+    vllm_image: str = "vllm/vllm-openai:v0.6.4"
+    gpus_per_replica: PositiveInt = 1
+    replicas: PositiveInt = 1
+    model_cache_gi: PositiveInt = 100
+    base_url: str | None = None
+    resources: Resources = Resources(
+        cpu_request="2", cpu_limit="4", memory_request="12Gi", memory_limit="14Gi"
+    )
+
+    @model_validator(mode="after")
+    def _external_has_url(self) -> Self:
+        if self.mode == "external" and not self.base_url:
+            raise ValueError("baseUrl is required when mode is 'external'")
+        return self
+
+
+class LlmServiceArgs(ArgsModel):
     config: LlmConfig
     namespace: str
     provider: k8s.Provider | None = None
     # The agent image also serves `agent-app devllm`.
-    app_image: pulumi.Input[str] | None = None
+    app_image: InputStr | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _what_the_mode_needs(self) -> Self:
         if self.config.mode != "external" and self.provider is None:
             raise ValueError(f"mode {self.config.mode!r} runs in the cluster and needs a provider")
         if self.config.mode == "devllm" and self.app_image is None:
             raise ValueError("devllm runs the app image: app_image is required")
+        return self
 
 
 class LlmService(pulumi.ComponentResource):

@@ -3,26 +3,32 @@ manifests to a directory, or one that targets a kubeconfig context."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Self
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pydantic import model_validator
 
 from components.kube import child_options
+from components.values import ArgsModel
 
 
-@dataclass(frozen=True)
-class LocalClusterArgs:
-    render_directory: str
-    secrets_directory: str
+class LocalClusterArgs(ArgsModel):
+    """Where the `local` stack's objects go: the stack file's `local` section."""
+
+    render_directory: str = "build/manifests/local"
+    secrets_directory: str = "build/secrets/local"
+    # Deploy to this context instead of rendering.
     kubeconfig_context: str | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _secrets_apart(self) -> Self:
         if self.kubeconfig_context is None and self.render_directory == self.secrets_directory:
             raise ValueError(
                 "secrets_directory must differ from render_directory: the rendered "
                 "manifests are meant to be shared, Secret manifests are not"
             )
+        return self
 
 
 class LocalCluster(pulumi.ComponentResource):

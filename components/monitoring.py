@@ -4,7 +4,7 @@ rules, and persistent storage."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import Annotated
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -37,6 +37,7 @@ from pulumi_kubernetes.rbac.v1 import (
     RoleRefArgs,
     SubjectArgs,
 )
+from pydantic import Field
 
 from components.kube import (
     child_options,
@@ -47,14 +48,25 @@ from components.kube import (
     selector,
 )
 from components.prometheus_rules import AlertThresholds, alert_rules, scrape_config, to_yaml
-from stacks.config import MonitoringConfig
+from components.values import ArgsModel, PositiveInt, Resources
 
 PROMETHEUS_PORT = 9090
 PROMETHEUS_UID = 65534
 
 
-@dataclass(frozen=True)
-class MonitoringArgs:
+class MonitoringConfig(ArgsModel):
+    """Prometheus: the stack file's `monitoring` section."""
+
+    prometheus_image: str = "prom/prometheus:v2.55.1"
+    retention: Annotated[str, Field(pattern=r"^\d+[hdwy]$")] = "15d"
+    storage_gi: PositiveInt = 20
+    scrape_interval: Annotated[str, Field(pattern=r"^\d+[smh]$")] = "30s"
+    resources: Resources = Resources(
+        cpu_request="250m", cpu_limit="1", memory_request="512Mi", memory_limit="2Gi"
+    )
+
+
+class MonitoringArgs(ArgsModel):
     config: MonitoringConfig
     namespace: str
     thresholds: AlertThresholds

@@ -3,21 +3,24 @@ ingress NetworkPolicy so that every other policy is an explicit allow."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 from pulumi_kubernetes.networking.v1 import NetworkPolicy, NetworkPolicySpecArgs
+from pydantic import Field
 
 from components.kube import child_options, labels
+from components.values import ArgsModel
+
+# A Kubernetes namespace name: a DNS label.
+NamespaceName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 
 
-@dataclass(frozen=True)
-class PlatformNamespaceArgs:
-    name: str
+class PlatformNamespaceArgs(ArgsModel):
+    name: NamespaceName
     provider: k8s.Provider
     pod_security: Literal["restricted", "baseline", "privileged"] = "restricted"
 

@@ -4,28 +4,36 @@ private subnets, and NAT for the private ones."""
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
 
 import pulumi
-import pulumi_aws as aws
+from pydantic import AfterValidator, Field
 
 from components.kube import child_options
+from components.values import ArgsModel
+
+if TYPE_CHECKING:
+    import pulumi_aws as aws
 
 
-@dataclass(frozen=True)
-class NetworkArgs:
+def _room_for_subnets(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    if value.prefixlen > 20:
+        raise ValueError(f"{value} is too small: use a /20 or larger for per-AZ subnets")
+    return value
+
+
+VpcCidr = Annotated[ipaddress.IPv4Network, AfterValidator(_room_for_subnets)]
+# EKS needs subnets in two zones at least.
+ZoneCount = Annotated[int, Field(ge=2, le=6, strict=True)]
+
+
+class NetworkArgs(ArgsModel):
     cluster_name: str
-    cidr: ipaddress.IPv4Network
-    availability_zones: int
+    cidr: VpcCidr
+    availability_zones: ZoneCount
     # One NAT gateway per AZ keeps an AZ outage from cutting the others off; a single
     # one is cheaper and enough outside prod.
     nat_gateway_per_az: bool
-
-    def __post_init__(self) -> None:
-        if self.availability_zones < 2:
-            raise ValueError("an EKS network needs at least 2 availability zones")
-        if self.cidr.prefixlen > 20:
-            raise ValueError(f"{self.cidr} is too small for per-AZ /24 subnets")
 
 
 class Network(pulumi.ComponentResource):
@@ -38,6 +46,10 @@ class Network(pulumi.ComponentResource):
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("agent-platform:network:Network", name, None, opts)
+        # Imported here: the stack config reads this module's models in every stack,
+        # and the local stack never imports the AWS SDK (a tenth of a second per run).
+        import pulumi_aws as aws
+
         child = child_options(self, opts)
         zones = aws.get_availability_zones(
             state="available", opts=pulumi.InvokeOptions(parent=self)
@@ -148,6 +160,8 @@ class Network(pulumi.ComponentResource):
         map_public_ip_on_launch: bool | None = None,
     ) -> aws.ec2.Subnet:
         """A subnet in one zone and its route table association."""
+        import pulumi_aws as aws
+
         subnet = aws.ec2.Subnet(
             name,
             vpc_id=vpc_id,

@@ -4,8 +4,6 @@ Secrets (Secrets Manager -> Kubernetes Secrets)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
@@ -16,7 +14,7 @@ from pulumi_kubernetes.networking.v1 import (
 )
 
 from components.kube import child_options, tcp_ports
-from stacks.config import OperatorsConfig
+from components.values import ArgsModel
 
 # What reaches each operator's pods: the API server calls webhooks and the metrics API
 # (from outside the pod network, so from any address), and ingress-nginx takes traffic.
@@ -34,8 +32,20 @@ CHART_REPOSITORIES = {
 }
 
 
-@dataclass(frozen=True)
-class ClusterOperatorsArgs:
+class OperatorRelease(ArgsModel):
+    enabled: bool = False
+    chart_version: str
+
+
+class OperatorsConfig(ArgsModel):
+    """Which operators run, at which chart version: the stack file's `operators` section."""
+
+    keda: OperatorRelease = OperatorRelease(chart_version="2.16.0")
+    ingress_nginx: OperatorRelease = OperatorRelease(chart_version="4.11.3")
+    external_secrets: OperatorRelease = OperatorRelease(chart_version="0.10.5")
+
+
+class ClusterOperatorsArgs(ArgsModel):
     config: OperatorsConfig
     provider: k8s.Provider
     # Keep the ingress controller's load balancer inside the VPC.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Literal, Self
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -37,6 +37,7 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from pulumi_kubernetes.networking.v1 import NetworkPolicy
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
+from pydantic import model_validator
 
 from components.kube import (
     agent_clients_only,
@@ -48,7 +49,7 @@ from components.kube import (
     secret,
     selector,
 )
-from stacks.config import RedisConfig
+from components.values import ArgsModel, InputStr, PositiveInt, Resources
 
 REDIS_PORT = 6379
 REDIS_UID = 999
@@ -67,31 +68,45 @@ include /etc/redis/auth/auth.conf
 """
 
 
-@dataclass(frozen=True)
-class SecretKeyRef:
+class RedisConfig(ArgsModel):
+    """Which Redis, and its size: the stack file's `redis` section."""
+
+    mode: Literal["in-cluster", "elasticache"]
+    # In-cluster.
+    image: str = "redis:7.4.1-alpine3.20"
+    storage_gi: PositiveInt = 8
+    resources: Resources = Resources(
+        cpu_request="100m", cpu_limit="500m", memory_request="256Mi", memory_limit="512Mi"
+    )
+    # ElastiCache.
+    node_type: str = "cache.t4g.medium"
+    num_cache_clusters: PositiveInt = 2
+
+
+class SecretKeyRef(ArgsModel):
     """Where clients read a value: a key of a Kubernetes Secret in the namespace."""
 
-    name: pulumi.Input[str]
+    name: InputStr
     key: str
 
 
-@dataclass(frozen=True)
-class RedisArgs:
+class RedisArgs(ArgsModel):
     config: RedisConfig
     password: pulumi.Output[str]
     # The Secret key the clients read the password from (the server's own copy, for
     # requirepass, is kept apart in redis-auth).
     client_password_secret: SecretKeyRef
-    namespace: pulumi.Input[str] = "agents"
+    namespace: InputStr = "agents"
     provider: k8s.Provider | None = None
     secrets_provider: k8s.Provider | None = None
     # ElastiCache only.
-    subnet_ids: Sequence[pulumi.Input[str]] = ()
-    vpc_id: pulumi.Input[str] | None = None
-    node_security_group_id: pulumi.Input[str] | None = None
+    subnet_ids: Sequence[InputStr] = ()
+    vpc_id: InputStr | None = None
+    node_security_group_id: InputStr | None = None
     multi_az: bool = False
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _what_the_mode_needs(self) -> Self:
         if self.config.mode == "in-cluster" and (
             self.provider is None or self.secrets_provider is None
         ):
@@ -101,6 +116,7 @@ class RedisArgs:
                 raise ValueError("ElastiCache needs subnet_ids, vpc_id and node_security_group_id")
             if self.multi_az and self.config.num_cache_clusters < 2:
                 raise ValueError("Multi-AZ ElastiCache needs num_cache_clusters >= 2")
+        return self
 
 
 class Redis(pulumi.ComponentResource):

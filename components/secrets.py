@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal, Self
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.core.v1 import Secret, ServiceAccount
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pydantic import Field, model_validator
 
 from components.kube import child_options, labels, secret
+from components.values import ArgsModel, InputStr
 
 SECRET_NAME = "agent-secrets"  # noqa: S105 - a name, not a value
 REDIS_PASSWORD_KEY = "redis-password"  # noqa: S105 - a key name
@@ -22,25 +23,24 @@ LLM_API_KEY_KEY = "llm-api-key"
 API_KEYS_KEY = "api-keys-sha256"
 
 
-@dataclass(frozen=True)
-class PlatformSecretsArgs:
+class PlatformSecretsArgs(ArgsModel):
     namespace: str
     # Secret key in the Kubernetes Secret -> its value, which must be a Pulumi secret.
-    values: Mapping[str, pulumi.Output[str]]
+    values: Annotated[Mapping[str, pulumi.Output[str]], Field(min_length=1)]
     provider: k8s.Provider
     source: Literal["pulumi", "aws-secrets-manager"]
     # Only for aws-secrets-manager: IRSA lets the store's ServiceAccount read the secrets.
-    oidc_provider_arn: pulumi.Input[str] | None = None
-    oidc_issuer: pulumi.Input[str] | None = None
+    oidc_provider_arn: InputStr | None = None
+    oidc_issuer: InputStr | None = None
     region: str | None = None
 
-    def __post_init__(self) -> None:
-        if not self.values:
-            raise ValueError("no secrets given")
+    @model_validator(mode="after")
+    def _what_the_source_needs(self) -> Self:
         if self.source == "aws-secrets-manager" and not (
             self.oidc_provider_arn and self.oidc_issuer and self.region
         ):
             raise ValueError("aws-secrets-manager needs oidc_provider_arn, oidc_issuer and region")
+        return self
 
 
 class PlatformSecrets(pulumi.ComponentResource):

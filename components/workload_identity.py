@@ -4,22 +4,21 @@ named namespace can assume, through the cluster's OIDC provider."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from components.kube import child_options
+from components.values import ArgsModel, InputStr
 
 
-@dataclass(frozen=True)
-class WorkloadIdentityArgs:
+class WorkloadIdentityArgs(ArgsModel):
     namespace: str
     service_account: str
-    oidc_provider_arn: pulumi.Input[str]
-    oidc_issuer: pulumi.Input[str]
+    oidc_provider_arn: InputStr
+    oidc_issuer: InputStr
     # An IAM policy document (JSON) granting what the workload may do; None for none yet.
-    policy: pulumi.Input[str] | None = None
+    policy: InputStr | None = None
 
 
 class WorkloadIdentity(pulumi.ComponentResource):

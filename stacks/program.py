@@ -17,14 +17,8 @@ import pulumi_kubernetes as k8s
 
 from components.agent_service import SERVICE_ACCOUNT
 from components.app_image import AppImage, AppImageArgs
-from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger
-from components.canary import (
-    CanaryRelease,
-    CanaryReleaseArgs,
-    IngressRoute,
-    ReplicaBounds,
-    TrackRelease,
-)
+from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger, ReplicaBounds
+from components.canary import CanaryRelease, CanaryReleaseArgs, IngressRoute, TrackRelease
 from components.llm_service import LlmService, LlmServiceArgs
 from components.local_cluster import LocalCluster, LocalClusterArgs
 from components.monitoring import Monitoring, MonitoringArgs
@@ -40,7 +34,7 @@ from components.secrets import (
     PlatformSecretsArgs,
 )
 from costing.model import estimate
-from stacks.config import ConfigError, Environment, LocalKubernetesConfig, StackConfig, from_pulumi
+from stacks.config import ConfigError, Environment, StackConfig, from_pulumi
 from stacks.outputs import StackExports
 from stacks.resource_ledger import ResourceLedger, WireResource
 
@@ -79,15 +73,8 @@ def hashed_api_keys(tenant_keys: dict[str, str]) -> str:
 
 def _target(config: StackConfig) -> _Target:
     if not config.on_aws:
-        local = config.local or LocalKubernetesConfig()
-        cluster = LocalCluster(
-            "local",
-            LocalClusterArgs(
-                render_directory=local.render_directory,
-                secrets_directory=local.secrets_directory,
-                kubeconfig_context=local.kubeconfig_context,
-            ),
-        )
+        # The stack file's `local` section is the component's Args.
+        cluster = LocalCluster("local", config.local or LocalClusterArgs())
         return _Target(
             cluster.provider, cluster.secrets_provider, cluster.cluster_name, cluster.kubeconfig
         )
@@ -222,7 +209,7 @@ def build(config: StackConfig) -> StackExports:
         RedisArgs(
             config=config.redis,
             password=secret_values[REDIS_PASSWORD_KEY],
-            client_password_secret=SecretKeyRef(secrets.secret_name, REDIS_PASSWORD_KEY),
+            client_password_secret=SecretKeyRef(name=secrets.secret_name, key=REDIS_PASSWORD_KEY),
             namespace=ns,
             provider=target.provider,
             secrets_provider=target.secrets_provider,
@@ -314,7 +301,8 @@ def build(config: StackConfig) -> StackExports:
             else None,
             canary_weight=canary.weight if canary else 0,
             replicas=ReplicaBounds(
-                config.autoscaling.min_replicas, config.autoscaling.max_replicas
+                min_replicas=config.autoscaling.min_replicas,
+                max_replicas=config.autoscaling.max_replicas,
             ),
             api_resources=config.agent.api,
             worker_resources=config.agent.worker,
@@ -322,7 +310,7 @@ def build(config: StackConfig) -> StackExports:
             settings=settings,
             target_cpu_utilization=config.autoscaling.target_cpu_utilization,
             target_memory_utilization=config.autoscaling.target_memory_utilization,
-            ingress=IngressRoute(config.ingress.host, config.ingress.class_name)
+            ingress=IngressRoute(host=config.ingress.host, class_name=config.ingress.class_name)
             if config.ingress.enabled
             else None,
             queue=queue,

@@ -1,20 +1,14 @@
-"""Component modes the committed stacks do not use, and the Args models' validation."""
+"""Component modes the committed stacks do not use."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
-from typing import cast
 
 import pulumi
-import pulumi_kubernetes as k8s
 import pytest
 
-from components.autoscaling import AutoscalingArgs
-from components.canary import CanaryReleaseArgs, ReplicaBounds, TrackRelease, canary_bounds
-from components.local_cluster import LocalClusterArgs
-from components.network import NetworkArgs
-from stacks.config import Resources
+from components.autoscaling import ReplicaBounds
+from components.canary import canary_bounds
 from stacks.simulate import simulate
 
 MODES = [pytest.param(False, id="up"), pytest.param(True, id="preview")]
@@ -101,62 +95,9 @@ def test_dev_with_two_gpu_pools_gets_a_device_plugin_each() -> None:
 
 
 def test_canary_bounds_follow_the_weight() -> None:
-    stable = ReplicaBounds(3, 20)
-    assert canary_bounds(stable, 10) == ReplicaBounds(1, 3)
-    assert canary_bounds(stable, 50) == ReplicaBounds(3, 20)
-
-
-def _resources() -> Resources:
-    return Resources(cpu_request="100m", cpu_limit="1", memory_request="64Mi", memory_limit="128Mi")
-
-
-def test_args_models_reject_inconsistent_input() -> None:
-    # Args validate before any resource exists, so no provider is ever asked for.
-    provider = cast("k8s.Provider", object())
-    with pytest.raises(ValueError, match="min_replicas 5 > max_replicas 2"):
-        AutoscalingArgs(
-            namespace="a", provider=provider, deployment_name="d", min_replicas=5, max_replicas=2
-        )
-    with pytest.raises(ValueError, match=r"target_cpu_utilization must be within 1\.\.100"):
-        AutoscalingArgs(
-            namespace="a",
-            provider=provider,
-            deployment_name="d",
-            min_replicas=1,
-            max_replicas=2,
-            target_cpu_utilization=0,
-        )
-    with pytest.raises(ValueError, match=r"canary_weight must be within 0\.\.100"):
-        CanaryReleaseArgs(
-            namespace="a",
-            provider=provider,
-            stable=TrackRelease("1", "img:1"),
-            canary=TrackRelease("2", "img:2"),
-            canary_weight=120,
-            replicas=ReplicaBounds(1, 2),
-            api_resources=_resources(),
-            worker_resources=_resources(),
-            secret_name="s",
-            settings={},
-            target_cpu_utilization=70,
-            target_memory_utilization=80,
-        )
-    with pytest.raises(ValueError, match="secrets_directory must differ"):
-        LocalClusterArgs(render_directory="out", secrets_directory="out")
-    with pytest.raises(ValueError, match="at least 2 availability zones"):
-        NetworkArgs(
-            cluster_name="c",
-            cidr=ipaddress.IPv4Network("10.0.0.0/16"),
-            availability_zones=1,
-            nat_gateway_per_az=False,
-        )
-
-
-def test_resources_reject_requests_above_limits() -> None:
-    with pytest.raises(ValueError, match="cpuRequest 2 exceeds cpuLimit 500m"):
-        Resources(cpu_request="2", cpu_limit="500m", memory_request="1Mi", memory_limit="1Mi")
-    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
-        Resources(cpu_request="lots", cpu_limit="1", memory_request="1Mi", memory_limit="1Mi")
+    stable = ReplicaBounds(min_replicas=3, max_replicas=20)
+    assert canary_bounds(stable, 10) == ReplicaBounds(min_replicas=1, max_replicas=3)
+    assert canary_bounds(stable, 50) == ReplicaBounds(min_replicas=3, max_replicas=20)
 
 
 def test_app_api_keys_must_be_a_tenant_map() -> None:
