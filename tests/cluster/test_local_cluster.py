@@ -83,11 +83,33 @@ apiVersion: v1
 kind: Node
 metadata:
   name: {name}
-  annotations: {{kwok.x-k8s.io/node: fake}}
+  annotations:
+    kwok.x-k8s.io/node: fake
+    kwok.agent-platform.io/capacity: '{capacity}'
   labels: {{topology.kubernetes.io/zone: zone-a, kubernetes.io/hostname: {name}}}
-status:
-  allocatable: {{cpu: "4", memory: 16Gi, pods: "110", ephemeral-storage: 100Gi}}
-  capacity: {{cpu: "4", memory: 16Gi, pods: "110", ephemeral-storage: 100Gi}}
+spec:
+  taints: {taints}
+"""
+CPU_NODE = NODE.format(
+    name="kwok-a",
+    capacity='{"cpu": "4", "memory": "16Gi", "ephemeral-storage": "100Gi"}',
+    taints="[]",
+)
+GPU_NODE = NODE.format(
+    name="kwok-gpu",
+    capacity='{"cpu": "4", "memory": "16Gi", "ephemeral-storage": "100Gi", "nvidia.com/gpu": "1"}',
+    taints="[{key: nvidia.com/gpu, value: 'true', effect: NoSchedule}]",
+)
+GPU_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  tolerations: [{{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}}]
+  containers:
+  - name: main
+    image: registry.invalid/vllm:1
+    resources: {{limits: {{nvidia.com/gpu: "1"}}}}
 """
 
 
@@ -129,7 +151,7 @@ def test_the_api_server_is_ready_with_rbac_and_listens_on_loopback_only(
 
 
 def test_a_simulated_node_becomes_ready_and_the_scheduler_places_pods(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "-f", "-", stdin=NODE.format(name="kwok-a"))
+    cluster.kubectl("apply", "-f", "-", stdin=CPU_NODE)
 
     def ready() -> bool:
         conditions = cluster.get("node", "kwok-a")["status"].get("conditions", [])
@@ -195,3 +217,32 @@ def test_the_operators_crds_come_from_their_modules_and_validate(cluster: Cluste
     assert "Invalid value" in refused or "must be of type integer" in refused
     cluster.kubectl("apply", "-f", "-", stdin=SCALED_OBJECT.format(min_count=0))
     assert cluster.get("scaledobject", "worker")["spec"]["minReplicaCount"] == 0
+
+
+def test_a_node_reports_the_capacity_it_declares_and_gpus_are_scheduled_by_it(
+    cluster: Cluster,
+) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=GPU_NODE)
+
+    def reported() -> bool:
+        return "nvidia.com/gpu" in cluster.get("node", "kwok-gpu")["status"].get("capacity", {})
+
+    _wait("the GPU node reports its GPU", reported)
+    capacity = cluster.get("node", "kwok-gpu")["status"]["capacity"]
+    assert capacity["nvidia.com/gpu"] == "1"
+    assert capacity["cpu"] == "4"
+    cluster.kubectl("apply", "-f", "-", stdin=GPU_POD.format(name="gpu-1"))
+    cluster.kubectl("apply", "-f", "-", stdin=GPU_POD.format(name="gpu-2"))
+
+    def placed() -> bool:
+        return bool(cluster.get("pod", "gpu-1")["spec"].get("nodeName"))
+
+    _wait("the first GPU pod is placed", placed)
+    assert cluster.get("pod", "gpu-1")["spec"]["nodeName"] == "kwok-gpu"
+
+    def refused() -> bool:
+        conditions = cluster.get("pod", "gpu-2")["status"].get("conditions", [])
+        return any("Insufficient nvidia.com/gpu" in c.get("message", "") for c in conditions)
+
+    _wait("the scheduler refuses the GPU pod beyond capacity", refused)
+    assert not cluster.get("pod", "gpu-2")["spec"].get("nodeName")
