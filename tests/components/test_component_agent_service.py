@@ -1,0 +1,112 @@
+"""AgentService: per release track, the API and worker Deployments with their Service
+and disruption budgets, plus the shared ServiceAccount, settings and policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from component_mocks import evaluate, provider
+
+from components.agent_service import AgentService, AgentServiceArgs, ReleaseTrack
+from components.kube import TRACK_LABEL
+from components.values import Resources
+
+SERVICE = "agent-platform:agent:AgentService"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+RESOURCES = Resources(
+    cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi"
+)
+
+
+def _args(tracks: list[ReleaseTrack], **overrides: Any) -> dict[str, Any]:
+    return {
+        "namespace": "agents",
+        "tracks": tracks,
+        "api_resources": RESOURCES,
+        "worker_resources": RESOURCES,
+        "secret_name": "agent-secrets",
+        "settings": {"AGENT_LOG_LEVEL": "info"},
+        **overrides,
+    }
+
+
+STABLE = ReleaseTrack(track="stable", version="1.0.0", image="app:1.0.0", min_replicas=2)
+CANARY = ReleaseTrack(track="canary", version="1.1.0", image="app:1.1.0", min_replicas=1)
+
+
+def test_each_track_gets_an_api_and_a_worker_that_autoscaling_owns() -> None:
+    def program() -> AgentService:
+        return AgentService(
+            "agent", AgentServiceArgs(provider=provider(), **_args([STABLE, CANARY]))
+        )
+
+    _, graph = evaluate(program)
+    component = graph.component(SERVICE)
+    names = {name for t, name in graph.kinds(component) if t == DEPLOYMENT}
+    assert names == {
+        "agent-api-stable",
+        "agent-worker-stable",
+        "agent-api-canary",
+        "agent-worker-canary",
+    }
+    canary_api = graph.named(DEPLOYMENT, "agent-api-canary").inputs
+    assert canary_api["metadata"]["name"] == "agent-api-canary"
+    spec = canary_api["spec"]
+    # The autoscaler owns the count.
+    assert "replicas" not in spec
+    assert spec["selector"]["matchLabels"][TRACK_LABEL] == "canary"
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["image"] == "app:1.1.0"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AGENT_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "agent-secrets",
+        "key": "redis-password",
+    }
+    assert container["envFrom"] == [{"configMapRef": {"name": "agent-settings"}}]
+    # Only a track with more than one replica has a budget to keep.
+    budgets = {name for t, name in graph.kinds(component) if t.endswith("PodDisruptionBudget")}
+    assert budgets == {"agent-api-stable", "agent-worker-stable"}
+    outputs = graph.outputs_of(component)
+    assert outputs["endpoint"] == "http://agent-api.agents.svc.cluster.local"
+    assert outputs["deployments"]["canary"] == {
+        "api": "agent-api-canary",
+        "worker": "agent-worker-canary",
+    }
+
+
+def test_the_api_admits_the_named_client_namespaces() -> None:
+    def program() -> AgentService:
+        return AgentService(
+            "agent",
+            AgentServiceArgs(
+                provider=provider(), **_args([STABLE], api_client_namespaces=["ingress-nginx"])
+            ),
+        )
+
+    _, graph = evaluate(program)
+    policy = graph.named("kubernetes:networking.k8s.io/v1:NetworkPolicy", "agent-api-ingress")
+    (rule,) = policy.inputs["spec"]["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+    ]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+@pytest.mark.parametrize(
+    ("tracks", "settings", "message"),
+    [
+        ([CANARY], {}, "exactly one stable track is required"),
+        ([STABLE, STABLE], {}, "exactly one stable track is required"),
+        ([STABLE], {"LOG_LEVEL": "info"}, r"settings must be AGENT_\* variables"),
+    ],
+)
+def test_the_args_refuse_bad_tracks_and_settings(
+    tracks: list[ReleaseTrack], settings: dict[str, str], message: str
+) -> None:
+    k8s_provider, _ = evaluate(provider)
+    with pytest.raises(ValueError, match=message):
+        AgentServiceArgs(provider=k8s_provider, **_args(tracks, settings=settings))
+    with pytest.raises(ValueError, match=r"min_replicas\n  Input should be greater than 0"):
+        ReleaseTrack(track="stable", version="1", image="app:1", min_replicas=0)
