@@ -15,6 +15,7 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -117,10 +118,7 @@ def respond(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict
     return {"role": "assistant", "content": content}
 
 
-def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0) -> FastAPI:
-    state = _FaultState(latency_ms, error_every, timeout_every)
-    app = FastAPI(title="agent-app devllm (development stand-in)", docs_url=None, redoc_url=None)
-
+def _chat_endpoint(state: _FaultState) -> Callable[[Request], Awaitable[JSONResponse]]:
     # A plain Starlette route rather than a FastAPI one: FastAPI's body parsing, validation
     # and dependency solving cost more CPU than the answer itself, and in the load
     # benchmark devllm shares the cores with the app it stands in for.
@@ -145,55 +143,14 @@ def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0
         finally:
             state.inflight[model] -= 1
 
-    app.add_route("/v1/chat/completions", chat, methods=["POST"])
+    return chat
 
-    async def _complete(
-        state: _FaultState,
-        model: str,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
-        raw: bytes,
-    ) -> JSONResponse:
-        n = state.requests[model]
-        fault = state.fault_for(model)
-        delay_ms = state.base_latency_ms + (fault.latency_ms if fault else 0)
-        if delay_ms:
-            await asyncio.sleep(delay_ms / 1000)
-        if fault and fault.hang_next:
-            fault.hang_next -= 1
-            await asyncio.sleep(fault.hang_s)
-        if state.timeout_every and n % state.timeout_every == 0:
-            await asyncio.sleep(3600)
-        if fault and fault.fail_next:
-            fault.fail_next -= 1
-            return _error(fault.status)
-        if state.error_every and n % state.error_every == 0:
-            return _error(500)
-        message = respond(messages, tools)
-        prompt = sum(_tokens(json.dumps(m.get("content") or "")) for m in messages)
-        completion = _tokens(json.dumps(message.get("content") or message.get("tool_calls")))
-        return JSONResponse(
-            {
-                # The request's own bytes, not a re-serialisation of them: the same request
-                # still gets the same id.
-                "id": "chatcmpl-" + hashlib.sha256(raw).hexdigest()[:24],
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": message,
-                        "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "total_tokens": prompt + completion,
-                },
-            }
-        )
+
+def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0) -> FastAPI:
+    state = _FaultState(latency_ms, error_every, timeout_every)
+    app = FastAPI(title="agent-app devllm (development stand-in)", docs_url=None, redoc_url=None)
+
+    app.add_route("/v1/chat/completions", _chat_endpoint(state), methods=["POST"])
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -226,6 +183,63 @@ def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0
         return {"status": "ok"}
 
     return app
+
+
+async def _complete(
+    state: _FaultState,
+    model: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    raw: bytes,
+) -> JSONResponse:
+    failed = await _injected_faults(state, model)
+    if failed is not None:
+        return failed
+    message = respond(messages, tools)
+    prompt = sum(_tokens(json.dumps(m.get("content") or "")) for m in messages)
+    completion = _tokens(json.dumps(message.get("content") or message.get("tool_calls")))
+    return JSONResponse(
+        {
+            # The request's own bytes, not a re-serialisation of them: the same request
+            # still gets the same id.
+            "id": "chatcmpl-" + hashlib.sha256(raw).hexdigest()[:24],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+    )
+
+
+async def _injected_faults(state: _FaultState, model: str) -> JSONResponse | None:
+    """Delays, hangs and the error answer the faults set for this request call for."""
+    n = state.requests[model]
+    fault = state.fault_for(model)
+    delay_ms = state.base_latency_ms + (fault.latency_ms if fault else 0)
+    if delay_ms:
+        await asyncio.sleep(delay_ms / 1000)
+    if fault and fault.hang_next:
+        fault.hang_next -= 1
+        await asyncio.sleep(fault.hang_s)
+    if state.timeout_every and n % state.timeout_every == 0:
+        await asyncio.sleep(3600)
+    if fault and fault.fail_next:
+        fault.fail_next -= 1
+        return _error(fault.status)
+    if state.error_every and n % state.error_every == 0:
+        return _error(500)
+    return None
 
 
 def _invalid(message: str) -> JSONResponse:

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from redis.asyncio import Redis
 
+from agent_app.keys import memory_key
 from agent_app.runtime import text
 from agent_app.settings import Settings
 
@@ -110,30 +111,34 @@ def evaluate(expression: str) -> float | int:
         tree = ast.parse(expression.replace("^", "**"), mode="eval")
     except SyntaxError:
         raise ToolError(f"not an arithmetic expression: {expression!r}") from None
+    return _walk(tree)
 
-    def walk(node: ast.AST) -> float | int:
-        if isinstance(node, ast.Expression):
-            return walk(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            if isinstance(node.value, bool):
-                raise ToolError("booleans are not numbers here")
-            return node.value
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            result: float | int = _UNARY[type(node.op)](walk(node.operand))
-            return result
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            left, right = walk(node.left), walk(node.right)
-            # Bound exponents so a task cannot make the worker compute a huge integer.
-            if isinstance(node.op, ast.Pow) and abs(right) > 64:
-                raise ToolError("exponent larger than 64")
-            try:
-                out: float | int = _BINARY[type(node.op)](left, right)
-            except ZeroDivisionError:
-                raise ToolError("division by zero") from None
-            return out
-        raise ToolError(f"unsupported element {type(node).__name__} in expression")
 
-    return walk(tree)
+def _walk(node: ast.AST) -> float | int:
+    if isinstance(node, ast.Expression):
+        return _walk(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        if isinstance(node.value, bool):
+            raise ToolError("booleans are not numbers here")
+        return node.value
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        result: float | int = _UNARY[type(node.op)](_walk(node.operand))
+        return result
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        return _binary(node)
+    raise ToolError(f"unsupported element {type(node).__name__} in expression")
+
+
+def _binary(node: ast.BinOp) -> float | int:
+    left, right = _walk(node.left), _walk(node.right)
+    # Bound exponents so a task cannot make the worker compute a huge integer.
+    if isinstance(node.op, ast.Pow) and abs(right) > 64:
+        raise ToolError("exponent larger than 64")
+    try:
+        out: float | int = _BINARY[type(node.op)](left, right)
+    except ZeroDivisionError:
+        raise ToolError("division by zero") from None
+    return out
 
 
 async def _calculator(_ctx: ToolContext, args: dict[str, Any]) -> str:
@@ -156,10 +161,6 @@ async def _current_time(_ctx: ToolContext, args: dict[str, Any]) -> str:
         except (ZoneInfoNotFoundError, ValueError):
             raise ToolError(f"unknown timezone {name!r}") from None
     return f"current time in {name}: {now.isoformat(timespec='seconds')}"
-
-
-def memory_key(tenant: str, session_id: str) -> str:
-    return f"agent:memory:{tenant}:{session_id}"
 
 
 async def _memory_set(ctx: ToolContext, args: dict[str, Any]) -> str:
