@@ -11,15 +11,16 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 from redis.asyncio import Redis
 
-from agent_app.cache import CachedResult, ResponseCache, ResultCache, cache_key, result_cache_key
+from agent_app.cache import ResponseCache, ResultCache, cache_key, result_cache_key
 from agent_app.cost import BudgetLedger, call_cost
+from agent_app.keys import history_key, task_key
 from agent_app.llm import ChatResult, LLMClient
 from agent_app.logging import get_logger
 from agent_app.metrics import Metrics
+from agent_app.records import AnswerStep, CachedAnswer, PlanStep, Status, Step, Tokens, ToolStep
 from agent_app.redaction import redact
 from agent_app.runtime import text
 from agent_app.settings import Settings
-from agent_app.tasks import Status, task_key
 from agent_app.tools import ToolContext, ToolError, ToolRegistry
 
 _SYSTEM_PROMPTS = {
@@ -53,7 +54,7 @@ class AgentResult:
     status: Status
     answer: str | None
     error: str | None = None
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
     input_tokens: int = 0
     output_tokens: int = 0
     cached_calls: int = 0
@@ -63,17 +64,13 @@ class AgentResult:
     deterministic: bool = True
 
     @property
-    def tokens(self) -> dict[str, int]:
-        return {
-            "input": self.input_tokens,
-            "output": self.output_tokens,
-            "total": self.input_tokens + self.output_tokens,
-            "cached_calls": self.cached_calls,
-        }
-
-
-def history_key(tenant: str, session_id: str) -> str:
-    return f"agent:session:{tenant}:{session_id}"
+    def tokens(self) -> Tokens:
+        return Tokens(
+            input=self.input_tokens,
+            output=self.output_tokens,
+            total=self.input_tokens + self.output_tokens,
+            cached_calls=self.cached_calls,
+        )
 
 
 class Agent:
@@ -115,7 +112,7 @@ class Agent:
                 "agent finished",
                 status=result.status,
                 steps=len(result.steps),
-                tokens=result.tokens["total"],
+                tokens=result.tokens.total,
                 cached_calls=result.cached_calls,
                 redactions=result.redactions,
             )
@@ -136,7 +133,7 @@ class Agent:
                 ],
                 None,
             )
-        result.steps.append({"type": "plan", "content": self._clean(result, plan.content, "plan")})
+        result.steps.append(PlanStep(content=self._clean(result, plan.content, "plan")))
 
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
@@ -149,7 +146,7 @@ class Agent:
             if not reply.tool_calls:
                 answer = self._clean(result, reply.content, "answer")
                 result.answer = answer
-                result.steps.append({"type": "answer", "content": answer})
+                result.steps.append(AnswerStep(content=answer))
                 await self._remember(ctx, result)
                 return result
             messages.append(
@@ -173,12 +170,11 @@ class Agent:
                     result, await self._tool(tool_ctx, call.name, call.arguments), "tool"
                 )
                 result.steps.append(
-                    {
-                        "type": "tool",
-                        "tool": call.name,
-                        "arguments": self._clean(result, call.arguments, "tool"),
-                        "result": output,
-                    }
+                    ToolStep(
+                        tool=call.name,
+                        arguments=self._clean(result, call.arguments, "tool"),
+                        result=output,
+                    )
                 )
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
         result.status = "failed"
@@ -260,7 +256,7 @@ class Agent:
                 self._results.put(
                     pipe,
                     result_cache_key(ctx.tenant, ctx.model, ctx.variant, ctx.task),
-                    CachedResult(
+                    CachedAnswer.saving(
                         result.answer, list(result.steps), result.redactions, result.llm_calls
                     ),
                     ctx.cache_ttl_s,

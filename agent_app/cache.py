@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from agent_app import keys
 from agent_app.llm import ChatResult
 from agent_app.metrics import Metrics
+from agent_app.records import CachedAnswer
 from agent_app.runtime import text
-from agent_app.tasks import encode_fields
 
 # Call ids differ between otherwise equal conversations; they say nothing about content.
 _VOLATILE_KEYS = frozenset({"id", "tool_call_id"})
@@ -38,7 +38,7 @@ def cache_key(
         sort_keys=True,
         separators=(",", ":"),
     )
-    return "agent:cache:" + hashlib.sha256(payload.encode()).hexdigest()
+    return keys.response_cache_key(hashlib.sha256(payload.encode()).hexdigest())
 
 
 class ResponseCache:
@@ -58,27 +58,6 @@ class ResponseCache:
         transaction.set(key, value.to_json(), ex=ttl_s)
 
 
-@dataclass(frozen=True)
-class CachedResult:
-    """What a completed task returns, enough to answer the same task again."""
-
-    answer: str
-    steps: list[dict[str, Any]]
-    redactions: int
-    llm_calls: int
-
-    def record_fields(self) -> dict[str, Any]:
-        """The fields a task answered from this result has in its record: the answer, and
-        no tokens spent, with the calls it saved counted."""
-        return {
-            "result": self.answer,
-            "steps": self.steps,
-            "redactions": self.redactions,
-            "tokens": {"input": 0, "output": 0, "total": 0, "cached_calls": self.llm_calls},
-            "cached": True,
-        }
-
-
 def result_cache_key(tenant: str, model: str, variant: str, task: str) -> str:
     # Per tenant: a hit answers in a few milliseconds, which must not tell one tenant what
     # another has asked. The layout number keeps entries of an earlier layout (a string,
@@ -94,7 +73,7 @@ def result_cache_key(tenant: str, model: str, variant: str, task: str) -> str:
         sort_keys=True,
         separators=(",", ":"),
     )
-    return "agent:result:" + hashlib.sha256(payload.encode()).hexdigest()
+    return keys.result_key(hashlib.sha256(payload.encode()).hexdigest())
 
 
 class ResultCache:
@@ -114,6 +93,6 @@ class ResultCache:
             **self._metrics.rel(result="hit" if hit else "miss")
         ).inc()
 
-    def put(self, transaction: Pipeline, key: str, value: CachedResult, ttl_s: int) -> None:
-        transaction.hset(key, mapping=encode_fields(value.record_fields()))
+    def put(self, transaction: Pipeline, key: str, value: CachedAnswer, ttl_s: int) -> None:
+        transaction.hset(key, items=value.hset_args())
         transaction.expire(key, ttl_s)

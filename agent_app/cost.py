@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from agent_app.keys import ledger_key
 from agent_app.settings import ModelSpec, Settings
 
 _LEDGER_TTL_S = 40 * 24 * 3600  # outlives its month, then Redis drops it
@@ -21,10 +22,6 @@ def call_cost(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> fl
 
 def current_period(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m")
-
-
-def ledger_key(period: str) -> str:
-    return f"agent:budget:{period}"
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,8 @@ from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 
-# A sorted set of holders scored by lease expiry: a worker that dies without releasing
-# its slot loses it when the lease runs out, so a crash cannot shrink the limit forever.
-_ACQUIRE = """
-local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local held = redis.call('ZSCORE', KEYS[1], ARGV[3])
-if held or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[3])
-  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4])))
-  return 1
-end
-return 0
-"""
+from agent_app import scripts
+from agent_app.keys import slots_key
 
 
 class TenantSlots:
@@ -30,7 +19,7 @@ class TenantSlots:
         self._limit = limit
         self._lease_s = lease_s
         self._poll_s = poll_s
-        self._acquire = redis.register_script(_ACQUIRE)
+        self._acquire = redis.register_script(scripts.ACQUIRE_SLOT)
 
     async def _try(self, key: str, holder: str) -> bool:
         args: list[str | float] = [time.time(), self._limit, holder, self._lease_s]
@@ -38,7 +27,7 @@ class TenantSlots:
 
     @contextlib.asynccontextmanager
     async def hold(self, tenant: str, holder: str) -> AsyncIterator[None]:
-        key = f"agent:slots:{tenant}"
+        key = slots_key(tenant)
         while not await self._try(key, holder):
             await asyncio.sleep(self._poll_s)
         renewer = asyncio.create_task(self._renew(key, holder))

@@ -2,51 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from agent_app import scripts
+from agent_app.keys import done_channel, task_key
+from agent_app.records import Outcome
 from agent_app.runtime import text
 from agent_app.settings import Settings
-from agent_app.tasks import RedisValue, Status, final_fields, stream_entry, task_key
+from agent_app.tasks import stream_entry
 
 Entry = tuple[str, dict[str, str]]
-
-# Final record, dead-letter entry and acknowledgement in one step. A task that another
-# worker finished in the meantime (a reclaimed entry racing its first owner) is only
-# acknowledged: dead-lettering it too would give it two outcomes. A worker dying half way
-# cannot leave a dead-lettered record without its dead-letter entry either.
-_DEAD_LETTER = """
-local n = tonumber(ARGV[3])
-local written = 0
-if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
-  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4 + n))
-  written = 1
-end
-redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[2], ARGV[2])
-return written
-"""
-
-
-# Final record (the first final write wins: a redelivered task cannot overwrite it), the
-# completion message for the API requests waiting on the task, and the acknowledgement, in
-# one step: three round trips per task before. The message carries the final record (see
-# `tasks.completion`), so a waiting request answers without reading it back.
-_FINISH = """
-local written = 0
-if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-  written = 1
-end
-local record = redis.call('HGETALL', KEYS[1])
-redis.call('PUBLISH', ARGV[3], ARGV[4] .. '\\n' .. cjson.encode(record))
-redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[2], ARGV[2])
-return written
-"""
 
 
 class TaskQueue:
@@ -55,9 +24,9 @@ class TaskQueue:
         self.stream = settings.task_stream
         self.group = settings.consumer_group
         self.dead_stream = settings.dead_letter_stream
-        self.done_channel = settings.task_done_channel
-        self._dead_letter = redis.register_script(_DEAD_LETTER)
-        self._finish = redis.register_script(_FINISH)
+        self.done_channel = done_channel(settings.task_stream)
+        self._dead_letter = redis.register_script(scripts.DEAD_LETTER)
+        self._finish = redis.register_script(scripts.FINISH)
 
     async def ensure_group(self) -> None:
         try:
@@ -108,22 +77,20 @@ class TaskQueue:
             pipe.xdel(self.stream, entry_id)
             await pipe.execute()
 
-    async def finish(
-        self, entry_id: str, task_id: str, status: Status, fields: dict[str, Any]
-    ) -> bool:
+    async def finish(self, entry_id: str, task_id: str, outcome: Outcome) -> bool:
         """Writes the task's final result, announces it and acknowledges the entry; False
         if the task already had a final result, which is then kept."""
         written = await self._finish(
             keys=[task_key(task_id), self.stream],
-            args=[self.group, entry_id, self.done_channel, task_id, *final_fields(status, fields)],
+            args=[self.group, entry_id, self.done_channel, task_id, *_final(outcome)],
         )
         return bool(written)
 
     async def dead_letter(self, entry_id: str, task_id: str, fields: dict[str, str]) -> bool:
         """Marks the task dead-lettered and moves its entry to the dead-letter stream, unless
         the task already has a final result; False then, and the entry is only acknowledged."""
-        final = final_fields("dead_lettered", {"error": fields.get("error")})
-        entry: list[RedisValue] = [item for pair in fields.items() for item in pair]
+        final = _final(Outcome(status="dead_lettered", error=fields.get("error")))
+        entry = [item for pair in fields.items() for item in pair]
         written = await self._dead_letter(
             keys=[task_key(task_id), self.stream, self.dead_stream],
             args=[self.group, entry_id, len(final), *final, *entry],
@@ -144,3 +111,8 @@ class TaskQueue:
                     lag = max(0, await self._redis.xlen(self.stream) - int(group["pending"]))
                 return int(group["pending"]) + int(lag)
         return int(await self._redis.xlen(self.stream))
+
+
+def _final(outcome: Outcome) -> list[str]:
+    """The final write of a task record as HSET arguments: its `finished_at` marks it final."""
+    return outcome.model_copy(update={"finished_at": time.time()}).hset_args()

@@ -11,6 +11,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from agent_app import logging as app_logging
 from agent_app import tracing
 from agent_app.breaker import State
+from agent_app.keys import breaker_key
 from agent_app.metrics import Metrics
 from agent_app.releases import Release
 from agent_app.settings import Settings
@@ -36,10 +37,6 @@ def connect_redis(settings: Settings) -> Redis:
     )
     client: Redis = Redis.from_pool(pool)
     return client
-
-
-def breaker_key(model: str) -> str:
-    return f"agent:breaker:{model}"
 
 
 class BreakerBoard:

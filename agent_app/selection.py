@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from pydantic import BaseModel, field_serializer
 
 from agent_app.cost import call_cost
 from agent_app.settings import ModelSpec
@@ -12,22 +11,25 @@ from agent_app.settings import ModelSpec
 EXPECTED_CALLS = 3
 
 
-@dataclass(frozen=True)
-class Selection:
+class Candidate(BaseModel):
+    model: str
+    quality: float
+    expected_cost_usd: float
+    meets_quality: bool
+    fits_budget: bool
+
+
+class Selection(BaseModel):
     model: str
     required_quality: float
     expected_cost_usd: float
     reason: str
-    candidates: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[Candidate] = []
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "required_quality": self.required_quality,
-            "expected_cost_usd": round(self.expected_cost_usd, 8),
-            "reason": self.reason,
-            "candidates": self.candidates,
-        }
+    @field_serializer("expected_cost_usd")
+    def _rounded(self, value: float) -> float:
+        # A selection is stored and shown rounded; the figure itself stays exact for callers.
+        return round(value, 8)
 
 
 def estimate_tokens(text: str) -> int:
@@ -58,13 +60,13 @@ def select_model(
         key=lambda pair: (pair[0], -pair[1].quality),
     )
     candidates = [
-        {
-            "model": m.name,
-            "quality": m.quality,
-            "expected_cost_usd": round(cost, 8),
-            "meets_quality": m.quality >= requirement,
-            "fits_budget": cost <= remaining_usd,
-        }
+        Candidate(
+            model=m.name,
+            quality=m.quality,
+            expected_cost_usd=round(cost, 8),
+            meets_quality=m.quality >= requirement,
+            fits_budget=cost <= remaining_usd,
+        )
         for cost, m in costed
     ]
     for cost, m in costed:
@@ -74,7 +76,13 @@ def select_model(
                 f"{requirement:.2f} whose expected cost ${cost:.6f} fits the remaining "
                 f"${remaining_usd:.4f}{note}"
             )
-            return Selection(m.name, requirement, cost, reason, candidates)
+            return Selection(
+                model=m.name,
+                required_quality=requirement,
+                expected_cost_usd=cost,
+                reason=reason,
+                candidates=candidates,
+            )
     fitting = [(c, m) for c, m in costed if c <= remaining_usd]
     if fitting:
         cost, m = max(fitting, key=lambda pair: (pair[1].quality, -pair[0]))
@@ -82,7 +90,19 @@ def select_model(
             f"no model meets quality {requirement:.2f} within the remaining "
             f"${remaining_usd:.4f}; {m.name} is the best that fits{note}"
         )
-        return Selection(m.name, requirement, cost, reason, candidates)
+        return Selection(
+            model=m.name,
+            required_quality=requirement,
+            expected_cost_usd=cost,
+            reason=reason,
+            candidates=candidates,
+        )
     cost, m = costed[0]
     reason = f"no model fits the remaining ${remaining_usd:.4f}; {m.name} is the cheapest{note}"
-    return Selection(m.name, requirement, cost, reason, candidates)
+    return Selection(
+        model=m.name,
+        required_quality=requirement,
+        expected_cost_usd=cost,
+        reason=reason,
+        candidates=candidates,
+    )

@@ -17,6 +17,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from agent_app.keys import DEAD_LETTER_STREAM, TASK_STREAM
+
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -82,8 +84,8 @@ class Settings(BaseSettings):
         default_factory=lambda: {"control": 1.0, "concise": 1.0}
     )
 
-    task_stream: str = "agent:tasks"
-    dead_letter_stream: str = "agent:tasks:dead"
+    task_stream: str = TASK_STREAM
+    dead_letter_stream: str = DEAD_LETTER_STREAM
     consumer_group: str = "agent-workers"
     consumer_name: str | None = None
     worker_concurrency: int = Field(default=4, ge=1)
@@ -227,12 +229,6 @@ class Settings(BaseSettings):
         if self.llm_model is not None and self.llm_model not in names:
             raise ValueError(f"llm_model {self.llm_model!r} is not in models ({', '.join(names)})")
         return self
-
-    @property
-    def task_done_channel(self) -> str:
-        """Pub/sub channel on which workers announce finished tasks to API requests waiting
-        for them (`?wait=`); named after the stream so deployments sharing a Redis stay apart."""
-        return f"{self.task_stream}:done"
 
     def budget_for(self, tenant: str) -> float:
         return self.tenant_budgets_usd.get(tenant, self.monthly_budget_usd)

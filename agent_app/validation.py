@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -105,11 +105,10 @@ _RULES = (
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\U000e0000-\U000e007f]")
 
 
-@dataclass(frozen=True)
-class InjectionVerdict:
+class InjectionVerdict(BaseModel):
     action: Literal["allow", "flag", "reject"]
     score: float
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = []
 
 
 def check_injection(text: str, flag_score: float, reject_score: float) -> InjectionVerdict:
@@ -126,7 +125,7 @@ def check_injection(text: str, flag_score: float, reject_score: float) -> Inject
             score += rule.weight
     score = round(score, 3)
     if score >= reject_score:
-        return InjectionVerdict("reject", score, reasons)
+        return InjectionVerdict(action="reject", score=score, reasons=reasons)
     if score >= flag_score:
-        return InjectionVerdict("flag", score, reasons)
-    return InjectionVerdict("allow", score, reasons)
+        return InjectionVerdict(action="flag", score=score, reasons=reasons)
+    return InjectionVerdict(action="allow", score=score, reasons=reasons)

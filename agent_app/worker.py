@@ -14,26 +14,31 @@ from typing import Any
 import httpx
 import structlog
 import uvicorn
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from opentelemetry.sdk.trace import SpanProcessor
-from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError, ResponseError
 
 from agent_app.agent import Agent, TaskContext
 from agent_app.cache import ResponseCache, ResultCache
-from agent_app.cost import BudgetLedger, current_period, ledger_key
+from agent_app.cost import BudgetLedger, current_period
+from agent_app.keys import ledger_key
 from agent_app.limits import TenantSlots
 from agent_app.llm import LLMClient
 from agent_app.logging import get_logger
+from agent_app.probes import Probes
 from agent_app.queue import Entry, TaskQueue
+from agent_app.records import Outcome, TaskRecord
+from agent_app.routes import health
 from agent_app.runtime import BreakerBoard, Runtime
 from agent_app.settings import Settings
-from agent_app.tasks import Status, TaskStore
+from agent_app.tasks import TaskStore
 from agent_app.tools import default_registry
 from agent_app.tracing import tracer
 
 log = get_logger(__name__)
+
+# A worker whose loop has not gone round for this long is reported stale.
+_STALE_AFTER_S = 30
 
 
 class Worker:
@@ -166,7 +171,7 @@ class Worker:
             )
             await self.queue.ack(entry_id)
             return
-        tenant = record["tenant"]
+        tenant = record.tenant
         if attempt > s.max_attempts:
             await self._dead_letter(entry_id, task_id, record, attempt - 1)
             return
@@ -174,7 +179,7 @@ class Worker:
         budget = self.ledger.status_of(tenant, spent_usd, period)
         if budget.exhausted:
             await self._final(
-                entry_id, task_id, record, started, "failed", {"error": budget.message()}
+                entry_id, task_id, record, started, Outcome(status="failed", error=budget.message())
             )
             return
         ttl = s.cache_ttl_s
@@ -187,11 +192,11 @@ class Worker:
         ctx = TaskContext(
             task_id=task_id,
             tenant=tenant,
-            session_id=record.get("session_id") or task_id,
-            own_session=not record.get("session_id"),
-            task=record["request"]["task"],
-            model=record["model"],
-            variant=record.get("variant", "control"),
+            session_id=record.session_id or task_id,
+            own_session=not record.session_id,
+            task=record.request.task,
+            model=record.model,
+            variant=record.variant,
             cache_ttl_s=ttl,
         )
         log.info("task started", attempt=attempt, model=ctx.model)
@@ -201,69 +206,80 @@ class Worker:
         except Exception as exc:
             error = f"attempt {attempt}: {exc}"
             log.warning("task attempt failed", error=error)
-            await self.store.update(task_id, {"status": "retrying", "error": error})
+            await self.store.update(task_id, Outcome(status="retrying", error=error))
             if attempt >= s.max_attempts:
-                record["error"] = error
-                await self._dead_letter(entry_id, task_id, record, attempt)
+                await self._dead_letter(entry_id, task_id, record, attempt, error)
             return
         await self._final(
             entry_id,
             task_id,
             record,
             started,
-            result.status,
-            {
-                "result": result.answer,
-                "error": result.error,
-                "steps": result.steps,
-                "tokens": result.tokens,
-                "redactions": result.redactions,
-            },
+            Outcome(
+                status=result.status,
+                result=result.answer,
+                error=result.error,
+                steps=result.steps,
+                tokens=result.tokens,
+                redactions=result.redactions,
+            ),
         )
 
     async def _final(
         self,
         entry_id: str,
         task_id: str,
-        record: dict[str, Any],
+        record: TaskRecord,
         started: float,
-        status: Status,
-        fields: dict[str, Any],
+        outcome: Outcome,
     ) -> None:
         m = self.runtime.metrics
+        status = outcome.status
         written = await self.queue.finish(
-            entry_id, task_id, status, {**fields, "worker": self.consumer}
+            entry_id, task_id, outcome.model_copy(update={"worker": self.consumer})
         )
         if written:
-            m.tasks.labels(**m.rel(status=status, variant=record.get("variant", ""))).inc()
+            m.tasks.labels(**m.rel(status=status, variant=record.variant)).inc()
             m.task_duration.labels(**m.rel(status=status)).observe(time.perf_counter() - started)
             log.info("task finished", status=status)
         else:
             log.info("task already had a final result; duplicate delivery ignored")
 
     async def _dead_letter(
-        self, entry_id: str, task_id: str, record: dict[str, Any], attempts: int
+        self,
+        entry_id: str,
+        task_id: str,
+        record: TaskRecord,
+        attempts: int,
+        error: str | None = None,
     ) -> None:
         m = self.runtime.metrics
         # Attempts cut short (a worker killed mid-task) leave no error of their own.
-        error = record.get("error") or f"{attempts} attempts started and none finished"
+        error = error or record.error or f"{attempts} attempts started and none finished"
         written = await self.queue.dead_letter(
             entry_id,
             task_id,
             {
                 "task_id": task_id,
-                "tenant": record["tenant"],
+                "tenant": record.tenant,
                 "error": error,
                 "attempts": str(attempts),
             },
         )
-        await self.runtime.redis.publish(self.settings.task_done_channel, task_id)
+        await self.runtime.redis.publish(self.queue.done_channel, task_id)
         if not written:
             log.info("task already had a final result; not dead-lettered")
             return
         m.dead_letters.labels(**m.rel()).inc()
-        m.tasks.labels(**m.rel(status="dead_lettered", variant=record.get("variant", ""))).inc()
+        m.tasks.labels(**m.rel(status="dead_lettered", variant=record.variant)).inc()
         log.error("task dead-lettered", attempts=attempts, error=error)
+
+    def alive(self) -> bool:
+        """The loop went round lately (it blocks on the stream for a second at most)."""
+        return time.monotonic() - self.heartbeat <= _STALE_AFTER_S
+
+    async def circuit_problem(self) -> str | None:
+        return None if self.llm.any_circuit_usable() else "every LLM circuit is open"
 
     async def aclose(self) -> None:
         await self.llm.aclose()
@@ -273,35 +289,8 @@ class Worker:
 def health_app(worker: Worker) -> FastAPI:
     """The worker's own small HTTP server, so probes and scraping work for it too."""
     app = FastAPI(title="agent-app worker", docs_url=None, redoc_url=None, openapi_url=None)
-    runtime = worker.runtime
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        stale = time.monotonic() - worker.heartbeat > 30
-        return JSONResponse({"status": "stale" if stale else "ok"}, 503 if stale else 200)
-
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
-        problems = []
-        try:
-            await runtime.redis.ping()
-        except Exception as exc:
-            problems.append(f"redis unreachable: {type(exc).__name__}")
-        if not worker.llm.any_circuit_usable():
-            problems.append("every LLM circuit is open")
-        body = {"status": "not ready" if problems else "ready", "problems": problems}
-        return JSONResponse(body, 503 if problems else 200, headers=runtime.release.headers())
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        m = runtime.metrics
-        with contextlib.suppress(Exception):
-            depth = await worker.queue.depth()
-            m.queue_depth.labels(**m.rel(stream=worker.queue.stream, group=worker.queue.group)).set(
-                depth
-            )
-        return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
-
+    app.state.probes = Probes(worker.runtime, worker.queue, worker.circuit_problem, worker.alive)
+    app.include_router(health.router)
     return app
 
 

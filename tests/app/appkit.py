@@ -21,9 +21,12 @@ from agent_app.loopback import free_port as free_port
 from agent_app.loopback import stop as stop
 from agent_app.loopback import wait_http as wait_http
 from agent_app.metrics import Metrics
+from agent_app.records import TaskRecord
 from agent_app.releases import Release
-from agent_app.settings import Settings
+from agent_app.selection import select_model
+from agent_app.settings import DEFAULT_MODELS, Settings
 from agent_app.tracing import build_provider, tracer
+from agent_app.validation import TaskRequest, check_injection
 
 T = TypeVar("T")
 
@@ -51,6 +54,22 @@ def llm_client(
     metrics = Metrics(Release("t", "stable"))
     provider = build_provider(settings, "test")
     return LLMClient(settings, metrics, tracer(provider), on_breaker_change), metrics
+
+
+def new_task(task_id: str, tenant: str, task: str, model: str = "small") -> TaskRecord:
+    """A queued task's record as the API writes it, for tests that drive a worker or the
+    store without the API."""
+    return TaskRecord(
+        id=task_id,
+        tenant=tenant,
+        status="queued",
+        request=TaskRequest(task=task),
+        model=model,
+        selection=select_model(DEFAULT_MODELS, 0.5, 100.0, 10, 10),
+        injection=check_injection(task, 0.4, 0.8),
+        variant="control",
+        created_at=time.time(),
+    )
 
 
 def llm_retries(metrics: Metrics, model: str) -> float:

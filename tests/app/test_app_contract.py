@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from agent_app.auth import hash_key
-from agent_app.cost import current_period, ledger_key
+from agent_app.cost import current_period
+from agent_app.keys import ledger_key
 from agent_app.settings import SettingsError, load_settings
 from app.appkit import (
     AGENT_APP,

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from agent_app.cost import call_cost, current_period, ledger_key
+from agent_app.cost import call_cost, current_period
+from agent_app.keys import ledger_key
 from agent_app.selection import select_model
 from agent_app.settings import DEFAULT_MODELS, ModelSpec
 from app.appkit import Client, DevLLM, Service, metric_value

@@ -16,12 +16,22 @@ import redis
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from agent_app.records import TaskRecord
 from agent_app.releases import assign_variant
 from agent_app.runtime import Runtime
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
 from agent_app.worker import Worker
-from app.appkit import Client, DevLLM, RedisServer, Service, free_port, metric_samples, run_async
+from app.appkit import (
+    Client,
+    DevLLM,
+    RedisServer,
+    Service,
+    free_port,
+    metric_samples,
+    new_task,
+    run_async,
+)
 
 RELEASE = {"release_version": "1.2.3", "release_track": "canary"}
 
@@ -155,26 +165,18 @@ def test_agent_spans_and_otlp_export(
     exporter = InMemorySpanExporter()
     task_id = uuid.uuid4().hex
 
-    async def run() -> dict[str, Any] | None:
+    async def run() -> TaskRecord | None:
         runtime = Runtime.build(settings, "worker", SimpleSpanProcessor(exporter))
         worker = Worker(runtime, consumer="trace-test")
         store = TaskStore(runtime.redis, settings.task_ttl_s)
-        await store.create(
-            task_id,
-            {
-                "tenant": "acme",
-                "request": {"task": "compute 2 ^ 10"},
-                "model": "small",
-                "variant": "control",
-            },
-        )
+        await store.create(new_task(task_id, "acme", "compute 2 ^ 10"))
         await worker.queue.ensure_group()
         await worker.queue.enqueue(task_id, "acme")
         stop = asyncio.Event()
         runner = asyncio.create_task(worker.run(stop))
         for _ in range(200):
             record = await store.get(task_id)
-            if record and record["status"] == "completed":
+            if record and record.status == "completed":
                 break
             await asyncio.sleep(0.05)
         stop.set()
@@ -185,7 +187,7 @@ def test_agent_spans_and_otlp_export(
 
     record = run_async(run())
     assert record is not None
-    assert "2 ^ 10 = 1024" in record["result"]
+    assert "2 ^ 10 = 1024" in (record.result or "")
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert {"invoke_agent", "plan", "chat small", "execute_tool calculator"} <= set(spans)
     root = spans["invoke_agent"]

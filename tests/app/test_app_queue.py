@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import redis
 
-from agent_app.cost import current_period, ledger_key
+from agent_app.cost import current_period
+from agent_app.keys import ledger_key
+from agent_app.records import TaskView
 from agent_app.tasks import completion
 from app.appkit import Client, DevLLM, Service, metric_value, wait_until
 
@@ -119,8 +121,9 @@ def test_completion_message_carries_the_final_record(
     assert task_id == answered["id"]
     assert announced is not None
     stored = acme.task(task_id)
-    assert {name: announced.get(name) for name in stored} == stored
-    assert {name: announced.get(name) for name in answered} == answered
+    shown = TaskView.of(announced).model_dump(mode="json")
+    assert shown == stored
+    assert shown == answered
 
 
 def test_task_failing_every_attempt_goes_to_dead_letter_stream(

@@ -3,7 +3,9 @@ requests the schema cannot describe (broken JSON, wrong content types, oversize 
 nested bodies, invalid UTF-8, bad headers and API keys).
 
 None may get a 5xx or bring the API down, and every 4xx under /v1/ carries the app's error
-body; a validation error (413, 422) names the field at fault.
+body; a validation error (413, 422) names the field at fault. Every answer to a generated
+request is one the OpenAPI document describes: its status code, content type, headers and
+body schema.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ from faults.campaign import record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 
@@ -38,6 +47,13 @@ MALFORMED_EXAMPLES = 300
 # have the client's write reset before it reads that answer.
 MAX_BODY = 64 * 1024
 HTTP_PARSER_REFUSAL = "Invalid HTTP request received."
+# What the OpenAPI document says of each response, checked against every generated request's.
+CONFORMANCE = [
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 SETTINGS = settings(
     derandomize=True,
     database=None,
@@ -73,6 +89,14 @@ class Tally:
                 self.examples.append(
                     f"{problem}: {label} -> {response.status_code} {response.text}"
                 )
+
+    def undocumented(self, label: str, response: Any, failure: BaseException) -> None:
+        self.lost["undocumented responses"] += 1
+        if len(self.examples) < 10:
+            self.examples.append(
+                f"undocumented response: {label} -> {response.status_code} {response.text[:200]}"
+                f": {failure}"
+            )
 
     def dropped(self, label: str, error: Exception) -> None:
         self.cases[label] += 1
@@ -125,7 +149,10 @@ def test_bad_requests_get_clear_4xx_and_the_api_stays_up(api: Service) -> None:
             "schema cases": schema_cases,
             "malformed requests": sum(tally.cases.values()) - schema_cases,
         },
-        lost={key: tally.lost[key] for key in ("5xx", "crashes", "unclear errors")},
+        lost={
+            key: tally.lost[key]
+            for key in ("5xx", "crashes", "unclear errors", "undocumented responses")
+        },
         figures={
             "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
             "cases per kind": dict(sorted(tally.cases.items())),
@@ -173,6 +200,10 @@ def _fuzz_operation(operation: Any, mode: GenerationMode, label: str, tally: Tal
             tally.dropped(label, error)
             return
         tally.judge(label, case.formatted_path, _as_httpx(response))
+        try:
+            case.validate_response(response, checks=CONFORMANCE)
+        except (FailureGroup, AssertionError) as failure:
+            tally.undocumented(label, response, failure)
 
     try:
         check()

@@ -7,9 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent_app.keys import task_key
 from agent_app.redaction import _PATTERNS, _TRIGGERS, redact
 from agent_app.validation import check_injection
 from app.appkit import TENANT_KEYS, Client, Service, metric_value
@@ -156,6 +158,17 @@ def test_auth_missing_wrong_and_cross_tenant(api: Service, acme: Client, globex:
     assert foreign.status_code == 404
     assert "compute" not in foreign.text
     assert httpx.get(f"{api.url}/v1/tasks/{task_id}").status_code == 401
+
+
+def test_a_task_key_without_a_task_record_is_not_found(
+    acme: Client, clean_redis: redis.Redis
+) -> None:
+    """A hash at a task's key that the API did not write (a late cost write after the
+    record expired) is no task: 404, as for any unknown id, not a 500."""
+    clean_redis.hset(task_key("stray"), "cost_usd", "0.25")
+    response = acme.http.get("/v1/tasks/stray")
+    assert response.status_code == 404
+    assert response.json() == {"error": "task 'stray' not found", "field": "task_id"}
 
 
 BAD_REQUESTS: list[tuple[Any, dict[str, str], str]] = [

@@ -19,13 +19,16 @@ from app.appkit import (
     DevLLM,
     Env,
     Service,
+    new_task,
     run_async,
     wait_until,
 )
 from redis.asyncio import Redis
 
-from agent_app.cost import current_period, ledger_key
+from agent_app.cost import current_period
+from agent_app.keys import ledger_key
 from agent_app.queue import TaskQueue
+from agent_app.records import Outcome
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
 from faults.campaign import record
@@ -222,7 +225,7 @@ def test_late_failure_of_a_duplicate_attempt_changes_nothing(
         store = TaskStore(r, 3600)
         queue = TaskQueue(r, Settings())
         await queue.ensure_group()
-        await store.create("t1", {"tenant": "acme"})
+        await store.create(new_task("t1", "acme", "compute 6 * 7"))
         # Two deliveries of the task: A's, and the one B completes it from.
         await queue.enqueue("t1", "acme")
         await queue.enqueue("t1", "acme")
@@ -234,9 +237,9 @@ def test_late_failure_of_a_duplicate_attempt_changes_nothing(
         assert (first.attempt, first.spent_usd) == (1, 0.25)
         assert (await store.start("t1", "worker-b", ledger)).attempt == 2
         assert await queue.finish(
-            entry_b, "t1", "completed", {"result": "42", "worker": "worker-b"}
+            entry_b, "t1", Outcome(status="completed", result="42", worker="worker-b")
         )
-        reopened = await store.update("t1", {"status": "retrying", "error": "attempt 1: late"})
+        reopened = await store.update("t1", Outcome(status="retrying", error="attempt 1: late"))
         dead = await queue.dead_letter(
             entry_a, "t1", {"task_id": "t1", "tenant": "acme", "error": "late", "attempts": "1"}
         )

@@ -1,0 +1,47 @@
+"""What the routes depend on, as `Annotated` dependencies: each is built once in
+`api.create_app` (or the worker's `health_app`) and kept on the application's state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from agent_app.auth import Authenticator, key_from_headers
+from agent_app.errors import ApiError
+from agent_app.probes import Probes
+from agent_app.service import TaskService
+
+
+def _service(request: Request) -> TaskService:
+    service: TaskService = request.app.state.service
+    return service
+
+
+def _probes(request: Request) -> Probes:
+    probes: Probes = request.app.state.probes
+    return probes
+
+
+async def _current_tenant(
+    request: Request,
+    x_api_key: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> str:
+    key = key_from_headers(x_api_key, authorization)
+    if key is None:
+        raise ApiError(
+            401,
+            "missing API key: send it in the X-API-Key header or as 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    authenticator: Authenticator = request.app.state.authenticator
+    found = authenticator.tenant_for(key)
+    if found is None:
+        raise ApiError(403, "API key not recognised")
+    return found
+
+
+Service = Annotated[TaskService, Depends(_service)]
+ProbesDep = Annotated[Probes, Depends(_probes)]
+CurrentTenant = Annotated[str, Depends(_current_tenant)]

@@ -1,0 +1,110 @@
+"""The API's error answers: one JSON shape, `{"error": ..., "field": ...}`, for every
+refusal, and the models that describe it in the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agent_app.logging import get_logger
+
+log = get_logger(__name__)
+
+_UNDECODABLE_BODY = "There was an error parsing the body"
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.extra = extra or {}
+        self.headers = headers
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer. `field` names the input at fault; a request that fails schema
+    validation lists each fault in `fields`; a task refused as a likely prompt injection
+    has the heuristics' `reasons` and `score`."""
+
+    error: str
+    field: str | None = None
+    fields: list[FieldError] | None = None
+    reasons: list[str] | None = None
+    score: float | None = None
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, all with the one error body."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RedisError, _redis_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+
+
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    body: dict[str, Any] = {"error": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    body.update(exc.extra)
+    return JSONResponse(body, exc.status, headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    fields = [{"field": _field_name(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return JSONResponse({"error": f"invalid request: {summary}", "fields": fields}, 422)
+
+
+async def _redis_error(_: Request, exc: RedisError) -> JSONResponse:
+    # The client did nothing wrong and may retry; readiness already reports the cause.
+    log.warning("redis unavailable", error=type(exc).__name__)
+    return JSONResponse(
+        {"error": "task store temporarily unavailable; retry later"},
+        503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400 and exc.detail == _UNDECODABLE_BODY:
+        # FastAPI's answer when the JSON decoder gives up on the body as a whole (not
+        # UTF-8, nested past the recursion limit, an integer over 4,300 digits), where
+        # a syntax error gets a 422 naming `body`: name it here too.
+        return JSONResponse(
+            {"error": "the body is not JSON this API can decode", "field": "body"}, 400
+        )
+    return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "header", "path"):
+        parts = parts[1:] or parts
+    # A JSON syntax error is located by character offset, which names no field.
+    if not parts or isinstance(parts[0], int):
+        return "body"
+    return ".".join(str(p) for p in parts)

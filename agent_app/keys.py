@@ -1,0 +1,63 @@
+"""Every Redis key, stream and channel name the app uses, in one place.
+
+All names start with `agent:`, so one Redis can be shared with other programs, and a
+deployment sharing it with another names its own streams (`AGENT_TASK_STREAM`)."""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "agent"
+TASK_STREAM = f"{PREFIX}:tasks"
+DEAD_LETTER_STREAM = f"{PREFIX}:tasks:dead"
+
+
+def done_channel(task_stream: str) -> str:
+    """Pub/sub channel on which workers announce finished tasks to API requests waiting
+    for them; named after the stream so deployments sharing a Redis stay apart."""
+    return f"{task_stream}:done"
+
+
+def task_key(task_id: str) -> str:
+    """The task record (a hash, see `records.TaskRecord`)."""
+    return f"{PREFIX}:task:{task_id}"
+
+
+def idempotency_key(tenant: str, key: str) -> str:
+    """A client's Idempotency-Key, hashed: it is free text of the client's choosing."""
+    return f"{PREFIX}:idem:{tenant}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def ledger_key(period: str) -> str:
+    """The budget ledger of a period (`YYYY-MM`): a hash tenant -> USD spent."""
+    return f"{PREFIX}:budget:{period}"
+
+
+def slots_key(tenant: str) -> str:
+    """The concurrency slots a limited tenant's tasks hold (a sorted set of leases)."""
+    return f"{PREFIX}:slots:{tenant}"
+
+
+def breaker_key(model: str) -> str:
+    """Exists while the model's circuit is open."""
+    return f"{PREFIX}:breaker:{model}"
+
+
+def response_cache_key(digest: str) -> str:
+    """A cached LLM response, by the digest of its normalised request."""
+    return f"{PREFIX}:cache:{digest}"
+
+
+def result_key(digest: str) -> str:
+    """A cached task result, by the digest of its tenant, model, variant and task."""
+    return f"{PREFIX}:result:{digest}"
+
+
+def history_key(tenant: str, session_id: str) -> str:
+    """A session's recent turns (a list)."""
+    return f"{PREFIX}:session:{tenant}:{session_id}"
+
+
+def memory_key(tenant: str, session_id: str) -> str:
+    """A session's memory tool values (a hash)."""
+    return f"{PREFIX}:memory:{tenant}:{session_id}"
