@@ -7,8 +7,8 @@ so no run profits from another's imports. In it, three phases are timed apart:
   cold    the first `simulate("prod")`: this also pays for the AWS-only components and
           the provider SDK modules prod uses (`pulumi_aws` and its `ec2`, `eks`, ...
           submodules, which load lazily on first use; `pulumi_kubernetes.helm.v3` and
-          `apiextensions`; the Kubernetes kinds come from `components.k8s_objects`, not the
-          generated API groups), and for first-call caches;
+          `apiextensions`, and the generated Kubernetes API groups the components use),
+          and for first-call caches;
   warm    a second `simulate("prod")` in the same process: evaluation alone.
 
 Scenarios:
