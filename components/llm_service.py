@@ -49,7 +49,7 @@ from components.kube import (
     selector,
     spread_over_zones_and_nodes,
 )
-from components.values import ArgsModel, InputStr, PositiveInt, Resources
+from components.values import ArgsModel, InputStr, PositiveInt, Resources, VolumeClaim
 
 LLM_NAME = "llm"
 LLM_PORT = 8000
@@ -111,6 +111,8 @@ class LlmServiceArgs(ArgsModel):
 class LlmService(pulumi.ComponentResource):
     base_url: pulumi.Output[str]
     model: str
+    # The model cache's claim (vLLM only).
+    volume_claims: list[VolumeClaim]
 
     def __init__(
         self, name: str, args: LlmServiceArgs, opts: pulumi.ResourceOptions | None = None
@@ -118,6 +120,7 @@ class LlmService(pulumi.ComponentResource):
         super().__init__("agent-platform:llm:LlmService", name, None, opts)
         config = args.config
         self.model = config.model
+        self.volume_claims = []
         if config.mode == "external":
             assert config.base_url is not None  # guaranteed by LlmConfig validation
             self.base_url = pulumi.Output.from_input(config.base_url)
@@ -135,12 +138,21 @@ class LlmService(pulumi.ComponentResource):
         parts = self._vllm(config) if config.mode == "vllm" else self._devllm(args.app_image)
         volumes = list(parts.volumes)
         if config.mode == "vllm":
+            # Every replica reads the same weights; EFS-backed ReadWriteMany in EKS.
+            access_modes = ("ReadWriteMany",) if config.replicas > 1 else ("ReadWriteOnce",)
+            self.volume_claims = [
+                VolumeClaim(
+                    namespace=ns,
+                    name="llm-model-cache",
+                    size_gi=config.model_cache_gi,
+                    access_modes=access_modes,
+                )
+            ]
             claim = PersistentVolumeClaim(
                 f"{name}-model-cache",
                 metadata=ObjectMetaArgs(name="llm-model-cache", namespace=ns, labels=app_labels),
                 spec=PersistentVolumeClaimSpecArgs(
-                    # Every replica reads the same weights; EFS-backed ReadWriteMany in EKS.
-                    access_modes=["ReadWriteMany"] if config.replicas > 1 else ["ReadWriteOnce"],
+                    access_modes=list(access_modes),
                     resources=VolumeResourceRequirementsArgs(
                         requests={"storage": f"{config.model_cache_gi}Gi"}
                     ),

@@ -22,22 +22,14 @@ from pulumi_kubernetes.storage.v1 import StorageClass
 from pydantic import Field
 
 from components.kube import child_options
-from components.values import ArgsModel, PositiveInt
+from components.values import ArgsModel, VolumeClaim
 
 STORAGE_CLASS = "local-static"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 
 
-class Claim(ArgsModel):
-    """A PersistentVolumeClaim the stack creates (or a StatefulSet's template makes)."""
-
-    namespace: str
-    name: str
-    size_gi: PositiveInt
-
-
 class LocalStorageArgs(ArgsModel):
-    claims: list[Claim] = Field(min_length=1)
+    claims: list[VolumeClaim] = Field(min_length=1)
     provider: pulumi.ProviderResource
 
 
@@ -68,7 +60,7 @@ class LocalStorage(pulumi.ComponentResource):
                 spec=PersistentVolumeSpecArgs(
                     storage_class_name=STORAGE_CLASS,
                     capacity={"storage": f"{claim.size_gi}Gi"},
-                    access_modes=["ReadWriteOnce"],
+                    access_modes=list(claim.access_modes),
                     persistent_volume_reclaim_policy="Retain",
                     claim_ref=ObjectReferenceArgs(namespace=claim.namespace, name=claim.name),
                     # Never mounted: no kubelet runs on the simulated nodes.

@@ -48,7 +48,7 @@ from components.kube import (
     selector,
 )
 from components.prometheus_rules import AlertThresholds, alert_rules, scrape_config, to_yaml
-from components.values import ArgsModel, PositiveInt, Resources
+from components.values import ArgsModel, PositiveInt, Resources, VolumeClaim
 
 PROMETHEUS_PORT = 9090
 PROMETHEUS_UID = 65534
@@ -76,6 +76,7 @@ class MonitoringArgs(ArgsModel):
 
 class Monitoring(pulumi.ComponentResource):
     prometheus_url: pulumi.Output[str]
+    volume_claims: list[VolumeClaim]
     prometheus_config: str
     alert_rules: str
 
@@ -136,6 +137,9 @@ class Monitoring(pulumi.ComponentResource):
             data={"agent-platform.yml": self.alert_rules},
             opts=opts_k8s,
         )
+        self.volume_claims = [
+            VolumeClaim(namespace=ns, name="prometheus-data", size_gi=args.config.storage_gi)
+        ]
         storage = PersistentVolumeClaim(
             f"{name}-data",
             metadata=ObjectMetaArgs(name="prometheus-data", namespace=ns, labels=app_labels),

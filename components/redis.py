@@ -7,7 +7,11 @@ from typing import Literal, Self
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_kubernetes.apps.v1 import StatefulSet, StatefulSetSpecArgs
+from pulumi_kubernetes.apps.v1 import (
+    StatefulSet,
+    StatefulSetPersistentVolumeClaimRetentionPolicyArgs,
+    StatefulSetSpecArgs,
+)
 from pulumi_kubernetes.core.v1 import (
     ConfigMap,
     ConfigMapVolumeSourceArgs,
@@ -49,9 +53,10 @@ from components.kube import (
     secret,
     selector,
 )
-from components.values import ArgsModel, InputStr, PositiveInt, Resources
+from components.values import ArgsModel, InputStr, PositiveInt, Resources, VolumeClaim
 
 REDIS_PORT = 6379
+REDIS_APP = "redis"
 REDIS_UID = 999
 
 _REDIS_CONF = """\
@@ -104,6 +109,10 @@ class RedisArgs(ArgsModel):
     vpc_id: InputStr | None = None
     node_security_group_id: InputStr | None = None
     multi_az: bool = False
+    # In-cluster only: delete the data claim with the StatefulSet (a target whose volumes
+    # are simulated, so that a destroy leaves nothing). Elsewhere the claim outlives it,
+    # as Kubernetes does by default: a replaced StatefulSet finds its data again.
+    delete_claim_with_statefulset: bool = False
 
     @model_validator(mode="after")
     def _what_the_mode_needs(self) -> Self:
@@ -124,15 +133,26 @@ class Redis(pulumi.ComponentResource):
     port: pulumi.Output[int]
     tls: bool
     password_secret: pulumi.Output[dict[str, str]]
+    # The claim the StatefulSet's template makes (none for ElastiCache).
+    volume_claims: list[VolumeClaim]
 
     def __init__(
         self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("agent-platform:redis:Redis", name, None, opts)
+        self.volume_claims = []
         if args.config.mode == "in-cluster":
             self.endpoint = self._in_cluster(name, args, opts)
             self.port = pulumi.Output.from_input(REDIS_PORT)
             self.tls = False
+            # <template>-<StatefulSet>-<ordinal>, as the StatefulSet controller names it.
+            self.volume_claims = [
+                VolumeClaim(
+                    namespace=args.namespace,
+                    name=f"data-{REDIS_APP}-0",
+                    size_gi=args.config.storage_gi,
+                )
+            ]
         else:
             self.endpoint, self.port = self._elasticache(name, args, opts)
             self.tls = True
@@ -148,7 +168,7 @@ class Redis(pulumi.ComponentResource):
         self, name: str, args: RedisArgs, component_opts: pulumi.ResourceOptions | None
     ) -> pulumi.Output[str]:
         opts = child_options(self, component_opts, provider=args.provider)
-        app = "redis"
+        app = REDIS_APP
         pod_labels = labels(app, "queue")
         auth = Secret(
             f"{name}-auth",
@@ -250,6 +270,13 @@ class Redis(pulumi.ComponentResource):
                             ),
                         ],
                     ),
+                ),
+                persistent_volume_claim_retention_policy=(
+                    StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                        when_deleted="Delete", when_scaled="Retain"
+                    )
+                    if args.delete_claim_with_statefulset
+                    else None
                 ),
                 volume_claim_templates=[
                     PersistentVolumeClaimArgs(

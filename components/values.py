@@ -103,3 +103,13 @@ class Scaling(ArgsModel):
                 f"minSize..maxSize ({self.min_size}..{self.max_size})"
             )
         return self
+
+
+class VolumeClaim(ArgsModel):
+    """A PersistentVolumeClaim a component makes (itself, or through a StatefulSet's
+    template), for a target that must provide its volume (components/local_storage.py)."""
+
+    namespace: str
+    name: str
+    size_gi: PositiveInt
+    access_modes: tuple[str, ...] = ("ReadWriteOnce",)

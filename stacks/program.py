@@ -21,6 +21,7 @@ from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigge
 from components.canary import CanaryRelease, CanaryReleaseArgs, IngressRoute, TrackRelease
 from components.llm_service import LlmService, LlmServiceArgs
 from components.local_cluster import LocalCluster, LocalClusterArgs
+from components.local_storage import LocalStorage, LocalStorageArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.operators import ClusterOperators, ClusterOperatorsArgs
@@ -204,6 +205,7 @@ def build(config: StackConfig) -> StackExports:
         opts=after_operators,
     )
 
+    local = config.local or LocalClusterArgs()
     redis = Redis(
         "queue",
         RedisArgs(
@@ -219,6 +221,7 @@ def build(config: StackConfig) -> StackExports:
             if target.cluster
             else None,
             multi_az=config.environment is Environment.PROD,
+            delete_claim_with_statefulset=local.simulated,
         ),
         opts=in_namespace,
     )
@@ -240,6 +243,16 @@ def build(config: StackConfig) -> StackExports:
         ),
         opts=in_namespace,
     )
+
+    if local.simulated:
+        # The local control plane has no volume provisioner: one volume per claim.
+        LocalStorage(
+            "local-storage",
+            LocalStorageArgs(
+                claims=[*redis.volume_claims, *monitoring.volume_claims, *llm.volume_claims],
+                provider=target.provider,
+            ),
+        )
 
     scheme = "rediss" if redis.tls else "redis"
     redis_address = pulumi.Output.concat(redis.endpoint, ":", redis.port.apply(str))

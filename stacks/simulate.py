@@ -203,7 +203,20 @@ def stack_file_config(stack: str) -> tuple[dict[str, Any], set[str]]:
         if key not in raw:
             raw[key] = _PLACEHOLDER_SECRETS[key]
             secret_keys.add(key)
+    _place_kubeconfig(raw)
     return raw, secret_keys
+
+
+def _place_kubeconfig(raw: dict[str, Any]) -> None:
+    """A local stack that deploys to a cluster names the kubeconfig only on the machine
+    (scripts/pulumi-local adds the local control plane's); a placeholder stands in."""
+    key = f"{NAMESPACE}:local"
+    local = json.loads(raw[key]) if key in raw else None
+    named = isinstance(local, dict) and (
+        local.get("kubeconfig") is not None or local.get("kubeconfigContext") is not None
+    )
+    if isinstance(local, dict) and local.get("target") == "cluster" and not named:
+        raw[key] = json.dumps({**local, "kubeconfig": "simulated-kubeconfig"})
 
 
 def simulate(

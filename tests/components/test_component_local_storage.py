@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from component_mocks import evaluate, provider
 
-from components.local_storage import Claim, LocalStorage, LocalStorageArgs
+from components.local_storage import LocalStorage, LocalStorageArgs
+from components.values import VolumeClaim
 
 STORAGE = "agent-platform:cluster:LocalStorage"
 PV = "kubernetes:core/v1:PersistentVolume"
@@ -13,8 +14,8 @@ PV = "kubernetes:core/v1:PersistentVolume"
 
 def test_every_claim_gets_a_retained_volume_bound_to_it_in_advance() -> None:
     claims = [
-        Claim(namespace="agents", name="data-redis-0", size_gi=2),
-        Claim(namespace="agents", name="prometheus-data", size_gi=5),
+        VolumeClaim(namespace="agents", name="data-redis-0", size_gi=2),
+        VolumeClaim(namespace="agents", name="prometheus-data", size_gi=5),
     ]
     _, graph = evaluate(
         lambda: LocalStorage("local", LocalStorageArgs(claims=claims, provider=provider()))
@@ -41,4 +42,4 @@ def test_every_claim_gets_a_retained_volume_bound_to_it_in_advance() -> None:
 
 def test_a_claim_needs_a_positive_size() -> None:
     with pytest.raises(ValueError, match=r"size_gi\n  Input should be greater than 0"):
-        Claim(namespace="agents", name="data", size_gi=0)
+        VolumeClaim(namespace="agents", name="data", size_gi=0)

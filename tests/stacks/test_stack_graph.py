@@ -11,7 +11,7 @@ from pulumi.runtime.rpc import is_rpc_secret
 
 from components.kube import GPU_POOL_LABEL, GPU_RESOURCE, GPU_TAINT_KEY, NAME_LABEL
 from stacks.outputs import OUTPUT_KEYS, StackOutputs
-from stacks.simulate import SimulatedResource, Simulation
+from stacks.simulate import SimulatedResource, Simulation, simulate
 
 Simulate = Callable[..., Simulation]
 MODES = [pytest.param(False, id="up"), pytest.param(True, id="preview")]
@@ -375,11 +375,46 @@ def test_hashed_api_keys_never_carry_the_raw_key() -> None:
     assert hashed == '{"team-a": "' + __import__("hashlib").sha256(b"sk-raw-key").hexdigest() + '"}'
 
 
-def test_local_renders_secrets_apart_from_shareable_manifests(simulated: Simulate) -> None:
+def test_local_deploys_into_the_local_control_plane_with_its_nodes_and_volumes(
+    simulated: Simulate,
+) -> None:
     sim = simulated("local")
+    providers = {p.name: p.inputs for p in sim.of_type("pulumi:providers:kubernetes")}
+    # The kubeconfig is the machine's (scripts/pulumi-local); a path, never its contents.
+    assert providers == {"local-cluster": {"kubeconfig": "simulated-kubeconfig"}}
+    nodes = sim.of_type("kubernetes:core/v1:Node")
+    zones = sorted(n.inputs["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in nodes)
+    assert zones == ["local-a", "local-a", "local-b"]
+    volumes = {
+        v.inputs["spec"]["claimRef"]["name"]: v.inputs["spec"]["capacity"]["storage"]
+        for v in sim.of_type("kubernetes:core/v1:PersistentVolume")
+    }
+    # One volume for each claim the stack makes: Redis's template and Prometheus's.
+    assert volumes == {"data-redis-0": "2Gi", "prometheus-data": "2Gi"}
+    claims = {
+        c.inputs["metadata"]["name"]
+        for c in sim.of_type("kubernetes:core/v1:PersistentVolumeClaim")
+    }
+    assert claims == {"prometheus-data"}
+
+
+def test_local_renders_secrets_apart_from_shareable_manifests() -> None:
+    sim = simulate(
+        "local",
+        overrides={
+            "agent-platform:local": {
+                "target": "render",
+                "renderDirectory": "build/manifests/local",
+                "secretsDirectory": "build/secrets/local",
+            }
+        },
+    )
     providers = {p.name: p.inputs for p in sim.of_type("pulumi:providers:kubernetes")}
     assert providers["local-render"]["renderYamlToDirectory"] == "build/manifests/local"
     assert providers["local-render-secrets"]["renderYamlToDirectory"] == "build/secrets/local"
+    # Nothing to schedule on and nothing to bind: no simulated node, no static volume.
+    assert not sim.of_type("kubernetes:core/v1:Node")
+    assert not sim.of_type("kubernetes:core/v1:PersistentVolume")
 
 
 @pytest.mark.parametrize("stack", STACKS)

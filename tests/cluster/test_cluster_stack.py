@@ -1,0 +1,208 @@
+"""The `local` stack deployed by the real engine into the local control plane, as `make up`
+does: every object admitted by the API server, placed by the scheduler, reconciled by the
+controllers, and read back from the API.
+
+The stack and its cluster live in a temporary state directory (their own ports,
+certificates and etcd), with the committed stack definition; the user's cluster, stack
+and build/ are never touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "agents"
+
+pytestmark = [pytest.mark.cluster, pytest.mark.engine, pytest.mark.timeout(900)]
+
+
+@dataclass
+class DeployedStack:
+    state: Path
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state / "Pulumi.local.yaml"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "AGENT_PLATFORM_STATE": str(self.state),
+            "AGENT_PLATFORM_STACK_FILE": str(self.stack_file),
+        }
+
+    def script(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(REPO / "scripts" / name), *args],
+            cwd=REPO,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=800,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"{name} {' '.join(args)}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.script("pulumi-local", *args, check=check)
+
+    def kubectl(self, *args: str) -> str:
+        return self.script("local-cluster", "kubectl", *args).stdout
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def items(self, kind: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.get(kind, "-n", NAMESPACE)["items"]
+        return items
+
+
+def _engine_and_cluster_built() -> bool:
+    versions = subprocess.run(
+        [REPO / "scripts" / "pulumi-engine", "versions"], capture_output=True, text=True, check=True
+    ).stdout
+    engine_dir = Path(dict(line.split("=", 1) for line in versions.split())["dir"])
+    cluster = subprocess.run(
+        [REPO / "scripts" / "local-cluster", "build"],
+        env={**os.environ, "AGENT_PLATFORM_NO_BUILD": "1"},
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    return (engine_dir / "bin" / "pulumi").exists() and cluster.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedStack]:
+    if not _engine_and_cluster_built():
+        if os.environ.get("CI"):
+            pytest.fail("the engine or the local cluster is not built: `make tools` builds them")
+        pytest.skip("the engine or the local cluster is not built yet: run `make tools`")
+    deployed = DeployedStack(tmp_path_factory.mktemp("cluster-stack"))
+    document = yaml.safe_load((REPO / "Pulumi.local.yaml").read_text())
+    # The committed stack and its simulated nodes; the kubeconfig is this cluster's.
+    nodes = document["config"]["agent-platform:local"]["nodes"]
+    document["config"]["agent-platform:local"] = {"target": "cluster", "nodes": nodes}
+    deployed.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    deployed.pulumi("up")
+    yield deployed
+    deployed.pulumi("destroy")
+    deployed.script("local-cluster", "delete")
+
+
+def _available(obj: dict[str, Any]) -> bool:
+    wanted = obj["spec"].get("replicas", 1)
+    status = obj.get("status", {})
+    ready = status.get("availableReplicas", status.get("readyReplicas", 0))
+    return bool(
+        ready == wanted and status.get("observedGeneration") == obj["metadata"]["generation"]
+    )
+
+
+def test_every_workload_is_available_and_a_second_up_changes_nothing(stack: DeployedStack) -> None:
+    workloads = stack.items("deployments") + stack.items("statefulsets")
+    names = {w["metadata"]["name"] for w in workloads}
+    assert {"agent-api", "agent-worker", "llm", "prometheus", "redis"} <= names
+    assert [w["metadata"]["name"] for w in workloads if not _available(w)] == []
+    again = stack.pulumi("up")
+    summary = again.stdout.split("Resources:")[1].split("Duration")[0]
+    assert "unchanged" in summary
+    assert not any(mark in summary for mark in ("+ ", "~ ", "- ", "+-")), summary
+    stack.pulumi("preview", "--expect-no-changes")
+
+
+def test_pods_are_spread_over_the_zones_and_claims_bound(stack: DeployedStack) -> None:
+    nodes = {n["metadata"]["name"]: n for n in stack.get("nodes")["items"]}
+    zones = {
+        name: n["metadata"]["labels"]["topology.kubernetes.io/zone"] for name, n in nodes.items()
+    }
+    assert len(set(zones.values())) >= 2
+    pods = stack.items("pods")
+    assert pods
+    assert all(p["status"]["phase"] == "Running" for p in pods), [
+        (p["metadata"]["name"], p["status"]["phase"]) for p in pods
+    ]
+    api_zones = Counter(
+        zones[p["spec"]["nodeName"]]
+        for p in pods
+        if p["metadata"]["labels"].get("app.kubernetes.io/name") == "agent-api"
+    )
+    assert len(api_zones) == 2, "the API's two replicas share a zone"
+    claims = stack.items("persistentvolumeclaims")
+    assert claims
+    assert {c["status"]["phase"] for c in claims} == {"Bound"}
+
+
+def test_disruption_budgets_and_autoscalers_target_the_workloads(stack: DeployedStack) -> None:
+    budgets = {b["metadata"]["name"]: b["status"] for b in stack.items("poddisruptionbudgets")}
+    # Two replicas, minAvailable 1: one may go. The single Redis may not.
+    assert budgets["agent-api"]["disruptionsAllowed"] == 1
+    assert budgets["agent-worker"]["disruptionsAllowed"] == 1
+    assert budgets["redis"]["disruptionsAllowed"] == 0
+    targets = {
+        h["metadata"]["name"]: h["spec"]["scaleTargetRef"]
+        for h in stack.items("horizontalpodautoscalers")
+    }
+    assert targets == {
+        "agent-api": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "agent-api"},
+        "agent-worker": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "agent-worker"},
+    }
+
+
+def test_drift_is_found_by_refresh_and_repaired_by_up(stack: DeployedStack) -> None:
+    stack.kubectl("delete", "configmap", "agent-settings", "-n", NAMESPACE)
+    stack.kubectl("delete", "service", "llm", "-n", NAMESPACE)
+    refreshed = stack.pulumi("refresh")
+    assert "deleted" in refreshed.stdout
+    stack.pulumi("up")
+    assert stack.get("configmap", "agent-settings", "-n", NAMESPACE)["data"]["AGENT_REDIS_URL"]
+    assert stack.get("service", "llm", "-n", NAMESPACE)["spec"]["ports"]
+    stack.pulumi("preview", "--expect-no-changes")
+
+
+def test_no_secret_value_in_the_clusters_objects_the_state_or_the_logs(
+    stack: DeployedStack,
+) -> None:
+    config = ["--stack", "local", "--config-file", str(stack.state / "local" / "Pulumi.local.yaml")]
+    password = stack.pulumi("pulumi", "config", "get", "redisPassword", *config).stdout.strip()
+    keys = json.loads(stack.pulumi("pulumi", "config", "get", "appApiKeys", *config).stdout)
+    needles = [password, *keys.values()]
+    needles += [base64.b64encode(n.encode()).decode() for n in needles]
+    # Every object but the Secrets, which hold the values by design.
+    kinds = "configmaps,deployments,statefulsets,services,pods,replicasets,events"
+    objects = stack.kubectl("get", kinds, "-A", "-o", "json")
+    files = [p for p in (stack.state / "local" / "backend").rglob("*") if p.is_file()]
+    files += [p for p in (stack.state / "cluster" / "logs").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".json" for p in files), "the state was not searched"
+    for needle in needles:
+        assert needle not in objects
+        for path in files:
+            assert needle not in path.read_text(errors="replace"), f"a secret value is in {path}"
+    redis_auth = stack.get("secret", "redis-auth", "-n", NAMESPACE)
+    assert base64.b64encode(password.encode()).decode() in json.dumps(redis_auth)
+
+
+def test_destroy_leaves_no_object_of_the_stack(tmp_path: Path, stack: DeployedStack) -> None:
+    """Last in the module: the fixture's own teardown then finds nothing to do."""
+    stack.pulumi("destroy")
+    namespaces = {n["metadata"]["name"] for n in stack.get("namespaces")["items"]}
+    assert NAMESPACE not in namespaces
+    assert stack.get("nodes")["items"] == []
+    assert stack.get("persistentvolumes")["items"] == []
+    assert [c["metadata"]["name"] for c in stack.get("storageclasses")["items"]] == []
+    left = json.loads(stack.pulumi("pulumi", "stack", "export", "--stack", "local").stdout)
+    assert left["deployment"].get("resources") in (None, [])
