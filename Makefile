@@ -5,10 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= local
 
-.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost bench lock lock-upgrade cluster-up cluster-down
+.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost bench lock lock-upgrade cluster-up cluster-down render
 
 help:
-	@echo "make up       set up everything, then pulumi up on the local stack (renders to build/manifests/local)"
+	@echo "make up       set up everything, start the local Kubernetes control plane, pulumi up the local stack into it"
+	@echo "make render   the local stack rendered to YAML instead (build/manifests/local, kubectl apply -k ready)"
 	@echo "make test     set up everything, then lint, type-check and run every test"
 	@echo "make policy STACK=prod   run the policy pack over a stack under mocks"
 	@echo "make cost STACK=prod     print the stack's estimated monthly cost"
@@ -48,10 +49,15 @@ test: lint tools
 test-unit: bootstrap
 	$(VENV)/bin/pytest -m "not engine"
 
-# The main job: the real engine, `pulumi up` on the local stack with the policy pack.
+# The main job: the real engine, `pulumi up` on the local stack with the policy pack, into
+# the local control plane (scripts/local-cluster, started and built on first use).
 up: bootstrap
 	scripts/pulumi-engine ensure
 	scripts/pulumi-local up
+
+render: bootstrap
+	scripts/pulumi-engine ensure
+	scripts/pulumi-local render
 
 # The local Kubernetes control plane (scripts/local-cluster): start it, stop it (data kept).
 cluster-up:
