@@ -196,6 +196,56 @@ def test_no_secret_value_in_the_clusters_objects_the_state_or_the_logs(
     assert base64.b64encode(password.encode()).decode() in json.dumps(redis_auth)
 
 
+def _with_canary(stack: DeployedStack, canary: dict[str, object] | None) -> None:
+    document = yaml.safe_load(stack.stack_file.read_text())
+    if canary is None:
+        document["config"].pop("agent-platform:canary", None)
+    else:
+        document["config"]["agent-platform:canary"] = canary
+    stack.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def _track_images(stack: DeployedStack) -> dict[str, set[str]]:
+    """Track -> the images of the agent's ReplicaSets that have pods."""
+    images: dict[str, set[str]] = {}
+    for replica_set in stack.items("replicasets"):
+        track = replica_set["metadata"]["labels"].get("agent-platform.io/track")
+        if track is None or replica_set["status"].get("replicas", 0) == 0:
+            continue
+        containers = replica_set["spec"]["template"]["spec"]["containers"]
+        images.setdefault(track, set()).update(c["image"] for c in containers)
+    return images
+
+
+def test_a_canary_rolls_out_by_config_and_rolls_back(stack: DeployedStack) -> None:
+    _with_canary(stack, {"version": "0.2.0", "imageTag": "0.2.0", "weight": 10})
+    stack.pulumi("up")
+    deployments = {d["metadata"]["name"]: d for d in stack.items("deployments")}
+    for name in ("agent-api-canary", "agent-worker-canary"):
+        assert _available(deployments[name]), name
+    images = _track_images(stack)
+    assert images["canary"] == {"agent-platform/agent-app:0.2.0"}
+    assert images["stable"] == {"agent-platform/agent-app:0.1.0"}
+    # Both tracks behind the one Service: its endpoints hold pods of each.
+    slices = stack.get(
+        "endpointslices", "-n", NAMESPACE, "-l", "kubernetes.io/service-name=agent-api"
+    )
+    tracks = {
+        stack.get("pod", e["targetRef"]["name"], "-n", NAMESPACE)["metadata"]["labels"][
+            "agent-platform.io/track"
+        ]
+        for s in slices["items"]
+        for e in s.get("endpoints") or []
+    }
+    assert tracks == {"stable", "canary"}
+
+    _with_canary(stack, None)
+    stack.pulumi("up")
+    names = {d["metadata"]["name"] for d in stack.items("deployments")}
+    assert not {n for n in names if n.endswith("-canary")}
+    assert set(_track_images(stack)) == {"stable"}
+
+
 def test_destroy_leaves_no_object_of_the_stack(tmp_path: Path, stack: DeployedStack) -> None:
     """Last in the module: the fixture's own teardown then finds nothing to do."""
     stack.pulumi("destroy")
