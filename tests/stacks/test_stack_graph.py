@@ -404,14 +404,14 @@ def test_local_renders_secrets_apart_from_shareable_manifests() -> None:
         overrides={
             "agent-platform:local": {
                 "target": "render",
-                "renderDirectory": "build/manifests/local",
-                "secretsDirectory": "build/secrets/local",
+                "renderDirectory": "rendered/manifests",
+                "secretsDirectory": "rendered/secrets",
             }
         },
     )
     providers = {p.name: p.inputs for p in sim.of_type("pulumi:providers:kubernetes")}
-    assert providers["local-render"]["renderYamlToDirectory"] == "build/manifests/local"
-    assert providers["local-render-secrets"]["renderYamlToDirectory"] == "build/secrets/local"
+    assert providers["local-render"]["renderYamlToDirectory"] == "rendered/manifests"
+    assert providers["local-render-secrets"]["renderYamlToDirectory"] == "rendered/secrets"
     # Nothing to schedule on and nothing to bind: no simulated node, no static volume.
     assert not sim.of_type("kubernetes:core/v1:Node")
     assert not sim.of_type("kubernetes:core/v1:PersistentVolume")
