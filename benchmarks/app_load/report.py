@@ -372,7 +372,7 @@ PROFILE_NOTES = [
     "requests at 100 RPS in the first run). Now a worker publishes the task id on "
     "`<task stream>:done` when the task is final (`agent_app/worker.py`, one `PUBLISH` "
     "after the final write) and the API holds one subscription that wakes exactly the "
-    "requests waiting for that task (`agent_app/api.py`); a waiting request still re-reads "
+    "requests waiting for that task (`agent_app/completions.py`); a waiting request still re-reads "
     "every 0.5 s, so a message lost while the subscription reconnects costs at most that.",
     '- **API: `@app.middleware("http")`** (Starlette\'s BaseHTTPMiddleware) ran every '
     "request through an extra task and memory streams. It is now a plain ASGI middleware "
