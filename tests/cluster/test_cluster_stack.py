@@ -71,27 +71,10 @@ class DeployedStack:
         return items
 
 
-def _engine_and_cluster_built() -> bool:
-    versions = subprocess.run(
-        [REPO / "scripts" / "pulumi-engine", "versions"], capture_output=True, text=True, check=True
-    ).stdout
-    engine_dir = Path(dict(line.split("=", 1) for line in versions.split())["dir"])
-    cluster = subprocess.run(
-        [REPO / "scripts" / "local-cluster", "build"],
-        env={**os.environ, "AGENT_PLATFORM_NO_BUILD": "1"},
-        capture_output=True,
-        check=False,
-        timeout=60,
-    )
-    return (engine_dir / "bin" / "pulumi").exists() and cluster.returncode == 0
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployedStack]:
-    if not _engine_and_cluster_built():
-        if os.environ.get("CI"):
-            pytest.fail("the engine or the local cluster is not built: `make tools` builds them")
-        pytest.skip("the engine or the local cluster is not built yet: run `make tools`")
+def stack(
+    engine_built: None, cluster_built: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DeployedStack]:
     deployed = DeployedStack(tmp_path_factory.mktemp("cluster-stack"))
     document = yaml.safe_load((REPO / "Pulumi.local.yaml").read_text())
     # The committed stack and its simulated nodes; the kubeconfig is this cluster's.

@@ -54,24 +54,8 @@ class Cluster:
         return {p.stem: p.read_text().strip() for p in run.glob("*.pid")}
 
 
-def _built() -> bool:
-    result = subprocess.run(
-        [str(SCRIPT), "build"],
-        env={**os.environ, "AGENT_PLATFORM_NO_BUILD": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    return result.returncode == 0
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if not _built():
-        if os.environ.get("CI"):
-            pytest.fail("the local cluster's binaries are not built: `make tools` builds them")
-        pytest.skip("the local cluster is not built yet: run `make tools`")
+def cluster(cluster_built: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     started = Cluster(tmp_path_factory.mktemp("cluster-state"))
     started.run("up")
     yield started

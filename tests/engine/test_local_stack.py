@@ -30,14 +30,6 @@ KUBERNETES_VERSION = "1.31.0"
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 
 
-def _engine_built() -> bool:
-    versions = subprocess.run(
-        [REPO / "scripts" / "pulumi-engine", "versions"], capture_output=True, text=True, check=True
-    ).stdout
-    engine_dir = Path(dict(line.split("=", 1) for line in versions.split())["dir"])
-    return (engine_dir / "bin" / "pulumi").exists()
-
-
 @dataclass
 class LocalStack:
     """A local stack in its own directory: state, stack file and rendered manifests."""
@@ -108,13 +100,8 @@ class LocalStack:
 
 
 @pytest.fixture(scope="module")
-def engine() -> None:
-    if not _engine_built():
-        if os.environ.get("CI"):
-            pytest.fail("the Pulumi engine is not built: `make tools` builds it before the tests")
-        pytest.skip(
-            "the Pulumi engine is not built yet: run `make tools` (about 15-20 minutes cold)"
-        )
+def engine(engine_built: None) -> None:
+    """The engine tests' name for the shared requirement (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")

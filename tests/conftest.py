@@ -1,0 +1,65 @@
+"""Fixtures every test folder may use: the Go-built tools the slow tests stand on (a
+missing tool fails in CI, where `make tools` builds them all first, and skips elsewhere),
+and each stack's simulation under mocks, evaluated once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from stacks.simulate import Simulation
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _require(what: str, built: bool) -> None:
+    if built:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not built: `make tools` builds it before the tests")
+    pytest.skip(f"{what} is not built yet: run `make tools`")
+
+
+@pytest.fixture(scope="session")
+def engine_built() -> None:
+    """The pinned Pulumi engine (scripts/pulumi-engine)."""
+    versions = subprocess.run(
+        [REPO / "scripts" / "pulumi-engine", "versions"], capture_output=True, text=True, check=True
+    ).stdout
+    engine_dir = Path(dict(line.split("=", 1) for line in versions.split())["dir"])
+    _require("the Pulumi engine", (engine_dir / "bin" / "pulumi").exists())
+
+
+@pytest.fixture(scope="session")
+def cluster_built() -> None:
+    """The local control plane's binaries (scripts/local-cluster)."""
+    result = subprocess.run(
+        [REPO / "scripts" / "local-cluster", "build"],
+        env={**os.environ, "AGENT_PLATFORM_NO_BUILD": "1"},
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    _require("the local cluster", result.returncode == 0)
+
+
+@pytest.fixture(scope="session")
+def simulated() -> Callable[[str, bool], Simulation]:
+    # Imported here: the app's tests need no Pulumi program.
+    from stacks.simulate import simulate
+
+    cache: dict[tuple[str, bool], Simulation] = {}
+
+    def get(stack: str, preview: bool = False) -> Simulation:
+        if (stack, preview) not in cache:
+            cache[(stack, preview)] = simulate(stack, preview=preview)
+        return cache[(stack, preview)]
+
+    return get
