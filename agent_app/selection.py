@@ -69,40 +69,35 @@ def select_model(
         )
         for cost, m in costed
     ]
-    for cost, m in costed:
-        if m.quality >= requirement and cost <= remaining_usd:
-            reason = (
-                f"{m.name} is the cheapest model with quality {m.quality:.2f} >= "
-                f"{requirement:.2f} whose expected cost ${cost:.6f} fits the remaining "
-                f"${remaining_usd:.4f}{note}"
-            )
-            return Selection(
-                model=m.name,
-                required_quality=requirement,
-                expected_cost_usd=cost,
-                reason=reason,
-                candidates=candidates,
-            )
-    fitting = [(c, m) for c, m in costed if c <= remaining_usd]
-    if fitting:
-        cost, m = max(fitting, key=lambda pair: (pair[1].quality, -pair[0]))
-        reason = (
-            f"no model meets quality {requirement:.2f} within the remaining "
-            f"${remaining_usd:.4f}; {m.name} is the best that fits{note}"
-        )
+
+    def chosen(cost: float, m: ModelSpec, reason: str) -> Selection:
         return Selection(
             model=m.name,
             required_quality=requirement,
             expected_cost_usd=cost,
-            reason=reason,
+            reason=reason + note,
             candidates=candidates,
         )
+
+    for cost, m in costed:
+        if m.quality >= requirement and cost <= remaining_usd:
+            return chosen(
+                cost,
+                m,
+                f"{m.name} is the cheapest model with quality {m.quality:.2f} >= "
+                f"{requirement:.2f} whose expected cost ${cost:.6f} fits the remaining "
+                f"${remaining_usd:.4f}",
+            )
+    fitting = [(c, m) for c, m in costed if c <= remaining_usd]
+    if fitting:
+        cost, m = max(fitting, key=lambda pair: (pair[1].quality, -pair[0]))
+        return chosen(
+            cost,
+            m,
+            f"no model meets quality {requirement:.2f} within the remaining "
+            f"${remaining_usd:.4f}; {m.name} is the best that fits",
+        )
     cost, m = costed[0]
-    reason = f"no model fits the remaining ${remaining_usd:.4f}; {m.name} is the cheapest{note}"
-    return Selection(
-        model=m.name,
-        required_quality=requirement,
-        expected_cost_usd=cost,
-        reason=reason,
-        candidates=candidates,
+    return chosen(
+        cost, m, f"no model fits the remaining ${remaining_usd:.4f}; {m.name} is the cheapest"
     )
