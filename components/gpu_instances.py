@@ -15,23 +15,27 @@ class GpuInstanceType:
     gpus: int
     gpu_model: str
     gpu_memory_gib: int
+    # What the node offers besides its GPUs: the simulated nodes of the local control
+    # plane get the same capacity as the EKS node would.
+    vcpus: int
+    memory_gib: int
 
 
 _CATALOGUE = (
-    GpuInstanceType("g4dn.xlarge", 1, "T4", 16),
-    GpuInstanceType("g4dn.2xlarge", 1, "T4", 16),
-    GpuInstanceType("g4dn.12xlarge", 4, "T4", 64),
-    GpuInstanceType("g5.xlarge", 1, "A10G", 24),
-    GpuInstanceType("g5.2xlarge", 1, "A10G", 24),
-    GpuInstanceType("g5.4xlarge", 1, "A10G", 24),
-    GpuInstanceType("g5.12xlarge", 4, "A10G", 96),
-    GpuInstanceType("g5.48xlarge", 8, "A10G", 192),
-    GpuInstanceType("g6.xlarge", 1, "L4", 24),
-    GpuInstanceType("g6.2xlarge", 1, "L4", 24),
-    GpuInstanceType("g6.12xlarge", 4, "L4", 96),
-    GpuInstanceType("g6e.xlarge", 1, "L40S", 48),
-    GpuInstanceType("p4d.24xlarge", 8, "A100", 320),
-    GpuInstanceType("p5.48xlarge", 8, "H100", 640),
+    GpuInstanceType("g4dn.xlarge", 1, "T4", 16, 4, 16),
+    GpuInstanceType("g4dn.2xlarge", 1, "T4", 16, 8, 32),
+    GpuInstanceType("g4dn.12xlarge", 4, "T4", 64, 48, 192),
+    GpuInstanceType("g5.xlarge", 1, "A10G", 24, 4, 16),
+    GpuInstanceType("g5.2xlarge", 1, "A10G", 24, 8, 32),
+    GpuInstanceType("g5.4xlarge", 1, "A10G", 24, 16, 64),
+    GpuInstanceType("g5.12xlarge", 4, "A10G", 96, 48, 192),
+    GpuInstanceType("g5.48xlarge", 8, "A10G", 192, 192, 768),
+    GpuInstanceType("g6.xlarge", 1, "L4", 24, 4, 16),
+    GpuInstanceType("g6.2xlarge", 1, "L4", 24, 8, 32),
+    GpuInstanceType("g6.12xlarge", 4, "L4", 96, 48, 192),
+    GpuInstanceType("g6e.xlarge", 1, "L40S", 48, 4, 32),
+    GpuInstanceType("p4d.24xlarge", 8, "A100", 320, 96, 1152),
+    GpuInstanceType("p5.48xlarge", 8, "H100", 640, 192, 2048),
 )
 
 GPU_INSTANCE_TYPES: dict[str, GpuInstanceType] = {t.name: t for t in _CATALOGUE}

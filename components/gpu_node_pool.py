@@ -1,5 +1,9 @@
-"""A pool of NVIDIA GPU nodes: an EKS managed node group, tainted so that only pods
-that ask for a GPU land on it, with the device plugin and the DCGM exporter."""
+"""A pool of NVIDIA GPU nodes, tainted so that only pods that ask for a GPU land on it,
+with the device plugin and the DCGM exporter.
+
+On EKS the nodes are a managed node group; on the project's local control plane they are
+simulated nodes (KWOK) with the same labels, taint and capacity, derived from the same
+pool config, so the real scheduler places GPU pods as it would on EKS."""
 
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from components.kube import (
     match_labels,
     selector,
 )
+from components.simulated_nodes import SimulatedNodes, SimulatedNodesArgs, SimulatedPool, Taint
 from components.values import ArgsModel, InputStr, Scaling
 
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
@@ -64,12 +69,52 @@ class GpuPoolConfig(ArgsModel):
             raise ValueError(f"unknown GPU instance type(s) {unknown}; known: {known}")
         return value
 
+    @property
+    def max_gpus(self) -> int:
+        return self.scaling.max_size * max(GPU_INSTANCE_TYPES[t].gpus for t in self.instance_types)
 
-class GpuNodePoolArgs(ArgsModel):
-    pool: GpuPoolConfig
+    def node_labels(self) -> dict[str, str]:
+        return {
+            GPU_POOL_LABEL: GPU_POOL_VALUE,
+            GPU_POOL_NAME_LABEL: self.name,
+            "nvidia.com/gpu.present": "true",
+        }
+
+
+class EksNodeGroup(ArgsModel):
+    """An EKS managed node group for the pool, scaled between the pool's bounds."""
+
     cluster_name: InputStr
     node_role_arn: InputStr
     subnet_ids: Annotated[Sequence[InputStr], Field(min_length=1)]
+
+
+class SimulatedNodeGroup(ArgsModel):
+    """The local control plane's stand-in: the pool's `desiredSize` nodes of its first
+    instance type, spread round-robin over `zones`."""
+
+    zones: Annotated[list[str], Field(min_length=1)]
+
+    def pool(self, pool: GpuPoolConfig) -> SimulatedPool:
+        shape = GPU_INSTANCE_TYPES[pool.instance_types[0]]
+        return SimulatedPool(
+            name=f"gpu-{pool.name}",
+            count=max(pool.scaling.desired_size, 1),
+            zones=self.zones,
+            capacity={
+                "cpu": str(shape.vcpus),
+                "memory": f"{shape.memory_gib}Gi",
+                "ephemeral-storage": "100Gi",
+                GPU_TAINT_KEY: str(shape.gpus),
+            },
+            labels=pool.node_labels(),
+            taints=[Taint(key=GPU_TAINT_KEY, value="true", effect="NoSchedule")],
+        )
+
+
+class GpuNodePoolArgs(ArgsModel):
+    pool: GpuPoolConfig
+    nodes: EksNodeGroup | SimulatedNodeGroup
     system_namespace: InputStr
     provider: k8s.Provider
 
@@ -82,39 +127,17 @@ class GpuNodePool(pulumi.ComponentResource):
         self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("agent-platform:gpu:GpuNodePool", name, None, opts)
-        # Imported here: the stack config reads this module's models in every stack,
-        # and the local stack never imports the AWS SDK (a tenth of a second per run).
-        import pulumi_aws as aws
-
         pool = args.pool
-        node_labels = {
-            GPU_POOL_LABEL: GPU_POOL_VALUE,
-            GPU_POOL_NAME_LABEL: pool.name,
-            "nvidia.com/gpu.present": "true",
-        }
-        node_group = aws.eks.NodeGroup(
-            f"{name}-nodes",
-            cluster_name=args.cluster_name,
-            node_group_name_prefix=f"gpu-{pool.name}-",
-            node_role_arn=args.node_role_arn,
-            subnet_ids=list(args.subnet_ids),
-            ami_type="AL2023_x86_64_NVIDIA",
-            instance_types=list(pool.instance_types),
-            capacity_type=pool.capacity_type,
-            scaling_config={
-                "min_size": pool.scaling.min_size,
-                "desired_size": pool.scaling.desired_size,
-                "max_size": pool.scaling.max_size,
-            },
-            update_config={"max_unavailable": 1},
-            labels=node_labels,
-            taints=[{"key": GPU_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}],
-            # The cluster autoscaler moves desiredSize; config only sets its bounds.
-            opts=pulumi.ResourceOptions.merge(
-                child_options(self, opts),
-                pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"]),
-            ),
-        )
+        if isinstance(args.nodes, EksNodeGroup):
+            self.node_group_name = self._node_group(name, pool, args.nodes, opts)
+        else:
+            simulated = args.nodes.pool(pool)
+            SimulatedNodes(
+                f"{name}-nodes",
+                SimulatedNodesArgs(pools=[simulated], provider=args.provider),
+                opts=child_options(self, opts),
+            )
+            self.node_group_name = pulumi.Output.from_input(simulated.name)
         k8s_opts = child_options(self, opts, provider=args.provider)
         on_this_pool = {GPU_POOL_NAME_LABEL: pool.name}
 
@@ -217,11 +240,44 @@ class GpuNodePool(pulumi.ComponentResource):
             opts=k8s_opts,
         )
 
-        self.node_group_name = node_group.node_group_name
-        self.max_gpus = pool.scaling.max_size * max(
-            GPU_INSTANCE_TYPES[t].gpus for t in pool.instance_types
-        )
+        self.max_gpus = pool.max_gpus
         self.register_outputs({"nodeGroupName": self.node_group_name, "maxGpus": self.max_gpus})
+
+    def _node_group(
+        self,
+        name: str,
+        pool: GpuPoolConfig,
+        group: EksNodeGroup,
+        opts: pulumi.ResourceOptions | None,
+    ) -> pulumi.Output[str]:
+        # Imported here: the stack config reads this module's models in every stack,
+        # and the local stack never imports the AWS SDK (a tenth of a second per run).
+        import pulumi_aws as aws
+
+        node_group = aws.eks.NodeGroup(
+            f"{name}-nodes",
+            cluster_name=group.cluster_name,
+            node_group_name_prefix=f"gpu-{pool.name}-",
+            node_role_arn=group.node_role_arn,
+            subnet_ids=list(group.subnet_ids),
+            ami_type="AL2023_x86_64_NVIDIA",
+            instance_types=list(pool.instance_types),
+            capacity_type=pool.capacity_type,
+            scaling_config={
+                "min_size": pool.scaling.min_size,
+                "desired_size": pool.scaling.desired_size,
+                "max_size": pool.scaling.max_size,
+            },
+            update_config={"max_unavailable": 1},
+            labels=pool.node_labels(),
+            taints=[{"key": GPU_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}],
+            # The cluster autoscaler moves desiredSize; config only sets its bounds.
+            opts=pulumi.ResourceOptions.merge(
+                child_options(self, opts),
+                pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"]),
+            ),
+        )
+        return node_group.node_group_name
 
 
 def _security_context(add: list[str] | None = None) -> SecurityContextArgs:

@@ -25,11 +25,16 @@ class LocalNodes(ArgsModel):
     memory: Quantity = "16Gi"
     ephemeral_storage: Quantity = "100Gi"
 
+    @property
+    def zone_names(self) -> list[str]:
+        """The zones every simulated pool spreads over (GPU pools included)."""
+        return [f"local-{chr(ord('a') + i)}" for i in range(self.zones)]
+
     def pool(self) -> SimulatedPool:
         return SimulatedPool(
             name="system",
             count=self.count,
-            zones=[f"local-{chr(ord('a') + i)}" for i in range(self.zones)],
+            zones=self.zone_names,
             capacity={
                 "cpu": self.cpu,
                 "memory": self.memory,

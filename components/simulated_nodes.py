@@ -68,9 +68,10 @@ class SimulatedNodes(pulumi.ComponentResource):
                         node_name,
                         metadata=ObjectMetaArgs(
                             name=node_name,
+                            # A pool's own labels win: a GPU pool's say `gpu`, as on EKS.
                             labels={
-                                **pool.labels,
                                 POOL_LABEL: pool.name,
+                                **pool.labels,
                                 ZONE_LABEL: pool.zones[index % len(pool.zones)],
                                 "kubernetes.io/hostname": node_name,
                             },

@@ -164,9 +164,13 @@ class StackConfig(ArgsModel):
             problems.append(("cluster", f"required for the {env} environment"))
         if not self.on_aws and self.cluster is not None:
             problems.append(("cluster", "only for AWS environments (dev, prod); remove it"))
-        if not self.on_aws and self.gpu_pools:
+        if not self.on_aws and self.gpu_pools and not (self.local and self.local.simulated):
             problems.append(
-                ("gpuPools", "GPU pools need an EKS cluster; the local stack is CPU-only")
+                (
+                    "gpuPools",
+                    "a local stack simulates GPU pools only on the project's own control "
+                    "plane: set local.target to cluster and declare local.nodes",
+                )
             )
         if self.redis.mode == "elasticache" and not self.on_aws:
             problems.append(("redis.mode", "'elasticache' needs an AWS environment"))

@@ -129,9 +129,26 @@ def build(config: StackConfig) -> StackExports:
     namespace = PlatformNamespace(ns, PlatformNamespaceArgs(name=ns, provider=target.provider))
     in_namespace = pulumi.ResourceOptions(depends_on=[namespace])
 
-    if target.cluster is not None and target.network is not None and config.gpu_pools:
-        from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+    local = config.local or LocalClusterArgs()
+    if config.gpu_pools:
+        from components.gpu_node_pool import (
+            EksNodeGroup,
+            GpuNodePool,
+            GpuNodePoolArgs,
+            SimulatedNodeGroup,
+        )
 
+        nodes: EksNodeGroup | SimulatedNodeGroup
+        if target.cluster is not None and target.network is not None:
+            nodes = EksNodeGroup(
+                cluster_name=target.cluster.cluster_name,
+                node_role_arn=target.cluster.node_role_arn,
+                subnet_ids=target.network.private_subnet_ids,
+            )
+        else:
+            # StackConfig allows local GPU pools only on the simulated control plane.
+            assert local.nodes is not None
+            nodes = SimulatedNodeGroup(zones=local.nodes.zone_names)
         gpu_namespace = PlatformNamespace(
             GPU_SYSTEM_NAMESPACE,
             # The device plugin needs a hostPath and DCGM needs SYS_ADMIN.
@@ -144,9 +161,7 @@ def build(config: StackConfig) -> StackExports:
                 f"gpu-{pool.name}",
                 GpuNodePoolArgs(
                     pool=pool,
-                    cluster_name=target.cluster.cluster_name,
-                    node_role_arn=target.cluster.node_role_arn,
-                    subnet_ids=target.network.private_subnet_ids,
+                    nodes=nodes,
                     system_namespace=GPU_SYSTEM_NAMESPACE,
                     provider=target.provider,
                 ),
@@ -205,7 +220,6 @@ def build(config: StackConfig) -> StackExports:
         opts=after_operators,
     )
 
-    local = config.local or LocalClusterArgs()
     redis = Redis(
         "queue",
         RedisArgs(

@@ -11,64 +11,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[2]
-NAMESPACE = "agents"
+from deployed import NAMESPACE, REPO, DeployedStack, available
 
 pytestmark = [pytest.mark.cluster, pytest.mark.engine, pytest.mark.timeout(900)]
-
-
-@dataclass
-class DeployedStack:
-    state: Path
-
-    @property
-    def stack_file(self) -> Path:
-        return self.state / "Pulumi.local.yaml"
-
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "AGENT_PLATFORM_STATE": str(self.state),
-            "AGENT_PLATFORM_STACK_FILE": str(self.stack_file),
-        }
-
-    def script(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(REPO / "scripts" / name), *args],
-            cwd=REPO,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=800,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            pytest.fail(f"{name} {' '.join(args)}:\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.script("pulumi-local", *args, check=check)
-
-    def kubectl(self, *args: str) -> str:
-        return self.script("local-cluster", "kubectl", *args).stdout
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json"))
-
-    def items(self, kind: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.get(kind, "-n", NAMESPACE)["items"]
-        return items
 
 
 @pytest.fixture(scope="module")
@@ -87,20 +38,11 @@ def stack(
     deployed.script("local-cluster", "delete")
 
 
-def _available(obj: dict[str, Any]) -> bool:
-    wanted = obj["spec"].get("replicas", 1)
-    status = obj.get("status", {})
-    ready = status.get("availableReplicas", status.get("readyReplicas", 0))
-    return bool(
-        ready == wanted and status.get("observedGeneration") == obj["metadata"]["generation"]
-    )
-
-
 def test_every_workload_is_available_and_a_second_up_changes_nothing(stack: DeployedStack) -> None:
     workloads = stack.items("deployments") + stack.items("statefulsets")
     names = {w["metadata"]["name"] for w in workloads}
     assert {"agent-api", "agent-worker", "llm", "prometheus", "redis"} <= names
-    assert [w["metadata"]["name"] for w in workloads if not _available(w)] == []
+    assert [w["metadata"]["name"] for w in workloads if not available(w)] == []
     again = stack.pulumi("up")
     summary = again.stdout.split("Resources:")[1].split("Duration")[0]
     assert "unchanged" in summary
@@ -205,7 +147,7 @@ def test_a_canary_rolls_out_by_config_and_rolls_back(stack: DeployedStack) -> No
     stack.pulumi("up")
     deployments = {d["metadata"]["name"]: d for d in stack.items("deployments")}
     for name in ("agent-api-canary", "agent-worker-canary"):
-        assert _available(deployments[name]), name
+        assert available(deployments[name]), name
     images = _track_images(stack)
     assert images["canary"] == {"agent-platform/agent-app:0.2.0"}
     assert images["stable"] == {"agent-platform/agent-app:0.1.0"}

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from component_mocks import evaluate, provider
 
-from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs, GpuPoolConfig
+from components.gpu_node_pool import (
+    EksNodeGroup,
+    GpuNodePool,
+    GpuNodePoolArgs,
+    GpuPoolConfig,
+    SimulatedNodeGroup,
+)
 from components.kube import GPU_POOL_NAME_LABEL
 from components.values import Scaling
 
@@ -28,9 +36,11 @@ def test_a_tainted_node_group_with_its_device_plugin_and_exporter() -> None:
             "gpu-inference",
             GpuNodePoolArgs(
                 pool=_pool(),
-                cluster_name="agents-dev",
-                node_role_arn="arn:aws:iam::123456789012:role/nodes",
-                subnet_ids=["subnet-a"],
+                nodes=EksNodeGroup(
+                    cluster_name="agents-dev",
+                    node_role_arn="arn:aws:iam::123456789012:role/nodes",
+                    subnet_ids=["subnet-a"],
+                ),
                 system_namespace="gpu-system",
                 provider=provider(),
             ),
@@ -61,13 +71,40 @@ def test_a_tainted_node_group_with_its_device_plugin_and_exporter() -> None:
 def test_the_pool_refuses_unknown_instance_types_and_no_subnets() -> None:
     with pytest.raises(ValueError, match=r"unknown GPU instance type\(s\) \['g9.mega'\]"):
         _pool(instance_types=["g9.mega"])
-    k8s_provider, _ = evaluate(provider)
     with pytest.raises(ValueError, match=r"subnet_ids\n  Value should have at least 1 item"):
-        GpuNodePoolArgs(
-            pool=_pool(),
-            cluster_name="c",
-            node_role_arn="arn",
-            subnet_ids=[],
-            system_namespace="gpu-system",
-            provider=k8s_provider,
+        EksNodeGroup(cluster_name="c", node_role_arn="arn", subnet_ids=[])
+
+
+def test_the_local_pool_is_simulated_nodes_shaped_like_its_instances() -> None:
+    def program() -> GpuNodePool:
+        return GpuNodePool(
+            "gpu-inference",
+            GpuNodePoolArgs(
+                pool=_pool(scaling=Scaling(min_size=0, desired_size=2, max_size=3)),
+                nodes=SimulatedNodeGroup(zones=["local-a", "local-b"]),
+                system_namespace="gpu-system",
+                provider=provider(),
+            ),
         )
+
+    pool, graph = evaluate(program)
+    # No AWS node group: two Node objects instead, and the same node agents.
+    assert not graph.of_type("aws:eks/nodeGroup:NodeGroup")
+    assert len(graph.of_type("kubernetes:apps/v1:DaemonSet")) == 2
+    nodes = sorted(graph.of_type("kubernetes:core/v1:Node"), key=lambda n: n.name)
+    assert [n.inputs["metadata"]["name"] for n in nodes] == ["gpu-inference-0", "gpu-inference-1"]
+    for node, zone in zip(nodes, ["local-a", "local-b"], strict=True):
+        meta = node.inputs["metadata"]
+        # The labels and taint an EKS node of this pool gets, from the same pool config.
+        assert meta["labels"] | _pool().node_labels() == meta["labels"]
+        assert meta["labels"]["agent-platform.io/node-pool"] == "gpu"
+        assert meta["labels"]["topology.kubernetes.io/zone"] == zone
+        assert node.inputs["spec"]["taints"] == [
+            {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
+        ]
+        # The first instance type's machine: g5.xlarge, 4 vCPUs, 16 GiB and one A10G.
+        capacity = json.loads(meta["annotations"]["kwok.agent-platform.io/capacity"])
+        assert capacity["nvidia.com/gpu"] == "1"
+        assert (capacity["cpu"], capacity["memory"]) == ("4", "16Gi")
+    assert graph.outputs_of(graph.component(POOL))["nodeGroupName"] == "gpu-inference"
+    assert pool.max_gpus == 3

@@ -310,7 +310,10 @@ INCONSISTENT: list[Callable[[int, int], Case]] = [
         "local", ("cluster",), lambda t: t.update(cluster=_valid_tree("dev")["cluster"])
     ),
     lambda lo, hi: _edit(
-        "local", ("gpuPools",), lambda t: t.update(gpuPools=_valid_tree("dev")["gpuPools"])
+        # Rendered manifests have no nodes to simulate a GPU pool on.
+        "local",
+        ("gpuPools",),
+        lambda t: t.update(gpuPools=_valid_tree("dev")["gpuPools"], local={"target": "render"}),
     ),
     lambda lo, hi: _edit(
         "local", ("redis", "mode"), lambda t: t["redis"].update(mode="elasticache")

@@ -1,0 +1,163 @@
+"""The prod stack's Kubernetes layer, deployed by the real engine into the local control
+plane: prod's GPU pool (simulated nodes of its instance type, tainted and labelled as on
+EKS), vLLM on it, KEDA ScaledObjects, the ingress with a 10% canary, three zones.
+
+How it differs from `Pulumi.prod.yaml`, and why: the AWS parts (VPC, EKS, ElastiCache,
+IAM, Secrets Manager) have no local counterpart, so the stack's environment is `local`:
+Redis runs in the cluster, secrets come from Pulumi config instead of External Secrets,
+and the operators' CRDs come with the control plane (their controllers do not run). The
+rest is prod's own config, read from the committed stack file, so the variant cannot
+drift from it. (tests/cluster/test_cluster_manifests.py admits the dev and prod programs'
+every Kubernetes object, ExternalSecrets included, without the substitutions.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from deployed import NAMESPACE, REPO, DeployedStack, available
+
+pytestmark = [pytest.mark.cluster, pytest.mark.engine, pytest.mark.timeout(900)]
+
+GPU = "nvidia.com/gpu"
+# What prod has that a local stack cannot: the AWS parts, and the keys only they read.
+AWS_ONLY = ("aws:region", "agent-platform:cluster")
+
+
+def prod_shaped_config() -> dict[str, Any]:
+    prod = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
+    config = {key: value for key, value in prod.items() if key not in AWS_ONLY}
+    config["agent-platform:environment"] = "local"
+    config["agent-platform:redis"] = {"mode": "in-cluster", "storageGi": 8}
+    zones = prod["agent-platform:cluster"]["availabilityZones"]
+    config["agent-platform:local"] = {
+        "target": "cluster",
+        "nodes": {"count": 4, "zones": zones, "cpu": "4", "memory": "16Gi"},
+    }
+    return config
+
+
+@pytest.fixture(scope="module")
+def stack(
+    engine_built: None, cluster_built: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DeployedStack]:
+    # Under prod's policy-pack config, as prod itself is previewed and deployed.
+    deployed = DeployedStack(
+        tmp_path_factory.mktemp("prod-shaped"), REPO / "policies" / "config" / "prod.json"
+    )
+    document = {"config": prod_shaped_config()}
+    deployed.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    deployed.pulumi("up")
+    yield deployed
+    deployed.pulumi("destroy")
+    deployed.script("local-cluster", "delete")
+
+
+def _gpus(pod: dict[str, Any]) -> int:
+    return sum(
+        int(c.get("resources", {}).get("requests", {}).get(GPU, 0))
+        for c in pod["spec"]["containers"]
+    )
+
+
+def test_every_workload_is_available_on_prods_shape(stack: DeployedStack) -> None:
+    workloads = stack.items("deployments") + stack.items("statefulsets")
+    names = {w["metadata"]["name"] for w in workloads}
+    assert {"agent-api", "agent-api-canary", "agent-worker", "llm", "redis"} <= names
+    assert [w["metadata"]["name"] for w in workloads if not available(w)] == []
+    daemons = stack.get("daemonsets", "-n", "gpu-system")["items"]
+    assert {d["metadata"]["name"] for d in daemons} == {
+        "nvidia-device-plugin-gpu",
+        "dcgm-exporter-gpu",
+    }
+    for daemon in daemons:
+        # One per GPU node (prod's desiredSize: 2), none elsewhere.
+        assert daemon["status"]["desiredNumberScheduled"] == 2
+        assert daemon["status"]["numberReady"] == 2
+
+
+def test_gpu_pods_land_on_gpu_nodes_and_nothing_else_does(stack: DeployedStack) -> None:
+    nodes = {n["metadata"]["name"]: n for n in stack.get("nodes")["items"]}
+    gpu_nodes = {name for name, n in nodes.items() if GPU in n["status"]["capacity"]}
+    # prod's pool: desiredSize 2 of g5.2xlarge, one A10G, 8 vCPUs and 32 GiB each.
+    assert len(gpu_nodes) == 2
+    for name in gpu_nodes:
+        capacity = nodes[name]["status"]["capacity"]
+        assert (capacity[GPU], capacity["cpu"], capacity["memory"]) == ("1", "8", "32Gi")
+        assert nodes[name]["spec"]["taints"] == [
+            {"key": GPU, "value": "true", "effect": "NoSchedule"}
+        ]
+    pods = stack.get("pods", "-A")["items"]
+    gpu_pods = [p for p in pods if _gpus(p)]
+    # prod's vLLM: two replicas of one GPU each.
+    assert len(gpu_pods) == 2
+    assert {p["spec"]["nodeName"] for p in gpu_pods} == gpu_nodes
+    # Only the GPU pool's own node agents share the GPU nodes with vLLM.
+    others = {
+        p["metadata"]["namespace"]
+        for p in pods
+        if not _gpus(p) and p["spec"]["nodeName"] in gpu_nodes
+    }
+    assert others == {"gpu-system"}
+    zones = {
+        nodes[p["spec"]["nodeName"]]["metadata"]["labels"]["topology.kubernetes.io/zone"]
+        for p in pods
+    }
+    assert len(zones) == 3
+
+
+def test_a_gpu_pod_beyond_the_pools_capacity_stays_pending(stack: DeployedStack) -> None:
+    llm = stack.get("deployment", "llm", "-n", NAMESPACE)
+    # vLLM's own pod spec (GPU request, toleration, node selector), a third replica's.
+    spec: dict[str, Any] = {**llm["spec"]["template"]["spec"], "volumes": []}
+    for container in spec["containers"]:
+        container["volumeMounts"] = []
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "one-gpu-too-many", "namespace": NAMESPACE},
+        "spec": spec,
+    }
+    manifest = stack.state / "one-gpu-too-many.yaml"
+    manifest.write_text(yaml.safe_dump(pod))
+    stack.kubectl("apply", "-f", str(manifest))
+    try:
+        condition = _wait_unschedulable(stack, "one-gpu-too-many")
+        assert f"Insufficient {GPU}" in condition["message"]
+    finally:
+        stack.kubectl("delete", "pod", "one-gpu-too-many", "-n", NAMESPACE, "--wait=false")
+
+
+def _wait_unschedulable(stack: DeployedStack, name: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pod = stack.get("pod", name, "-n", NAMESPACE)
+        for condition in pod["status"].get("conditions", []):
+            if condition["type"] == "PodScheduled" and condition.get("reason") == "Unschedulable":
+                return dict(condition)
+        assert pod["status"]["phase"] == "Pending"
+        time.sleep(1)
+    pytest.fail(f"{name} was never reported unschedulable")
+
+
+def test_scaled_objects_drive_the_workers_of_both_tracks(stack: DeployedStack) -> None:
+    scaled = {s["metadata"]["name"]: s["spec"] for s in stack.items("scaledobjects.keda.sh")}
+    assert {s["scaleTargetRef"]["name"] for s in scaled.values()} >= {
+        "agent-worker",
+        "agent-worker-canary",
+    }
+    for spec in scaled.values():
+        assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
+        assert spec["triggers"], spec
+    ingresses = {i["metadata"]["name"]: i for i in stack.items("ingresses")}
+    canary = [
+        i
+        for i in ingresses.values()
+        if i["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/canary") == "true"
+    ]
+    assert len(canary) == 1
+    assert canary[0]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] == "10"
