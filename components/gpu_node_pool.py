@@ -28,6 +28,7 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from pydantic import Field, field_validator
 
+from components.billing import Billable, NodePool
 from components.gpu_instances import GPU_INSTANCE_TYPES
 from components.kube import (
     GPU_POOL_LABEL,
@@ -77,6 +78,8 @@ class GpuNodePoolArgs(ArgsModel):
 class GpuNodePool(pulumi.ComponentResource):
     node_group_name: pulumi.Output[str]
     max_gpus: int
+    # What the node group is billed by.
+    bill: list[Billable]
 
     def __init__(
         self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None
@@ -115,6 +118,15 @@ class GpuNodePool(pulumi.ComponentResource):
                 pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"]),
             ),
         )
+        self.bill = [
+            NodePool(
+                name=f"{name}-nodes",
+                instance_types=tuple(pool.instance_types),
+                spot=pool.capacity_type == "SPOT",
+                desired=float(pool.scaling.desired_size),
+                maximum=float(pool.scaling.max_size),
+            )
+        ]
         k8s_opts = child_options(self, opts, provider=args.provider)
         on_this_pool = {GPU_POOL_NAME_LABEL: pool.name}
 
