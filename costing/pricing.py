@@ -182,7 +182,7 @@ class Pricer:
         elif isinstance(part, LoadBalancer):
             if self.on_cloud or not part.in_cluster:
                 self._load_balancer(part, urn)
-        elif self.on_cloud:
+        elif isinstance(part, Volume) and self.on_cloud:
             self._volume(part)
 
     def estimate(self) -> CostEstimate:

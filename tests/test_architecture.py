@@ -89,7 +89,8 @@ def test_components_never_import_stacks() -> None:
 
 
 # The cost model is shared by the program and the pack, so it may import neither; it may
-# read the components' pure value modules (quantities), which import nothing of ours.
+# read the components' pure value modules (quantities, billable parts), which import
+# nothing of ours.
 @pytest.mark.parametrize(("lower", "upper"), [("costing", "stacks"), ("costing", "policies")])
 def test_the_cost_model_depends_on_neither_the_program_nor_the_pack(lower: str, upper: str) -> None:
     upward = {
