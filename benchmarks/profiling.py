@@ -40,8 +40,7 @@ NAMED = [
     ("pulumi rpc.serialize_properties", "pulumi/runtime/rpc.py", "serialize_properties"),
     ("pulumi Output contains_unknowns", "pulumi/output.py", "contains_unknowns"),
     ("pulumi Output.all / from_input", "pulumi/output.py", "from_input"),
-    ("ResourceLedger serialise (cost output)", "stacks/resource_ledger.py", "serialise"),
-    ("costing.model.estimate (cost output)", "costing/model.py", "estimate"),
+    ("costing.pricing.price (cost output)", "costing/pricing.py", "price"),
 ]
 
 Stats = dict[tuple[str, int, str], tuple[int, int, float, float, Any]]

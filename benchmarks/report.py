@@ -286,11 +286,10 @@ def _findings(program: ProgramResults, engine: EngineResults, profile: dict[str,
         "the warm profile the components' own code (the synchronous part of "
         f"`stacks.program.build`) is {warm_build / profile['warm_total']:.0%}; the rest is `Output.from_input`/`all`, "
         "`contains_unknowns`, `rpc.serialize_properties` and the asyncio scheduling of "
-        "the resolution callbacks. The `ResourceLedger` (the stack's cost output) "
-        "re-serialises every resource's inputs once more, "
-        f"{named['ResourceLedger serialise (cost output)'] / profile['cold_total']:.0%} "
-        "of the cold profile: a modest, linear price for a cost estimate that agrees "
-        "with the policy pack by construction.",
+        "the resolution callbacks. The stack's cost output prices the parts the "
+        "components declare (`costing.pricing.price`), "
+        f"{named['costing.pricing.price (cost output)'] / profile['cold_total']:.1%} "
+        "of the cold profile: it reads no resource's inputs.",
         f"4. **The engine: the program's imports and evaluation, and the pack's own "
         f"process.** Without the pack our preview takes {_s(ours)} s against the empty "
         f"program's {_s(floor)} s; the difference ({_s(ours - floor)} s) is about what the "

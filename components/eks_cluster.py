@@ -11,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field, model_validator
 
+from components.billing import Billable, ControlPlane, NodePool
 from components.kube import child_options
 from components.values import ArgsModel, InputStr, PositiveInt, Scaling
 
@@ -64,6 +65,8 @@ class EksCluster(pulumi.ComponentResource):
     oidc_issuer: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
     node_security_group_id: pulumi.Output[str]
+    # What the control plane and the system pool are billed by.
+    bill: list[Billable]
 
     def __init__(
         self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -141,6 +144,7 @@ class EksCluster(pulumi.ComponentResource):
             )
             for arn in NODE_POLICIES
         ]
+        scaling = args.system_scaling
         aws.eks.NodeGroup(
             f"{name}-system",
             cluster_name=cluster.name,
@@ -149,14 +153,24 @@ class EksCluster(pulumi.ComponentResource):
             instance_types=[args.system_instance_type],
             capacity_type="ON_DEMAND",
             scaling_config={
-                "min_size": args.system_scaling.min_size,
-                "desired_size": args.system_scaling.desired_size,
-                "max_size": args.system_scaling.max_size,
+                "min_size": scaling.min_size,
+                "desired_size": scaling.desired_size,
+                "max_size": scaling.max_size,
             },
             update_config={"max_unavailable": 1},
             labels={"agent-platform.io/node-pool": "system"},
             opts=child_options(self, opts, depends_on=node_policies),
         )
+        self.bill = [
+            ControlPlane(name=name),
+            NodePool(
+                name=f"{name}-system",
+                instance_types=(args.system_instance_type,),
+                spot=False,
+                desired=float(scaling.desired_size),
+                maximum=float(scaling.max_size),
+            ),
+        ]
 
         self.cluster_name = cluster.name
         # Output.all hands back plain dicts, so the typed field is read before joining.

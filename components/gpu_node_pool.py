@@ -32,6 +32,7 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from pydantic import Field, field_validator
 
+from components.billing import Billable, NodePool
 from components.gpu_instances import GPU_INSTANCE_TYPES
 from components.kube import (
     GPU_POOL_LABEL,
@@ -122,14 +123,27 @@ class GpuNodePoolArgs(ArgsModel):
 class GpuNodePool(pulumi.ComponentResource):
     node_group_name: pulumi.Output[str]
     max_gpus: int
+    # What the node group is billed by.
+    bill: list[Billable]
 
     def __init__(
         self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("agent-platform:gpu:GpuNodePool", name, None, opts)
         pool = args.pool
+        # What the node group is billed by; simulated nodes cost nothing.
+        self.bill = []
         if isinstance(args.nodes, EksNodeGroup):
             self.node_group_name = self._node_group(name, pool, args.nodes, opts)
+            self.bill = [
+                NodePool(
+                    name=f"{name}-nodes",
+                    instance_types=tuple(pool.instance_types),
+                    spot=pool.capacity_type == "SPOT",
+                    desired=float(pool.scaling.desired_size),
+                    maximum=float(pool.scaling.max_size),
+                )
+            ]
         else:
             simulated = args.nodes.pool(pool)
             SimulatedNodes(

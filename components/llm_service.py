@@ -36,6 +36,7 @@ from pulumi_kubernetes.networking.v1 import NetworkPolicy
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 from pydantic import model_validator
 
+from components.billing import Billable, Volume
 from components.kube import (
     GPU_RESOURCE,
     agent_clients_only,
@@ -113,6 +114,8 @@ class LlmService(pulumi.ComponentResource):
     model: str
     # The model cache's claim (vLLM only).
     volume_claims: list[VolumeClaim]
+    # What the model cache is billed by (vLLM only).
+    bill: list[Billable]
 
     def __init__(
         self, name: str, args: LlmServiceArgs, opts: pulumi.ResourceOptions | None = None
@@ -121,6 +124,7 @@ class LlmService(pulumi.ComponentResource):
         config = args.config
         self.model = config.model
         self.volume_claims = []
+        self.bill = []
         if config.mode == "external":
             assert config.base_url is not None  # guaranteed by LlmConfig validation
             self.base_url = pulumi.Output.from_input(config.base_url)
@@ -148,6 +152,7 @@ class LlmService(pulumi.ComponentResource):
                     access_modes=access_modes,
                 )
             ]
+            self.bill = [Volume(name="llm-model-cache", size_gib=float(config.model_cache_gi))]
             claim = PersistentVolumeClaim(
                 f"{name}-model-cache",
                 metadata=ObjectMetaArgs(name="llm-model-cache", namespace=ns, labels=app_labels),

@@ -39,6 +39,7 @@ from pulumi_kubernetes.rbac.v1 import (
 )
 from pydantic import Field
 
+from components.billing import Billable, Volume
 from components.kube import (
     child_options,
     labels,
@@ -77,6 +78,8 @@ class MonitoringArgs(ArgsModel):
 class Monitoring(pulumi.ComponentResource):
     prometheus_url: pulumi.Output[str]
     volume_claims: list[VolumeClaim]
+    # What the data volume is billed by.
+    bill: list[Billable]
     prometheus_config: str
     alert_rules: str
 
@@ -140,6 +143,7 @@ class Monitoring(pulumi.ComponentResource):
         self.volume_claims = [
             VolumeClaim(namespace=ns, name="prometheus-data", size_gi=args.config.storage_gi)
         ]
+        self.bill = [Volume(name="prometheus-data", size_gib=float(args.config.storage_gi))]
         storage = PersistentVolumeClaim(
             f"{name}-data",
             metadata=ObjectMetaArgs(name="prometheus-data", namespace=ns, labels=app_labels),

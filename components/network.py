@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import pulumi
 from pydantic import AfterValidator, Field
 
+from components.billing import Billable, NatGateway
 from components.kube import child_options
 from components.values import ArgsModel
 
@@ -41,6 +42,8 @@ class Network(pulumi.ComponentResource):
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
     availability_zones: list[str]
+    # What the NAT gateways are billed by.
+    bill: list[Billable]
 
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
@@ -86,6 +89,7 @@ class Network(pulumi.ComponentResource):
         public: list[aws.ec2.Subnet] = []
         private: list[aws.ec2.Subnet] = []
         nat_gateways: list[aws.ec2.NatGateway] = []
+        self.bill = []
         for index, zone in enumerate(self.availability_zones):
             suffix = zone[-1]
             subnet = self._subnet(
@@ -115,6 +119,7 @@ class Network(pulumi.ComponentResource):
                         opts=child_options(self, opts, depends_on=[igw]),
                     )
                 )
+                self.bill.append(NatGateway(name=f"{name}-nat-{suffix}"))
 
         for index, zone in enumerate(self.availability_zones):
             suffix = zone[-1]

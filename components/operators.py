@@ -13,6 +13,7 @@ from pulumi_kubernetes.networking.v1 import (
     NetworkPolicySpecArgs,
 )
 
+from components.billing import Billable, LoadBalancer
 from components.kube import child_options, tcp_ports
 from components.values import ArgsModel
 
@@ -55,6 +56,8 @@ class ClusterOperatorsArgs(ArgsModel):
 class ClusterOperators(pulumi.ComponentResource):
     releases: dict[str, k8s.helm.v3.Release]
     ingress_namespace: str | None
+    # What the ingress controller's load balancer is billed by.
+    bill: list[Billable]
 
     def __init__(
         self, name: str, args: ClusterOperatorsArgs, opts: pulumi.ResourceOptions | None = None
@@ -62,6 +65,7 @@ class ClusterOperators(pulumi.ComponentResource):
         super().__init__("agent-platform:operators:ClusterOperators", name, None, opts)
         self.releases = {}
         self.ingress_namespace = None
+        self.bill = []
         for key, (chart, repository) in CHART_REPOSITORIES.items():
             release = getattr(args.config, key)
             if not release.enabled:
@@ -81,6 +85,12 @@ class ClusterOperators(pulumi.ComponentResource):
                         "metrics": {"enabled": True},
                     }
                 }
+                # The controller's Service asks AWS for a network load balancer (`nlb`).
+                self.bill.append(
+                    LoadBalancer(
+                        kind="Release", name=f"{name}-{chart}", type="network", in_cluster=True
+                    )
+                )
             if key == "external_secrets":
                 values = {"installCRDs": True}
             self.releases[key] = k8s.helm.v3.Release(

@@ -43,6 +43,7 @@ from pulumi_kubernetes.networking.v1 import NetworkPolicy
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 from pydantic import model_validator
 
+from components.billing import Billable, CacheNodes, Volume
 from components.kube import (
     agent_clients_only,
     child_options,
@@ -58,6 +59,8 @@ from components.values import ArgsModel, InputStr, PositiveInt, Resources, Volum
 REDIS_PORT = 6379
 REDIS_APP = "redis"
 REDIS_UID = 999
+# One server: the queue is not replicated in the cluster (see the PDB below).
+REDIS_REPLICAS = 1
 
 _REDIS_CONF = """\
 # Written by agent-platform. The task stream must survive a restart: append-only file,
@@ -135,6 +138,8 @@ class Redis(pulumi.ComponentResource):
     password_secret: pulumi.Output[dict[str, str]]
     # The claim the StatefulSet's template makes (none for ElastiCache).
     volume_claims: list[VolumeClaim]
+    # What the data volume or the ElastiCache nodes are billed by.
+    bill: list[Billable]
 
     def __init__(
         self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None
@@ -145,6 +150,15 @@ class Redis(pulumi.ComponentResource):
             self.endpoint = self._in_cluster(name, args, opts)
             self.port = pulumi.Output.from_input(REDIS_PORT)
             self.tls = False
+            # The StatefulSet's claim template: one volume a replica.
+            self.bill = [
+                Volume(
+                    kind="StatefulSet",
+                    name=f"{REDIS_APP}/data",
+                    size_gib=float(args.config.storage_gi),
+                    count=float(REDIS_REPLICAS),
+                )
+            ]
             # <template>-<StatefulSet>-<ordinal>, as the StatefulSet controller names it.
             self.volume_claims = [
                 VolumeClaim(
@@ -156,6 +170,13 @@ class Redis(pulumi.ComponentResource):
         else:
             self.endpoint, self.port = self._elasticache(name, args, opts)
             self.tls = True
+            self.bill = [
+                CacheNodes(
+                    name=f"{name}-rg",
+                    node_type=args.config.node_type,
+                    nodes=float(args.config.num_cache_clusters),
+                )
+            ]
         ref = args.client_password_secret
         self.password_secret = pulumi.Output.all(ref.name, ref.key).apply(
             lambda v: {"name": v[0], "key": v[1]}
@@ -240,7 +261,7 @@ class Redis(pulumi.ComponentResource):
             metadata=ObjectMetaArgs(name=app, namespace=args.namespace, labels=pod_labels),
             spec=StatefulSetSpecArgs(
                 service_name=app,
-                replicas=1,
+                replicas=REDIS_REPLICAS,
                 selector=match_labels(selector(app)),
                 template=PodTemplateSpecArgs(
                     metadata=ObjectMetaArgs(

@@ -1,6 +1,8 @@
-"""The stack's monthly cost: the model, its price table, and the resource view it reads.
+"""The stack's monthly cost: the price table, the pricing of billable parts, and the
+model that reads those parts out of resource properties.
 
-The program's cost output, the pack's budget rule and the cost command all price a stack
-with this package, so it imports none of theirs: `stacks/` and `policies/` depend on it,
-never the reverse.
+The program's cost output prices the parts its components declare (`pricing`); the
+pack's budget rule and the cost command price the parts `model` reads from the
+resources. One pricing for all three, so this package imports none of theirs: `stacks/`
+and `policies/` depend on it, never the reverse.
 """

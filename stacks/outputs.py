@@ -47,7 +47,7 @@ class StackOutputs(BaseModel):
     imageRef: str = Field(description="The agent image, by digest where it was built.")  # noqa: N815
     canary: CanaryOutput = Field(description="The canary release and its traffic weight.")
     estimatedMonthlyCost: CostOutput = Field(  # noqa: N815
-        description="The policy pack's cost model over this stack's resources."
+        description="The price of what the components are billed by, as the policy pack reads it."
     )
 
 

@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 from components.agent_service import SERVICE_ACCOUNT
 from components.app_image import AppImage, AppImageArgs
 from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger, ReplicaBounds
+from components.billing import Billable
 from components.canary import CanaryRelease, CanaryReleaseArgs, IngressRoute, TrackRelease
 from components.llm_service import LlmService, LlmServiceArgs
 from components.local_cluster import LocalCluster, LocalClusterArgs
@@ -34,10 +35,9 @@ from components.secrets import (
     PlatformSecrets,
     PlatformSecretsArgs,
 )
-from costing.model import estimate
+from costing.pricing import price
 from stacks.config import ConfigError, Environment, StackConfig, from_pulumi
 from stacks.outputs import StackExports
-from stacks.resource_ledger import ResourceLedger, WireResource
 
 if TYPE_CHECKING:
     # The AWS-only components are imported where dev and prod use them: the local stack
@@ -111,20 +111,24 @@ def _target(config: StackConfig) -> _Target:
     return _Target(eks.provider, eks.provider, eks.cluster_name, eks.kubeconfig, eks, network)
 
 
-def _cost_output(resources: list[WireResource]) -> dict[str, Any]:
-    cost = estimate(resources)
+def _cost_output(bill: list[Billable]) -> dict[str, Any]:
+    """The price of what the components declare they are billed by: the figure the
+    policy pack reads from their resources' properties (a test holds the two equal),
+    known from the config alone, so a preview shows it too."""
+    cost = price(bill)
     return {
         "expectedUsd": cost.expected_total,
         "worstCaseUsd": cost.worst_total,
         "priceTable": f"{cost.source}, {cost.region}, read on {cost.read_on}",
-        "unpriced": [f"{p.resource.label}: {p.message}" for p in cost.problems],
+        "unpriced": [f"{p.resource}: {p.message}" for p in cost.problems],
     }
 
 
 def build(config: StackConfig) -> StackExports:
-    ledger = ResourceLedger()
-    ledger.install()
     target = _target(config)
+    bill: list[Billable] = []
+    if target.network is not None and target.cluster is not None:
+        bill += [*target.network.bill, *target.cluster.bill]
     ns = config.namespace
     namespace = PlatformNamespace(ns, PlatformNamespaceArgs(name=ns, provider=target.provider))
     in_namespace = pulumi.ResourceOptions(depends_on=[namespace])
@@ -157,7 +161,7 @@ def build(config: StackConfig) -> StackExports:
             ),
         )
         for pool in config.gpu_pools:
-            GpuNodePool(
+            gpu_pool = GpuNodePool(
                 f"gpu-{pool.name}",
                 GpuNodePoolArgs(
                     pool=pool,
@@ -167,6 +171,7 @@ def build(config: StackConfig) -> StackExports:
                 ),
                 opts=pulumi.ResourceOptions(depends_on=[gpu_namespace]),
             )
+            bill += gpu_pool.bill
 
     operators = None
     if config.on_aws:
@@ -178,6 +183,7 @@ def build(config: StackConfig) -> StackExports:
                 internal_load_balancer=config.environment is Environment.PROD,
             ),
         )
+        bill += operators.bill
     after_operators = pulumi.ResourceOptions(
         depends_on=[namespace, *([operators] if operators else [])]
     )
@@ -257,6 +263,8 @@ def build(config: StackConfig) -> StackExports:
         ),
         opts=in_namespace,
     )
+
+    bill += [*redis.bill, *llm.bill, *monitoring.bill]
 
     if local.simulated:
         # The local control plane has no volume provisioner: one volume per claim.
@@ -361,7 +369,7 @@ def build(config: StackConfig) -> StackExports:
         prometheus_url=monitoring.prometheus_url,
         image_ref=image.image_ref,
         canary=release.canary,
-        estimated_monthly_cost=ledger.wire_resources().apply(_cost_output),
+        estimated_monthly_cost=_cost_output(bill),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def test_components_never_import_stacks() -> None:
 
 
 # The cost model is shared by the program and the pack, so it may import neither; it may
-# read the components' pure value modules (quantities), which import nothing of ours.
+# read the components' pure value modules (quantities, billable parts), which import
+# nothing of ours.
 @pytest.mark.parametrize(("lower", "upper"), [("costing", "stacks"), ("costing", "policies")])
 def test_the_cost_model_depends_on_neither_the_program_nor_the_pack(lower: str, upper: str) -> None:
     upward = {
@@ -104,3 +106,56 @@ def test_no_module_imports_itself_through_others() -> None:
         graphlib.TopologicalSorter(_graph()).prepare()
     except graphlib.CycleError as cycle:
         pytest.fail(f"import cycle: {' -> '.join(cycle.args[1])}")
+
+
+# What the engine runs uses the Pulumi SDKs' public API only: no private module
+# (`pulumi._types`, `pulumi_kubernetes._utilities`), not the SDK's own wire format
+# (`pulumi.runtime.rpc`), and not the stack transformations that transforms superseded.
+_PRIVATE = re.compile(r"^pulumi\w*(\.\w+)*\._|^pulumi\.runtime\.rpc(\.|$)")
+_SUPERSEDED = {"register_stack_transformation", "ResourceTransformationArgs", "transformations"}
+
+
+def _sdk_uses(path: Path) -> Iterator[str]:
+    """Every dotted Pulumi name a module imports or reads, with import aliases undone."""
+    tree = ast.parse(path.read_text(), str(path))
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                aliases[alias.asname or alias.name.split(".")[0]] = (
+                    alias.name if alias.asname else alias.name.split(".")[0]
+                )
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                yield f"{node.module}.{alias.name}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            parts: list[str] = []
+            value: ast.expr = node
+            while isinstance(value, ast.Attribute):
+                parts.insert(0, value.attr)
+                value = value.value
+            if isinstance(value, ast.Name) and value.id in aliases:
+                yield ".".join([aliases[value.id], *parts])
+        elif isinstance(node, ast.keyword) and node.arg in _SUPERSEDED:
+            yield f"keyword {node.arg}"
+
+
+def test_the_program_uses_only_the_public_pulumi_api() -> None:
+    graph = _graph()
+    program = {"stacks.program"}
+    frontier = ["stacks.program"]
+    while frontier:
+        for target in graph[frontier.pop()] - program:
+            program.add(target)
+            frontier.append(target)
+    modules = _modules()
+    found = {
+        f"{module}: {name}"
+        for module in sorted(program)
+        for name in _sdk_uses(modules[module])
+        if _PRIVATE.match(name) or name.rsplit(".", 1)[-1].removeprefix("keyword ") in _SUPERSEDED
+    }
+    assert sorted(found) == []

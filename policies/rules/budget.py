@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from costing.model import estimate
 from costing.view import ResourceView
 from policies.rule import Percent, Rule, RuleConfig, StackRule, Usd
-from policies.violation import Violation, violation
+from policies.violation import Violation
 
 BUDGET = "monthly-budget"
 
@@ -20,7 +20,10 @@ class BudgetConfig(RuleConfig):
 
 def check_budget(resources: Sequence[ResourceView], cfg: BudgetConfig) -> list[Violation]:
     cost = estimate(resources)
-    found = [violation(BUDGET, p.resource, f"cannot be priced: {p.message}") for p in cost.problems]
+    found = [
+        Violation(BUDGET, p.resource, p.urn, f"{p.resource}: cannot be priced: {p.message}")
+        for p in cost.problems
+    ]
     expected, worst = cost.expected_total, cost.worst_total
     summary = f"expected ${expected:,.2f}/month, worst case ${worst:,.2f}/month"
     breakdown = f"\nCost breakdown (prices read on {cost.read_on}):\n{cost.breakdown()}"

@@ -7,7 +7,7 @@ and Output it started has settled when the graph is read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -16,6 +16,11 @@ import pulumi_kubernetes as k8s
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.rpc import deserialize_properties
 
+from components.billing import Billable, ControlPlane
+from costing.kinds import EKS_CLUSTER
+from costing.model import estimate
+from costing.pricing import price
+from costing.view import ResourceView
 from stacks.simulate import PlatformMocks
 
 PROJECT = "agent-platform"
@@ -108,3 +113,18 @@ def evaluate(program: Callable[[], T]) -> tuple[T, Graph]:
 def provider(name: str = "k8s") -> k8s.Provider:
     """A Kubernetes provider for the component under test; call it inside `program`."""
     return k8s.Provider(name, render_yaml_to_directory="unused")
+
+
+def priced_both_ways(bill: Sequence[Billable], graph: Graph) -> tuple[Any, Any]:
+    """A component's declared bill priced (the program's cost output), and what it
+    registered priced as the pack reads it (`costing.model`), each as the cost command's
+    JSON. Both on a cloud cluster, where Kubernetes objects cost money too."""
+    cloud = [] if any(isinstance(part, ControlPlane) for part in bill) else ["cloud"]
+    declared = price([*bill, *(ControlPlane(name=name) for name in cloud)])
+    registered = estimate(
+        [
+            *(ResourceView.of(r.type, r.name, r.urn, r.inputs) for r in graph.resources),
+            *(ResourceView(EKS_CLUSTER, name) for name in cloud),
+        ]
+    )
+    return declared.as_json(), registered.as_json()

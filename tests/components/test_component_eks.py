@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from component_mocks import evaluate
+from component_mocks import evaluate, priced_both_ways
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
 from components.eks_cluster import EksCluster, EksClusterArgs
@@ -65,3 +65,13 @@ def test_the_cluster_needs_node_subnets_and_a_reachable_endpoint() -> None:
         _args(private_endpoint=False, public_access_cidrs=[])
     with pytest.raises(ValueError, match=r"kubernetes_version\n  String should match pattern"):
         _args(kubernetes_version="v1.31")
+
+
+def test_the_bill_is_the_control_plane_and_the_system_pool_from_the_args() -> None:
+    cluster, graph = evaluate(lambda: EksCluster("agents-prod", _args()))
+    declared, registered = priced_both_ways(cluster.bill, graph)
+    assert declared == registered
+    assert [(i["item"], i["quantity"], i["worst_quantity"]) for i in declared["items"]] == [
+        ("EKS control plane 'agents-prod'", 1, 1),
+        ("Node group 'agents-prod-system' (m6i.large, ON_DEMAND)", 2, 4),
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from component_mocks import evaluate, provider
+from component_mocks import evaluate, priced_both_ways, provider
 
 from components.gpu_node_pool import (
     EksNodeGroup,
@@ -108,3 +108,30 @@ def test_the_local_pool_is_simulated_nodes_shaped_like_its_instances() -> None:
         assert (capacity["cpu"], capacity["memory"]) == ("4", "16Gi")
     assert graph.outputs_of(graph.component(POOL))["nodeGroupName"] == "gpu-inference"
     assert pool.max_gpus == 3
+
+
+@pytest.mark.parametrize("capacity", ["SPOT", "ON_DEMAND"])
+def test_the_bill_is_the_node_group_at_its_dearest_type(capacity: str) -> None:
+    def program() -> GpuNodePool:
+        return GpuNodePool(
+            "gpu-inference",
+            GpuNodePoolArgs(
+                pool=_pool(capacity_type=capacity),
+                nodes=EksNodeGroup(
+                    cluster_name="agents-dev",
+                    node_role_arn="arn:aws:iam::123456789012:role/nodes",
+                    subnet_ids=["subnet-a"],
+                ),
+                system_namespace="gpu-system",
+                provider=provider(),
+            ),
+        )
+
+    pool, graph = evaluate(program)
+    declared, registered = priced_both_ways(pool.bill, graph)
+    assert declared == registered
+    [node_group] = [i for i in declared["items"] if i["item"].startswith("Node group")]
+    assert node_group["item"] == (
+        f"Node group 'gpu-inference-nodes' (g5.xlarge/g5.2xlarge, {capacity})"
+    )
+    assert (node_group["quantity"], node_group["worst_quantity"]) == (1, 3)

@@ -4,7 +4,7 @@ endpoint."""
 from __future__ import annotations
 
 import pytest
-from component_mocks import evaluate, provider
+from component_mocks import evaluate, priced_both_ways, provider
 
 from components.kube import GPU_POOL_LABEL, GPU_RESOURCE
 from components.llm_service import LlmConfig, LlmService, LlmServiceArgs
@@ -86,3 +86,27 @@ def test_each_mode_gets_what_it_needs() -> None:
         LlmServiceArgs(
             config=LlmConfig(mode="devllm", model="m"), namespace="agents", provider=k8s_provider
         )
+
+
+@pytest.mark.parametrize(
+    ("config", "volumes"),
+    [
+        (LlmConfig(mode="vllm", model="org/model", model_cache_gi=80), ["llm-model-cache"]),
+        (LlmConfig(mode="external", model="gpt", base_url="https://llm.example/v1"), []),
+    ],
+    ids=["vllm", "external"],
+)
+def test_the_bill_is_the_model_cache(config: LlmConfig, volumes: list[str]) -> None:
+    k8s = config.mode != "external"
+
+    def program() -> LlmService:
+        args = LlmServiceArgs(
+            config=config, namespace="agents", provider=provider() if k8s else None
+        )
+        return LlmService("llm", args)
+
+    llm, graph = evaluate(program)
+    declared, registered = priced_both_ways(llm.bill, graph)
+    assert declared == registered
+    items = [i["item"] for i in declared["items"] if i["item"].startswith("Volume")]
+    assert items == [f"Volume '{name}' (80 GiB gp3)" for name in volumes]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from component_mocks import evaluate, provider
+from component_mocks import evaluate, priced_both_ways, provider
 
 from components.monitoring import Monitoring, MonitoringArgs, MonitoringConfig
 from components.prometheus_rules import AlertThresholds
@@ -62,3 +62,21 @@ def test_prometheus_reads_its_generated_config_and_rules() -> None:
 def test_durations_are_prometheus_durations(key: str, value: str) -> None:
     with pytest.raises(ValueError, match=rf"{key}\n  String should match pattern"):
         MonitoringConfig.model_validate({key: value})
+
+
+def test_the_bill_is_the_data_volume() -> None:
+    def program() -> Monitoring:
+        return Monitoring(
+            "monitoring",
+            MonitoringArgs(
+                config=MonitoringConfig(storage_gi=50),
+                namespace="agents",
+                thresholds=AlertThresholds(monthly_budget_usd=1500),
+                provider=provider(),
+            ),
+        )
+
+    monitoring, graph = evaluate(program)
+    declared, registered = priced_both_ways(monitoring.bill, graph)
+    assert declared == registered
+    assert "Volume 'prometheus-data' (50 GiB gp3)" in [i["item"] for i in declared["items"]]

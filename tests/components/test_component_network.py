@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from component_mocks import evaluate
+from component_mocks import evaluate, priced_both_ways
 
 from components.network import Network, NetworkArgs
 
@@ -52,3 +52,18 @@ def test_the_network_refuses_too_few_zones_or_too_small_a_cidr() -> None:
             availability_zones=2,
             nat_gateway_per_az=False,
         )
+
+
+@pytest.mark.parametrize(("per_az", "nat_gateways"), [(True, 3), (False, 1)])
+def test_the_bill_is_one_nat_gateway_per_zone_or_one(per_az: bool, nat_gateways: int) -> None:
+    args = NetworkArgs(
+        cluster_name="agents-prod",
+        cidr=ipaddress.IPv4Network("10.40.0.0/16"),
+        availability_zones=3,
+        nat_gateway_per_az=per_az,
+    )
+    network, graph = evaluate(lambda: Network("agents-prod", args))
+    declared, registered = priced_both_ways(network.bill, graph)
+    assert declared == registered
+    nat = [i["item"] for i in declared["items"] if i["item"].startswith("NAT gateway")]
+    assert nat == [f"NAT gateway 'agents-prod-nat-{zone}'" for zone in "abc"[:nat_gateways]]

@@ -4,7 +4,7 @@ NetworkPolicy that admits only its own ports."""
 from __future__ import annotations
 
 import pytest
-from component_mocks import evaluate, provider
+from component_mocks import evaluate, priced_both_ways, provider
 
 from components.operators import ClusterOperators, ClusterOperatorsArgs, OperatorsConfig
 
@@ -50,3 +50,24 @@ def test_each_enabled_operator_gets_its_release_and_ingress_policy() -> None:
 def test_a_release_needs_its_chart_version() -> None:
     with pytest.raises(ValueError, match=r"keda.chartVersion\n  Field required"):
         OperatorsConfig.model_validate({"keda": {"enabled": True}})
+
+
+@pytest.mark.parametrize("ingress", [True, False])
+def test_the_bill_is_the_ingress_controllers_network_load_balancer(ingress: bool) -> None:
+    config = OperatorsConfig.model_validate(
+        {
+            "keda": {"enabled": True, "chartVersion": "2.16.0"},
+            "ingressNginx": {"enabled": ingress, "chartVersion": "4.11.3"},
+        }
+    )
+
+    def program() -> ClusterOperators:
+        return ClusterOperators(
+            "operators", ClusterOperatorsArgs(config=config, provider=provider())
+        )
+
+    operators, graph = evaluate(program)
+    declared, registered = priced_both_ways(operators.bill, graph)
+    assert declared == registered
+    balancers = [i["item"] for i in declared["items"] if i["item"].startswith("Load balancer")]
+    assert balancers == (["Load balancer 'operators-ingress-nginx' (network)"] if ingress else [])

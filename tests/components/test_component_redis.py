@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 import pytest
-from component_mocks import evaluate, provider
+from component_mocks import evaluate, priced_both_ways, provider
 from pulumi.runtime.rpc import is_rpc_secret
 
 from components.redis import Redis, RedisArgs, RedisConfig, SecretKeyRef
@@ -116,3 +116,36 @@ def test_each_mode_gets_what_it_needs() -> None:
         )
     with pytest.raises(ValueError, match=r"storage_gi\n  Input should be greater than 0"):
         RedisConfig(mode="in-cluster", storage_gi=0)
+
+
+@pytest.mark.parametrize(
+    ("mode", "item"),
+    [
+        ("in-cluster", "Volume 'redis/data' (4 GiB gp3)"),
+        ("elasticache", "ElastiCache 'queue-rg' (cache.t4g.medium)"),
+    ],
+)
+def test_the_bill_is_the_data_volume_or_the_cache_nodes(mode: str, item: str) -> None:
+    def program() -> Redis:
+        in_cluster = mode == "in-cluster"
+        return Redis(
+            "queue",
+            RedisArgs(
+                config=RedisConfig.model_validate(
+                    {"mode": mode, "storageGi": 4, "numCacheClusters": 3}
+                ),
+                password=_password(),
+                client_password_secret=CLIENT_SECRET,
+                provider=provider() if in_cluster else None,
+                secrets_provider=provider("secrets") if in_cluster else None,
+                subnet_ids=[] if in_cluster else ["subnet-a"],
+                vpc_id=None if in_cluster else "vpc-1",
+                node_security_group_id=None if in_cluster else "sg-nodes",
+            ),
+        )
+
+    redis, graph = evaluate(program)
+    declared, registered = priced_both_ways(redis.bill, graph)
+    assert declared == registered
+    [line] = [i for i in declared["items"] if i["item"] == item]
+    assert line["quantity"] == (1 if mode == "in-cluster" else 3)

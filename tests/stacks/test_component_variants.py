@@ -138,3 +138,84 @@ def test_redis_outputs_its_endpoint_and_the_password_secret(stack: str) -> None:
         "queue-rg.cache.amazonaws.com" if stack == "prod" else "redis.agents.svc.cluster.local"
     )
     assert (outputs["endpoint"], outputs["port"]) == (expected, 6379)
+
+
+SMALL_GPU_POOLS = [
+    {
+        "name": "a10",
+        "instanceTypes": ["g5.xlarge"],
+        "capacityType": "SPOT",
+        "scaling": {"minSize": 0, "desiredSize": 0, "maxSize": 2},
+    },
+    {
+        "name": "mixed",
+        "instanceTypes": ["g6.xlarge", "g5.2xlarge"],
+        "capacityType": "ON_DEMAND",
+        "scaling": {"minSize": 0, "desiredSize": 1, "maxSize": 3},
+    },
+]
+COST_VARIANTS = {
+    "dev-two-gpu-pools": ("dev", {"agent-platform:gpuPools": SMALL_GPU_POOLS}),
+    "dev-elasticache": (
+        "dev",
+        {
+            "agent-platform:redis": {
+                "mode": "elasticache",
+                "nodeType": "cache.t4g.medium",
+                "numCacheClusters": 1,
+            }
+        },
+    ),
+    "prod-in-cluster-redis": (
+        "prod",
+        {"agent-platform:redis": {"mode": "in-cluster", "storageGi": 20}},
+    ),
+    "prod-external-llm": (
+        "prod",
+        {
+            "agent-platform:llm": {
+                "mode": "external",
+                "model": "gpt-4o-mini",
+                "baseUrl": "https://llm.example.com/v1",
+            }
+        },
+    ),
+    # A type the price table does not list: both readings report it, with one label.
+    "prod-unpriced-system-pool": (
+        "prod",
+        {
+            "agent-platform:cluster": {
+                "region": "us-east-1",
+                "availabilityZones": 2,
+                "vpcCidr": "10.50.0.0/16",
+                "kubernetesVersion": "1.31",
+                "privateEndpoint": True,
+                "publicAccessCidrs": [],
+                "systemPool": {
+                    "instanceType": "m8g.large",
+                    "scaling": {"minSize": 3, "desiredSize": 3, "maxSize": 6},
+                },
+            }
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("stack", "overrides"), [pytest.param(*case, id=name) for name, case in COST_VARIANTS.items()]
+)
+def test_cost_output_is_the_packs_reading_of_the_resources(
+    stack: str, overrides: dict[str, object]
+) -> None:
+    """What the components declare they are billed by prices like what they register."""
+    from costing.model import estimate
+    from costing.view import ResourceView
+
+    sim = simulate(stack, overrides=overrides, secret_overrides={"agent-platform:modelApiKey": "k"})
+    pack = estimate(
+        ResourceView.of(r.type, r.name, r.urn, r.inputs) for r in sim.resources if r.custom
+    )
+    output = sim.outputs["estimatedMonthlyCost"]
+    assert output["expectedUsd"] == pack.expected_total > 0
+    assert output["worstCaseUsd"] == pack.worst_total
+    assert output["unpriced"] == [f"{p.resource}: {p.message}" for p in pack.problems]
