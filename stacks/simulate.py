@@ -95,7 +95,9 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str
     if type_ == "docker:index/image:Image":
         return {"repoDigest": f"{inputs.get('imageName', name)}@sha256:{'0' * 64}"}
     if type_.startswith("aws:"):
-        return {"arn": f"arn:aws:sim:{region}:123456789012:{name}"}
+        # A resource named by prefix gets its name from AWS, like the name's suffix here.
+        named = {} if "name" in inputs else {"name": f"{inputs.get('namePrefix', '')}{name}-sim"}
+        return {"arn": f"arn:aws:sim:{region}:123456789012:{name}", **named}
     return {}
 
 

@@ -1,0 +1,173 @@
+"""Every Kubernetes object the dev and prod programs declare, admitted by a real API server
+with the operators' real CRDs (KEDA, External Secrets, Gateway API; scripts/local-cluster
+installs them from the projects' own modules).
+
+The programs run under Pulumi's mocks, which stand in for AWS only (stacks/simulate.py:
+ARNs, endpoints, generated names); each Kubernetes object is then sent exactly as the
+program declared it, with a server-side dry run: schema validation, defaulting and
+admission, Pod Security included, and nothing stored. The namespaces themselves are
+created, so that the namespaced objects are judged under their namespace's Pod Security
+level. Helm releases (the operators' charts) are the one kind left out: they are not API
+objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deployed import REPO
+
+from stacks.simulate import Simulation
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
+
+SCRIPT = REPO / "scripts" / "local-cluster"
+NOT_API_OBJECTS = ("kubernetes:helm.sh/", "pulumi:providers:")
+
+
+class Cluster:
+    def __init__(self, state: Path) -> None:
+        self.state = state
+
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPT), *args],
+            env={**os.environ, "AGENT_PLATFORM_STATE": str(self.state)},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster(cluster_built: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    started = Cluster(tmp_path_factory.mktemp("manifests-cluster"))
+    result = started.run("up")
+    assert result.returncode == 0, result.stderr
+    yield started
+    started.run("delete")
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def _as_sent(value: Any) -> Any:
+    """What the provider would send: the mocks hand numbers over as floats (protobuf's
+    only number) and secrets wrapped in Pulumi's secret envelope."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return _as_sent(value["value"])
+        return {k: _as_sent(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_sent(v) for v in value]
+    return value
+
+
+def manifests(simulation: Simulation) -> list[dict[str, Any]]:
+    objects = []
+    for resource in simulation.resources:
+        if not resource.custom or not resource.type.startswith("kubernetes:"):
+            continue
+        if resource.type.startswith(NOT_API_OBJECTS):
+            continue
+        objects.append(_as_sent(resource.inputs))
+    return objects
+
+
+def chart_namespaces(simulation: Simulation) -> list[dict[str, Any]]:
+    """The namespaces the operators' Helm releases create, where the program puts
+    objects of its own (network policies for the operators, for example)."""
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": r.inputs["namespace"]}}
+        for r in simulation.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs.get("createNamespace")
+    ]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_object_of_the_stack_is_admitted_by_the_api_server(
+    stack: str, cluster: Cluster, simulated: Callable[[str, bool], Simulation]
+) -> None:
+    simulation = simulated(stack, False)
+    objects = manifests(simulation)
+    kinds = {o["kind"] for o in objects}
+    # The kinds that only the real CRDs can judge are among them.
+    assert {"ScaledObject", "TriggerAuthentication"} <= kinds
+    if stack == "prod":
+        assert {"ExternalSecret", "SecretStore", "Ingress"} <= kinds
+    namespaces = [o for o in objects if o["kind"] == "Namespace"] + chart_namespaces(simulation)
+    others = [o for o in objects if o["kind"] != "Namespace"]
+    assert namespaces
+    assert others
+
+    created = cluster.run(
+        "kubectl",
+        "apply",
+        "--server-side",
+        "--field-manager=admission-test",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": namespaces}),
+    )
+    assert created.returncode == 0, created.stderr
+    admitted = cluster.run(
+        "kubectl",
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--field-manager=admission-test",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": others}),
+    )
+    assert admitted.returncode == 0, admitted.stderr
+    # Every object answered, and none with a warning (a Pod Security level it would
+    # violate, a deprecated field or API).
+    assert admitted.stdout.count("(server dry run)") == len(others), admitted.stdout
+    assert "Warning" not in admitted.stderr, admitted.stderr
+
+
+def test_the_api_server_refuses_what_the_crd_schema_forbids(cluster: Cluster) -> None:
+    """The check above could not fail if the CRDs accepted anything: a ScaledObject
+    with a misspelt field and one without its required target are both refused."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "schema-check"}}
+    assert cluster.run("kubectl", "apply", "-f", "-", stdin=json.dumps(namespace)).returncode == 0
+    scaled = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "bad", "namespace": "schema-check"},
+        "spec": {"scaleTargetRef": {"name": "x"}, "minReplicaCont": 1, "triggers": []},
+    }
+    result = cluster.run(
+        "kubectl",
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-f",
+        "-",
+        stdin=json.dumps(scaled),
+    )
+    assert result.returncode != 0
+    assert "minReplicaCont" in result.stderr
+    scaled["spec"] = {"minReplicaCount": 1, "triggers": []}
+    result = cluster.run(
+        "kubectl",
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-f",
+        "-",
+        stdin=json.dumps(scaled),
+    )
+    assert result.returncode != 0
+    assert "scaleTargetRef" in result.stderr
