@@ -132,20 +132,29 @@ def tcp_ports(*ports: int) -> list[NetworkPolicyPortArgs]:
     return [NetworkPolicyPortArgs(protocol="TCP", port=port) for port in ports]
 
 
-def agent_clients_only(app: str, port: int) -> NetworkPolicySpecArgs:
-    """A NetworkPolicy spec admitting only the agent's pods to `app` on `port`."""
+def agent_clients_only(
+    app: str, port: int, *, scraped_on: int | None = None
+) -> NetworkPolicySpecArgs:
+    """A NetworkPolicy spec admitting only the agent's pods to `app` on `port`, and
+    Prometheus on `scraped_on` when the pods export metrics."""
     agents = LabelSelectorRequirementArgs(key=NAME_LABEL, operator="In", values=list(AGENT_CLIENTS))
-    return NetworkPolicySpecArgs(
-        pod_selector=match_labels(selector(app)),
-        policy_types=["Ingress"],
-        ingress=[
+    rules = [
+        NetworkPolicyIngressRuleArgs(
+            from_=[
+                NetworkPolicyPeerArgs(pod_selector=LabelSelectorArgs(match_expressions=[agents]))
+            ],
+            ports=tcp_ports(port),
+        )
+    ]
+    if scraped_on is not None:
+        rules.append(
             NetworkPolicyIngressRuleArgs(
                 from_=[
-                    NetworkPolicyPeerArgs(
-                        pod_selector=LabelSelectorArgs(match_expressions=[agents])
-                    )
+                    NetworkPolicyPeerArgs(pod_selector=match_labels({NAME_LABEL: "prometheus"}))
                 ],
-                ports=tcp_ports(port),
+                ports=tcp_ports(scraped_on),
             )
-        ],
+        )
+    return NetworkPolicySpecArgs(
+        pod_selector=match_labels(selector(app)), policy_types=["Ingress"], ingress=rules
     )

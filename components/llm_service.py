@@ -1,11 +1,18 @@
 """The LLM the agents call, behind an OpenAI-compatible API: a vLLM server on the GPU
 pool, the app's deterministic dev server (a stand-in for local work), or an external
-endpoint whose key lives in a Secret."""
+endpoint whose key lives in a Secret.
+
+vLLM starts from weights an init container has already put in the model-cache volume
+(with the hub token from a Secret, when the model is gated), behind a startup probe sized
+for loading them. With `autoscaling`, a KEDA ScaledObject sets its replicas from vLLM's
+own signals, read from Prometheus (which scrapes every replica): requests queued per
+replica and KV-cache use; with `minReplicas: 0` the agent's task backlog wakes it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -15,6 +22,7 @@ from pulumi_kubernetes.core.v1 import (
     ContainerPortArgs,
     EmptyDirVolumeSourceArgs,
     EnvVarArgs,
+    EnvVarSourceArgs,
     HTTPGetActionArgs,
     PersistentVolumeClaim,
     PersistentVolumeClaimSpecArgs,
@@ -23,6 +31,7 @@ from pulumi_kubernetes.core.v1 import (
     PodTemplateSpecArgs,
     ProbeArgs,
     ResourceRequirementsArgs,
+    SecretKeySelectorArgs,
     Service,
     ServicePortArgs,
     ServiceSpecArgs,
@@ -34,7 +43,7 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from pulumi_kubernetes.networking.v1 import NetworkPolicy
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from components.billing import Billable, Volume
 from components.kube import (
@@ -55,6 +64,13 @@ from components.values import ArgsModel, InputStr, PositiveInt, Resources, Volum
 LLM_NAME = "llm"
 LLM_PORT = 8000
 LLM_UID = 1000
+# The newest vLLM release on 2026-12-04. Its V1 engine exports the metrics the autoscaler
+# and the alerts read (vllm:num_requests_waiting, vllm:kv_cache_usage_perc).
+VLLM_IMAGE = "vllm/vllm-openai:v0.34.0"
+MODEL_CACHE = "/models"
+HF_HOME = f"{MODEL_CACHE}/hf"
+HUB_TOKEN_KEY = "token"  # noqa: S105 - a key name
+STARTUP_PROBE_PERIOD_SECONDS = 10
 DEVLLM_RESOURCES = ResourceRequirementsArgs(
     requests={"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"},
     limits={"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "256Mi"},
@@ -70,6 +86,33 @@ class _PodParts:
     volumes: list[VolumeArgs]
     tolerations: list[TolerationArgs] | None = None
     node_selector: dict[str, str] | None = None
+    init_containers: list[ContainerArgs] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class LlmAutoscaling(ArgsModel):
+    """vLLM's replicas follow its own load: the stack file's `llm.autoscaling`."""
+
+    # 0 lets an idle dev cluster give its GPUs back; the task backlog wakes it.
+    min_replicas: Annotated[int, Field(ge=0, strict=True)]
+    max_replicas: PositiveInt
+    # Requests waiting in vLLM's queue, per replica, before another is added.
+    waiting_per_replica: PositiveInt = 4
+    # Average KV-cache use (0-1] above which another replica is added: a full cache makes
+    # vLLM preempt and recompute, which queues nothing yet slows every request.
+    kv_cache_utilization: Annotated[float, Field(gt=0, le=1)] = 0.85
+    # Agent tasks waiting per replica: what scales vLLM from zero.
+    queued_tasks_per_replica: PositiveInt = 20
+    # A GPU replica takes minutes to start: keep it this long after the load goes.
+    cooldown_seconds: Annotated[int, Field(ge=60, strict=True)] = 900
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"minReplicas {self.min_replicas} is greater than maxReplicas {self.max_replicas}"
+            )
+        return self
 
 
 class LlmConfig(ArgsModel):
@@ -77,9 +120,20 @@ class LlmConfig(ArgsModel):
 
     mode: Literal["vllm", "external", "devllm"]
     model: str
-    vllm_image: str = "vllm/vllm-openai:v0.6.4"
+    # The name the server answers to (vLLM's --served-model-name); the model by default.
+    served_model_name: str | None = None
+    # The hub revision (commit or tag) of the weights: pinned weights, like pinned images.
+    model_revision: str | None = None
+    # vLLM's --max-model-len: the longest context it accepts (the model's own when unset).
+    max_model_len: PositiveInt | None = None
+    # A Secret in the namespace whose `token` key is the model hub's token (gated models).
+    hub_token_secret: str | None = None
+    # How long vLLM may take to load its weights before liveness checks begin.
+    startup_timeout_seconds: Annotated[int, Field(ge=60, le=7200, strict=True)] = 1800
+    vllm_image: str = VLLM_IMAGE
     gpus_per_replica: PositiveInt = 1
     replicas: PositiveInt = 1
+    autoscaling: LlmAutoscaling | None = None
     model_cache_gi: PositiveInt = 100
     base_url: str | None = None
     resources: Resources = Resources(
@@ -90,7 +144,17 @@ class LlmConfig(ArgsModel):
     def _external_has_url(self) -> Self:
         if self.mode == "external" and not self.base_url:
             raise ValueError("baseUrl is required when mode is 'external'")
+        if self.autoscaling is not None and self.mode != "vllm":
+            raise ValueError("autoscaling is for mode 'vllm' only")
         return self
+
+    @property
+    def served_model(self) -> str:
+        return self.served_model_name or self.model
+
+    @property
+    def max_replicas(self) -> int:
+        return self.autoscaling.max_replicas if self.autoscaling else self.replicas
 
 
 class LlmServiceArgs(ArgsModel):
@@ -99,6 +163,10 @@ class LlmServiceArgs(ArgsModel):
     provider: k8s.Provider | None = None
     # The agent image also serves `agent-app devllm`.
     app_image: InputStr | None = None
+    # Where the ScaledObject reads vLLM's metrics (with `autoscaling`), and the query
+    # that counts the agent's waiting tasks (what wakes vLLM from zero).
+    prometheus_url: InputStr | None = None
+    queued_tasks_query: str | None = None
 
     @model_validator(mode="after")
     def _what_the_mode_needs(self) -> Self:
@@ -106,10 +174,21 @@ class LlmServiceArgs(ArgsModel):
             raise ValueError(f"mode {self.config.mode!r} runs in the cluster and needs a provider")
         if self.config.mode == "devllm" and self.app_image is None:
             raise ValueError("devllm runs the app image: app_image is required")
+        if self.config.autoscaling is not None and self.prometheus_url is None:
+            raise ValueError("autoscaling reads vLLM's metrics: prometheus_url is required")
+        if (
+            self.config.autoscaling is not None
+            and self.config.autoscaling.min_replicas == 0
+            and self.queued_tasks_query is None
+        ):
+            raise ValueError("minReplicas 0 needs queued_tasks_query to wake vLLM")
         return self
 
 
 class LlmService(pulumi.ComponentResource):
+    """Exposes `base_url` (OpenAI-compatible, ending in /v1) and `model`, the name to ask
+    for."""
+
     base_url: pulumi.Output[str]
     model: str
     # The model cache's claim (vLLM only).
@@ -122,7 +201,7 @@ class LlmService(pulumi.ComponentResource):
     ) -> None:
         super().__init__("agent-platform:llm:LlmService", name, None, opts)
         config = args.config
-        self.model = config.model
+        self.model = config.served_model
         self.volume_claims = []
         self.bill = []
         if config.mode == "external":
@@ -172,15 +251,18 @@ class LlmService(pulumi.ComponentResource):
                     ),
                 )
             )
-        Deployment(
+        scaled = config.autoscaling is not None
+        deployment = Deployment(
             f"{name}-server",
             metadata=ObjectMetaArgs(name=LLM_NAME, namespace=ns, labels=app_labels),
             spec=DeploymentSpecArgs(
-                replicas=config.replicas,
+                # With autoscaling the ScaledObject owns the count.
+                replicas=None if scaled else config.replicas,
                 selector=match_labels(selector(LLM_NAME)),
                 template=PodTemplateSpecArgs(
-                    metadata=ObjectMetaArgs(labels=app_labels),
+                    metadata=ObjectMetaArgs(labels=app_labels, annotations=parts.annotations),
                     spec=PodSpecArgs(
+                        init_containers=parts.init_containers,
                         automount_service_account_token=False,
                         security_context=restricted_pod_security(LLM_UID),
                         topology_spread_constraints=spread_over_zones_and_nodes(selector(LLM_NAME)),
@@ -202,11 +284,16 @@ class LlmService(pulumi.ComponentResource):
             ),
             opts=opts,
         )
-        if config.replicas > 1:
+        if config.max_replicas > 1:
+            # One replica at a time may go, whatever the count the autoscaler chose.
             PodDisruptionBudget(
                 f"{name}-pdb",
                 metadata=ObjectMetaArgs(name=LLM_NAME, namespace=ns, labels=app_labels),
                 spec=PodDisruptionBudgetSpecArgs(
+                    max_unavailable=1, selector=match_labels(selector(LLM_NAME))
+                )
+                if scaled
+                else PodDisruptionBudgetSpecArgs(
                     min_available=config.replicas - 1, selector=match_labels(selector(LLM_NAME))
                 ),
                 opts=opts,
@@ -214,43 +301,166 @@ class LlmService(pulumi.ComponentResource):
         NetworkPolicy(
             f"{name}-netpol",
             metadata=ObjectMetaArgs(name="llm-clients-only", namespace=ns, labels=app_labels),
-            spec=agent_clients_only(LLM_NAME, LLM_PORT),
+            # Prometheus scrapes vLLM's /metrics on its API port.
+            spec=agent_clients_only(
+                LLM_NAME, LLM_PORT, scraped_on=LLM_PORT if config.mode == "vllm" else None
+            ),
             opts=opts,
         )
+        if config.autoscaling is not None:
+            self._scaled_object(name, args, config.autoscaling, deployment, opts)
         return pulumi.Output.concat(
             "http://", service.metadata.name, ".", ns, f".svc.cluster.local:{LLM_PORT}/v1"
+        )
+
+    def _scaled_object(
+        self,
+        name: str,
+        args: LlmServiceArgs,
+        scaling: LlmAutoscaling,
+        deployment: Deployment,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        ns = args.namespace
+        on_llm = f'namespace="{ns}", app="{LLM_NAME}"'
+        triggers: list[dict[str, Any]] = [
+            _prometheus_trigger(
+                args.prometheus_url,
+                f"sum(vllm:num_requests_waiting{{{on_llm}}})",
+                threshold=str(scaling.waiting_per_replica),
+                metric_type="AverageValue",
+            ),
+            # The mean over replicas against a target: the HPA's Value arithmetic.
+            _prometheus_trigger(
+                args.prometheus_url,
+                f"avg(vllm:kv_cache_usage_perc{{{on_llm}}})",
+                threshold=f"{scaling.kv_cache_utilization:g}",
+                metric_type="Value",
+            ),
+        ]
+        if scaling.min_replicas == 0:
+            assert args.queued_tasks_query is not None  # LlmServiceArgs requires it
+            triggers.append(
+                _prometheus_trigger(
+                    args.prometheus_url,
+                    args.queued_tasks_query,
+                    threshold=str(scaling.queued_tasks_per_replica),
+                    metric_type="AverageValue",
+                    activation="0",
+                )
+            )
+        k8s.apiextensions.CustomResource(
+            f"{name}-scaledobject",
+            api_version="keda.sh/v1alpha1",
+            kind="ScaledObject",
+            metadata=ObjectMetaArgs(
+                name=LLM_NAME, namespace=ns, labels=labels(LLM_NAME, "autoscaling")
+            ),
+            spec={
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": deployment.metadata.name,
+                },
+                "minReplicaCount": scaling.min_replicas,
+                "maxReplicaCount": scaling.max_replicas,
+                "pollingInterval": 15,
+                "cooldownPeriod": scaling.cooldown_seconds,
+                "advanced": {
+                    "horizontalPodAutoscalerConfig": {
+                        "behavior": {
+                            # One GPU replica at a time each way: each costs minutes to
+                            # start and a GPU node to hold.
+                            "scaleUp": {
+                                "stabilizationWindowSeconds": 60,
+                                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}],
+                            },
+                            "scaleDown": {
+                                "stabilizationWindowSeconds": scaling.cooldown_seconds,
+                                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}],
+                            },
+                        }
+                    }
+                },
+                "triggers": triggers,
+            },
+            opts=opts,
         )
 
     @staticmethod
     def _vllm(config: LlmConfig) -> _PodParts:
         gpus = str(config.gpus_per_replica)
+        hub_env = [
+            EnvVarArgs(name="HF_HOME", value=HF_HOME),
+            EnvVarArgs(name="HOME", value="/tmp"),
+            EnvVarArgs(name="XDG_CACHE_HOME", value="/tmp/cache"),
+        ]
+        token = (
+            [
+                EnvVarArgs(
+                    name="HF_TOKEN",
+                    value_from=EnvVarSourceArgs(
+                        secret_key_ref=SecretKeySelectorArgs(
+                            name=config.hub_token_secret, key=HUB_TOKEN_KEY
+                        )
+                    ),
+                )
+            ]
+            if config.hub_token_secret
+            else []
+        )
+        revision = config.model_revision
+        # The weights land in the cache before the server starts, so a new replica (or a
+        # restarted one) loads from the volume; the server itself then runs offline.
+        download = ContainerArgs(
+            name="fetch-weights",
+            image=config.vllm_image,
+            command=["python3", "-c", _DOWNLOAD_WEIGHTS, config.model, revision or ""],
+            env=[*hub_env, *token],
+            resources=ResourceRequirementsArgs(
+                requests={"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "256Mi"},
+                limits={"cpu": "2", "memory": "4Gi", "ephemeral-storage": "1Gi"},
+            ),
+            security_context=restricted_container_security(),
+            volume_mounts=[
+                VolumeMountArgs(name="model-cache", mount_path=MODEL_CACHE),
+                VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            ],
+        )
+        server_args = [
+            "--model",
+            config.model,
+            "--served-model-name",
+            config.served_model,
+            "--port",
+            str(LLM_PORT),
+            "--tensor-parallel-size",
+            gpus,
+        ]
+        if revision:
+            server_args += ["--revision", revision]
+        if config.max_model_len:
+            server_args += ["--max-model-len", str(config.max_model_len)]
         container = ContainerArgs(
             name="vllm",
             image=config.vllm_image,
-            args=[
-                "--model",
-                config.model,
-                "--port",
-                str(LLM_PORT),
-                "--tensor-parallel-size",
-                gpus,
-                "--download-dir",
-                "/models",
-            ],
+            args=server_args,
             env=[
-                EnvVarArgs(name="HF_HOME", value="/models/hf"),
-                EnvVarArgs(name="HOME", value="/tmp"),
-                EnvVarArgs(name="XDG_CACHE_HOME", value="/tmp/cache"),
+                *hub_env,
+                EnvVarArgs(name="HF_HUB_OFFLINE", value="1"),
                 EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
             ],
             ports=[ContainerPortArgs(name="http", container_port=LLM_PORT)],
             resources=config.resources.as_kubernetes(extended={GPU_RESOURCE: gpus}),
             security_context=restricted_container_security(),
-            # Loading weights takes minutes: the startup probe holds off the others.
+            # Loading weights onto the GPU takes minutes: the startup probe allows
+            # startupTimeoutSeconds before liveness may restart the server.
             startup_probe=ProbeArgs(
                 http_get=HTTPGetActionArgs(path="/health", port="http"),
-                period_seconds=10,
-                failure_threshold=90,
+                period_seconds=STARTUP_PROBE_PERIOD_SECONDS,
+                failure_threshold=-(
+                    -config.startup_timeout_seconds // STARTUP_PROBE_PERIOD_SECONDS
+                ),
             ),
             liveness_probe=ProbeArgs(
                 http_get=HTTPGetActionArgs(path="/health", port="http"),
@@ -261,7 +471,7 @@ class LlmService(pulumi.ComponentResource):
                 http_get=HTTPGetActionArgs(path="/v1/models", port="http"), period_seconds=10
             ),
             volume_mounts=[
-                VolumeMountArgs(name="model-cache", mount_path="/models"),
+                VolumeMountArgs(name="model-cache", mount_path=MODEL_CACHE),
                 VolumeMountArgs(name="shm", mount_path="/dev/shm"),
                 VolumeMountArgs(name="tmp", mount_path="/tmp"),
             ],
@@ -273,7 +483,19 @@ class LlmService(pulumi.ComponentResource):
             ),
             VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="4Gi")),
         ]
-        return _PodParts(container, volumes, gpu_tolerations(), gpu_node_selector())
+        scrape = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(LLM_PORT),
+            "prometheus.io/path": "/metrics",
+        }
+        return _PodParts(
+            container,
+            volumes,
+            gpu_tolerations(),
+            gpu_node_selector(),
+            init_containers=[download],
+            annotations=scrape,
+        )
 
     @staticmethod
     def _devllm(image: pulumi.Input[str] | None) -> _PodParts:
@@ -295,3 +517,32 @@ class LlmService(pulumi.ComponentResource):
         )
         volumes = [VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="64Mi"))]
         return _PodParts(container, volumes)
+
+
+# Run by the init container with the image's own huggingface_hub: fetch the weights (and
+# nothing else of the repo's) into HF_HOME on the model-cache volume; a repeat finds them
+# there and downloads nothing.
+_DOWNLOAD_WEIGHTS = """
+import sys
+from huggingface_hub import snapshot_download
+model, revision = sys.argv[1], sys.argv[2] or None
+snapshot_download(
+    model,
+    revision=revision,
+    allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"],
+)
+"""
+
+
+def _prometheus_trigger(
+    server: pulumi.Input[str] | None,
+    query: str,
+    *,
+    threshold: str,
+    metric_type: Literal["AverageValue", "Value"],
+    activation: str | None = None,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"serverAddress": server, "query": query, "threshold": threshold}
+    if activation is not None:
+        metadata["activationThreshold"] = activation
+    return {"type": "prometheus", "metricType": metric_type, "metadata": metadata}

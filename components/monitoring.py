@@ -30,6 +30,12 @@ from pulumi_kubernetes.core.v1 import (
     VolumeResourceRequirementsArgs,
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pulumi_kubernetes.networking.v1 import (
+    NetworkPolicy,
+    NetworkPolicyIngressRuleArgs,
+    NetworkPolicyPeerArgs,
+    NetworkPolicySpecArgs,
+)
 from pulumi_kubernetes.rbac.v1 import (
     ClusterRole,
     ClusterRoleBinding,
@@ -47,6 +53,7 @@ from components.kube import (
     restricted_container_security,
     restricted_pod_security,
     selector,
+    tcp_ports,
 )
 from components.prometheus_rules import AlertThresholds, alert_rules, scrape_config, to_yaml
 from components.values import ArgsModel, PositiveInt, Resources, VolumeClaim
@@ -73,6 +80,9 @@ class MonitoringArgs(ArgsModel):
     thresholds: AlertThresholds
     provider: k8s.Provider
     gpu_namespace: str | None = None
+    # Namespaces whose pods query Prometheus (KEDA's operator, for the vLLM autoscaler);
+    # the namespace's default deny keeps everyone else out.
+    query_client_namespaces: list[str] = Field(default_factory=list)
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -237,6 +247,29 @@ class Monitoring(pulumi.ComponentResource):
             ),
             opts=opts_k8s,
         )
+        if args.query_client_namespaces:
+            NetworkPolicy(
+                f"{name}-query-clients",
+                metadata=ObjectMetaArgs(name="prometheus-clients", namespace=ns, labels=app_labels),
+                spec=NetworkPolicySpecArgs(
+                    pod_selector=match_labels(selector(app)),
+                    policy_types=["Ingress"],
+                    ingress=[
+                        NetworkPolicyIngressRuleArgs(
+                            from_=[
+                                NetworkPolicyPeerArgs(
+                                    namespace_selector=match_labels(
+                                        {"kubernetes.io/metadata.name": client}
+                                    )
+                                )
+                                for client in args.query_client_namespaces
+                            ],
+                            ports=tcp_ports(PROMETHEUS_PORT),
+                        )
+                    ],
+                ),
+                opts=opts_k8s,
+            )
         self.prometheus_url = pulumi.Output.concat(
             "http://", service.metadata.name, ".", ns, f".svc.cluster.local:{PROMETHEUS_PORT}"
         )

@@ -23,6 +23,11 @@ class AlertThresholds:
     canary_error_ratio_factor: float = 2.0
     gpu_idle_utilisation_pct: float = 10.0
     gpu_saturated_utilisation_pct: float = 95.0
+    # vLLM's alerts, when it serves: its replica ceiling (the autoscaler's max, or the
+    # fixed count), the queue per replica that counts as backed up, and a full KV cache.
+    llm_max_replicas: int | None = None
+    llm_waiting_per_replica: int = 4
+    llm_kv_cache_saturated: float = 0.95
 
 
 def scrape_config(
@@ -179,7 +184,51 @@ def alert_rules(t: AlertThresholds) -> dict[str, Any]:
                     },
                 ],
             },
+            *([_llm_serving_rules(t, t.llm_max_replicas)] if t.llm_max_replicas else []),
         ]
+    }
+
+
+def _llm_serving_rules(t: AlertThresholds, max_replicas: int) -> dict[str, Any]:
+    """vLLM's own signals: a queue that keeps growing when no replica can be added, and
+    a KV cache so full that vLLM preempts and recomputes requests."""
+    waiting = 'sum(vllm:num_requests_waiting{app="llm"})'
+    serving = 'count(up{app="llm"} == 1)'
+    return {
+        "name": "agent-platform.llm-serving",
+        "rules": [
+            {
+                "alert": "LlmQueueGrowingAtMaxReplicas",
+                "expr": (
+                    f"{waiting} > {t.llm_waiting_per_replica * max_replicas}"
+                    f" and deriv({waiting}[10m:1m]) > 0"
+                    f" and {serving} >= {max_replicas}"
+                ),
+                "for": "10m",
+                "labels": {"severity": "page"},
+                "annotations": {
+                    "summary": (
+                        f"vLLM's queue grows at its ceiling of {max_replicas} replicas"
+                        " ({{ $value }} waiting): raise llm.autoscaling.maxReplicas and the GPU"
+                        " pool, or shed load"
+                    )
+                },
+            },
+            {
+                "alert": "LlmKvCacheSaturated",
+                "expr": (
+                    f'max by (pod) (vllm:kv_cache_usage_perc{{app="llm"}}) > {t.llm_kv_cache_saturated}'
+                ),
+                "for": "10m",
+                "labels": {"severity": "ticket"},
+                "annotations": {
+                    "summary": (
+                        "vLLM's KV cache on {{ $labels.pod }} is {{ $value | humanizePercentage }}"
+                        " full: requests are preempted; add replicas or lower llm.maxModelLen"
+                    )
+                },
+            },
+        ],
     }
 
 

@@ -176,6 +176,7 @@ class StackConfig(ArgsModel):
             problems.append(("redis.mode", "'elasticache' needs an AWS environment"))
         if self.llm.mode == "vllm" and not self.gpu_pools:
             problems.append(("llm.mode", "'vllm' needs at least one entry in gpuPools"))
+        problems += self._llm_scaling_problems()
         if self.llm.mode == "external" and self.secrets.model_api_key is None:
             problems.append(("modelApiKey", "required when llm.mode is 'external'"))
         if self.autoscaling.keda and not self.operators.keda.enabled:
@@ -201,6 +202,33 @@ class StackConfig(ArgsModel):
         if self.canary is not None and self.canary.version == self.agent.version:
             problems.append(
                 ("canary.version", "equals agent.version; to promote, remove the canary")
+            )
+        return problems
+
+    def _llm_scaling_problems(self) -> list[tuple[str, str]]:
+        """vLLM's replicas must fit the GPU pools, and an autoscaled vLLM needs KEDA."""
+        problems: list[tuple[str, str]] = []
+        llm = self.llm
+        if llm.mode != "vllm":
+            return problems
+        gpus = sum(pool.max_gpus for pool in self.gpu_pools)
+        needed = llm.max_replicas * llm.gpus_per_replica
+        key = "llm.autoscaling.maxReplicas" if llm.autoscaling else "llm.replicas"
+        if self.gpu_pools and needed > gpus:
+            problems.append(
+                (
+                    key,
+                    f"{llm.max_replicas} replicas of {llm.gpus_per_replica} GPU(s) need "
+                    f"{needed} GPUs; the GPU pools hold at most {gpus}",
+                )
+            )
+        if llm.autoscaling is None:
+            return problems
+        if not self.operators.keda.enabled:
+            problems.append(("llm.autoscaling", "needs operators.keda.enabled: true"))
+        if self.environment is Environment.PROD and llm.autoscaling.min_replicas < 1:
+            problems.append(
+                ("llm.autoscaling.minReplicas", "prod keeps at least one vLLM replica: set >= 1")
             )
         return problems
 

@@ -44,6 +44,10 @@ class StackOutputs(BaseModel):
     agentApiEndpoint: str = Field(description="Base URL of the agent API.")  # noqa: N815
     redisEndpoint: str = Field(description="host:port of the task queue's Redis.")  # noqa: N815
     prometheusUrl: str = Field(description="In-cluster URL of Prometheus.")  # noqa: N815
+    llmBaseUrl: str = Field(  # noqa: N815
+        description="OpenAI-compatible base URL of the model the agents call (ends in /v1)."
+    )
+    llmModel: str = Field(description="The model name to send in requests to llmBaseUrl.")  # noqa: N815
     imageRef: str = Field(description="The agent image, by digest where it was built.")  # noqa: N815
     canary: CanaryOutput = Field(description="The canary release and its traffic weight.")
     estimatedMonthlyCost: CostOutput = Field(  # noqa: N815
@@ -65,6 +69,8 @@ class StackExports:
     agent_api_endpoint: pulumi.Input[str]
     redis_endpoint: pulumi.Input[str]
     prometheus_url: pulumi.Input[str]
+    llm_base_url: pulumi.Input[str]
+    llm_model: pulumi.Input[str]
     image_ref: pulumi.Input[str]
     canary: pulumi.Input[dict[str, Any]]
     estimated_monthly_cost: pulumi.Input[dict[str, Any]]
@@ -77,6 +83,8 @@ class StackExports:
             "agentApiEndpoint": self.agent_api_endpoint,
             "redisEndpoint": self.redis_endpoint,
             "prometheusUrl": self.prometheus_url,
+            "llmBaseUrl": self.llm_base_url,
+            "llmModel": self.llm_model,
             "imageRef": self.image_ref,
             "canary": self.canary,
             "estimatedMonthlyCost": self.estimated_monthly_cost,

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 TASK_STREAM = "agent:tasks"
 CONSUMER_GROUP = "agent-workers"
 GPU_SYSTEM_NAMESPACE = "gpu-system"
+# Where KEDA's operator runs (components/operators.py installs it there).
+KEDA_NAMESPACE = "keda"
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,48 @@ def _cost_output(bill: list[Billable]) -> dict[str, Any]:
         "priceTable": f"{cost.source}, {cost.region}, read on {cost.read_on}",
         "unpriced": [f"{p.resource}: {p.message}" for p in cost.problems],
     }
+
+
+def _monitoring_and_llm(
+    config: StackConfig,
+    provider: k8s.Provider,
+    app_image: str,
+    opts: pulumi.ResourceOptions,
+) -> tuple[Monitoring, LlmService]:
+    """Prometheus, and the LLM it watches (and, when vLLM autoscales, steers)."""
+    ns = config.namespace
+    scaled_llm = config.llm.autoscaling is not None
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            config=config.monitoring,
+            namespace=ns,
+            thresholds=AlertThresholds(
+                monthly_budget_usd=config.budget.monthly_usd,
+                llm_max_replicas=config.llm.max_replicas if config.llm.mode == "vllm" else None,
+            ),
+            provider=provider,
+            gpu_namespace=GPU_SYSTEM_NAMESPACE if config.gpu_pools else None,
+            # KEDA's operator reads vLLM's metrics from Prometheus.
+            query_client_namespaces=[KEDA_NAMESPACE] if scaled_llm else [],
+        ),
+        opts=opts,
+    )
+    llm = LlmService(
+        "llm",
+        LlmServiceArgs(
+            config=config.llm,
+            namespace=ns,
+            provider=provider,
+            app_image=app_image,
+            prometheus_url=monitoring.prometheus_url if scaled_llm else None,
+            queued_tasks_query=f'max(agent_queue_depth{{namespace="{ns}"}})'
+            if scaled_llm
+            else None,
+        ),
+        opts=opts,
+    )
+    return monitoring, llm
 
 
 def build(config: StackConfig) -> StackExports:
@@ -245,24 +289,7 @@ def build(config: StackConfig) -> StackExports:
         ),
         opts=in_namespace,
     )
-    llm = LlmService(
-        "llm",
-        LlmServiceArgs(
-            config=config.llm, namespace=ns, provider=target.provider, app_image=stable_image
-        ),
-        opts=in_namespace,
-    )
-    monitoring = Monitoring(
-        "monitoring",
-        MonitoringArgs(
-            config=config.monitoring,
-            namespace=ns,
-            thresholds=AlertThresholds(monthly_budget_usd=config.budget.monthly_usd),
-            provider=target.provider,
-            gpu_namespace=GPU_SYSTEM_NAMESPACE if config.gpu_pools else None,
-        ),
-        opts=in_namespace,
-    )
+    monitoring, llm = _monitoring_and_llm(config, target.provider, stable_image, opts=in_namespace)
 
     bill += [*redis.bill, *llm.bill, *monitoring.bill]
 
@@ -317,7 +344,7 @@ def build(config: StackConfig) -> StackExports:
     settings: dict[str, pulumi.Input[str]] = {
         "AGENT_REDIS_URL": pulumi.Output.concat(scheme, "://", redis_address, "/0"),
         "AGENT_LLM_BASE_URL": llm.base_url,
-        "AGENT_LLM_MODEL": config.llm.model,
+        "AGENT_LLM_MODEL": llm.model,
         "AGENT_TASK_STREAM": TASK_STREAM,
         "AGENT_CONSUMER_GROUP": CONSUMER_GROUP,
         "AGENT_TENANT_MONTHLY_BUDGET_USD": f"{config.budget.per_tenant_monthly_usd:g}",
@@ -367,6 +394,8 @@ def build(config: StackConfig) -> StackExports:
         agent_api_endpoint=release.endpoint,
         redis_endpoint=redis_address,
         prometheus_url=monitoring.prometheus_url,
+        llm_base_url=llm.base_url,
+        llm_model=llm.model,
         image_ref=image.image_ref,
         canary=release.canary,
         estimated_monthly_cost=_cost_output(bill),

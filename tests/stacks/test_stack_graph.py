@@ -175,6 +175,8 @@ def test_scaled_deployments_set_no_replicas(simulated: Simulate, stack: str, pre
     expected = {"agent-api", "agent-worker"} | (
         {"agent-api-canary", "agent-worker-canary"} if sim.config.canary else set()
     )
+    # vLLM, where it autoscales, is one more.
+    expected |= {"llm"} if sim.config.llm.autoscaling else set()
     assert targets == expected
     for target in targets:
         assert "replicas" not in deployments[target].inputs["spec"], f"{target} sets replicas"
