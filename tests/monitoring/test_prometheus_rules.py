@@ -12,7 +12,8 @@ import yaml
 from components.prometheus_rules import AlertThresholds, alert_rules, scrape_config, to_yaml
 
 # $730 a month is $1 an hour, which makes the budget-burn series easy to reason about.
-THRESHOLDS = AlertThresholds(monthly_budget_usd=730)
+# vLLM's ceiling is 2 replicas: its queue alert needs both up.
+THRESHOLDS = AlertThresholds(monthly_budget_usd=730, llm_max_replicas=2)
 REL = 'release_version="1.4.0"'
 
 
@@ -36,7 +37,7 @@ def rules_file(tmp_path: Path) -> Path:
 def test_rules_pass_promtool_check(rules_file: Path) -> None:
     result = _run("check", "rules", str(rules_file))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 10 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 def test_config_passes_promtool_check(tmp_path: Path, rules_file: Path) -> None:
@@ -249,11 +250,93 @@ def _unit_tests() -> list[dict[str, Any]]:
     ]
 
 
+def _vllm(replicas_up: int, waiting: str) -> list[dict[str, str]]:
+    """vLLM replicas scraped up, each with `waiting` queued requests."""
+    series = []
+    for pod in ("vllm-a", "vllm-b")[:replicas_up]:
+        labels = f'app="llm",pod="{pod}"'
+        series += [
+            _series("up", labels, "1x40"),
+            _series("vllm:num_requests_waiting", labels, waiting),
+        ]
+    return series
+
+
+QUEUE_SUMMARY = (
+    "vLLM's queue grows at its ceiling of 2 replicas ({value} waiting): raise "
+    "llm.autoscaling.maxReplicas and the GPU pool, or shed load"
+)
+
+
+def _llm_unit_tests() -> list[dict[str, Any]]:
+    page, ticket = {"severity": "page"}, {"severity": "ticket"}
+    kv = "vllm:kv_cache_usage_perc"
+    return [
+        {
+            "name": "vLLM's queue growing at its replica ceiling pages",
+            "interval": "1m",
+            "input_series": _vllm(2, "5+1x40"),
+            "alert_rule_test": [
+                _alert("LlmQueueGrowingAtMaxReplicas", "5m", firing=False),
+                _alert(
+                    "LlmQueueGrowingAtMaxReplicas",
+                    "25m",
+                    firing=True,
+                    labels=page,
+                    summary=QUEUE_SUMMARY.format(value=60),
+                ),
+            ],
+        },
+        {
+            "name": "a growing queue below the ceiling is the autoscaler's, not a page",
+            "interval": "1m",
+            "input_series": _vllm(1, "10+2x40"),
+            "alert_rule_test": [_alert("LlmQueueGrowingAtMaxReplicas", "25m", firing=False)],
+        },
+        {
+            "name": "a long but steady queue at the ceiling stays quiet",
+            "interval": "1m",
+            "input_series": _vllm(2, "20x40"),
+            "alert_rule_test": [_alert("LlmQueueGrowingAtMaxReplicas", "25m", firing=False)],
+        },
+        {
+            "name": "a saturated KV cache opens a ticket for its pod; a busy one does not",
+            "interval": "1m",
+            "input_series": [
+                _series(kv, 'app="llm",pod="vllm-a"', "0.97x40"),
+                _series(kv, 'app="llm",pod="vllm-b"', "0.80x40"),
+            ],
+            "alert_rule_test": [
+                _alert(
+                    "LlmKvCacheSaturated",
+                    "20m",
+                    firing=True,
+                    labels={**ticket, "pod": "vllm-a"},
+                    summary=(
+                        "vLLM's KV cache on vllm-a is 97% full: requests are preempted; add "
+                        "replicas or lower llm.maxModelLen"
+                    ),
+                )
+            ],
+        },
+    ]
+
+
+def test_llm_serving_alerts_only_where_vllm_serves() -> None:
+    groups = {g["name"] for g in alert_rules(AlertThresholds(monthly_budget_usd=730))["groups"]}
+    assert "agent-platform.llm-serving" not in groups
+    assert "agent-platform.llm-serving" in {g["name"] for g in alert_rules(THRESHOLDS)["groups"]}
+
+
 def test_alert_rules_behave_under_promtool_unit_tests(tmp_path: Path, rules_file: Path) -> None:
     tests = tmp_path / "alerts_test.yml"
     tests.write_text(
         yaml.safe_dump(
-            {"rule_files": [rules_file.name], "evaluation_interval": "1m", "tests": _unit_tests()},
+            {
+                "rule_files": [rules_file.name],
+                "evaluation_interval": "1m",
+                "tests": _unit_tests() + _llm_unit_tests(),
+            },
             sort_keys=False,
         )
     )

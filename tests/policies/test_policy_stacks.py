@@ -15,6 +15,7 @@ from policies.cost import main as cost_main
 from policies.harness import Report, evaluate, simulated_views, views_of
 from policies.harness import main as harness_main
 from policies.pack_config import configure, load_raw
+from policies.rules.scaling import BoundsConfig, check_autoscaler_bounds
 from stacks.simulate import Simulation, simulate
 
 STACKS = ["local", "dev", "prod"]
@@ -135,3 +136,17 @@ def test_cost_command_prints_table_and_json(capsys: pytest.CaptureFixture[str]) 
     data = json.loads(capsys.readouterr().out)
     assert data["stack"] == "prod"
     assert data["expected_monthly_usd"] == pytest.approx(total.expected_total, abs=0.01)
+
+
+def test_prods_vllm_scaled_object_without_a_max_fails_the_bounds_rule() -> None:
+    (scaled,) = [
+        v
+        for v in views("prod")
+        if v.type == "kubernetes:keda.sh/v1alpha1:ScaledObject" and v.name == "llm-scaledobject"
+    ]
+    # As prod declares it: bounded by llm.autoscaling.maxReplicas.
+    assert check_autoscaler_bounds(scaled, BoundsConfig(max_replicas=20)) == []
+    spec = {k: v for k, v in scaled.props["spec"].items() if k != "maxReplicaCount"}
+    unbounded = ResourceView(scaled.type, scaled.name, scaled.urn, {**scaled.props, "spec": spec})
+    (found,) = check_autoscaler_bounds(unbounded, BoundsConfig(max_replicas=20))
+    assert "spec.maxReplicaCount is 100, above the cap 20" in found.message

@@ -202,3 +202,57 @@ def test_a_stack_file_whose_config_is_not_a_mapping(
     monkeypatch.setattr(stacks.simulate, "REPO_ROOT", tmp_path)
     with pytest.raises(ConfigError, match=r"Pulumi\.broken\.yaml: `config` must map"):
         stack_file_config("broken")
+
+
+def _stack_with_llm(stack: str, **changes: Any) -> list[str]:
+    raw, secret_keys = stack_file_config(stack)
+    llm = {**json.loads(raw["agent-platform:llm"]), **changes}
+    raw["agent-platform:llm"] = json.dumps(llm)
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(raw, secret_keys)
+    return caught.value.problems
+
+
+def test_vllm_replicas_must_fit_the_gpu_pools() -> None:
+    # dev's pool: at most 2 g5.xlarge, one GPU each.
+    problems = _stack_with_llm("dev", autoscaling={"minReplicas": 0, "maxReplicas": 3})
+    assert problems == [
+        "agent-platform:llm.autoscaling.maxReplicas: 3 replicas of 1 GPU(s) need 3 GPUs; "
+        "the GPU pools hold at most 2"
+    ]
+    problems = _stack_with_llm("dev", autoscaling=None, replicas=2, gpusPerReplica=2)
+    assert problems == [
+        "agent-platform:llm.replicas: 2 replicas of 2 GPU(s) need 4 GPUs; "
+        "the GPU pools hold at most 2"
+    ]
+
+
+def test_prod_keeps_a_vllm_replica_and_autoscaling_needs_keda() -> None:
+    problems = _stack_with_llm("prod", autoscaling={"minReplicas": 0, "maxReplicas": 4})
+    assert problems == [
+        "agent-platform:llm.autoscaling.minReplicas: prod keeps at least one vLLM replica: set >= 1"
+    ]
+    raw, secret_keys = stack_file_config("dev")
+    raw["agent-platform:operators"] = json.dumps(
+        {"keda": {"enabled": False, "chartVersion": "2.16.0"}}
+    )
+    raw["agent-platform:autoscaling"] = json.dumps(
+        {"keda": False, "minReplicas": 1, "maxReplicas": 2}
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(raw, secret_keys)
+    assert caught.value.problems == [
+        "agent-platform:llm.autoscaling: needs operators.keda.enabled: true"
+    ]
+
+
+def test_llm_autoscaling_bounds_and_mode() -> None:
+    problems = _stack_with_llm("dev", autoscaling={"minReplicas": 2, "maxReplicas": 1})
+    assert problems == [
+        "agent-platform:llm.autoscaling: minReplicas 2 is greater than maxReplicas 1"
+    ]
+    problems = _stack_with_llm("dev", startupTimeoutSeconds=10)
+    assert problems == [
+        "agent-platform:llm.startupTimeoutSeconds: Input should be greater than or equal to 60 "
+        "(got 10)"
+    ]
