@@ -52,6 +52,10 @@ def stack(
     document = {"config": prod_shaped_config()}
     deployed.stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
     deployed.pulumi("up")
+    # KEDA's operator does not run here: set vLLM's count as its ScaledObject would under
+    # load, one replica per GPU node.
+    deployed.kubectl("scale", "deployment", "llm", "-n", NAMESPACE, "--replicas=2")
+    deployed.kubectl("rollout", "status", "deployment", "llm", "-n", NAMESPACE, "--timeout=120s")
     yield deployed
     deployed.pulumi("destroy")
     deployed.script("local-cluster", "delete")
@@ -93,7 +97,7 @@ def test_gpu_pods_land_on_gpu_nodes_and_nothing_else_does(stack: DeployedStack) 
         ]
     pods = stack.get("pods", "-A")["items"]
     gpu_pods = [p for p in pods if _gpus(p)]
-    # prod's vLLM: two replicas of one GPU each.
+    # vLLM at two replicas of one GPU each.
     assert len(gpu_pods) == 2
     assert {p["spec"]["nodeName"] for p in gpu_pods} == gpu_nodes
     # Only the GPU pool's own node agents share the GPU nodes with vLLM.
@@ -113,7 +117,11 @@ def test_gpu_pods_land_on_gpu_nodes_and_nothing_else_does(stack: DeployedStack) 
 def test_a_gpu_pod_beyond_the_pools_capacity_stays_pending(stack: DeployedStack) -> None:
     llm = stack.get("deployment", "llm", "-n", NAMESPACE)
     # vLLM's own pod spec (GPU request, toleration, node selector), a third replica's.
-    spec: dict[str, Any] = {**llm["spec"]["template"]["spec"], "volumes": []}
+    spec: dict[str, Any] = {
+        **llm["spec"]["template"]["spec"],
+        "volumes": [],
+        "initContainers": [],
+    }
     for container in spec["containers"]:
         container["volumeMounts"] = []
     pod = {
@@ -146,10 +154,15 @@ def _wait_unschedulable(stack: DeployedStack, name: str) -> dict[str, Any]:
 
 def test_scaled_objects_drive_the_workers_of_both_tracks(stack: DeployedStack) -> None:
     scaled = {s["metadata"]["name"]: s["spec"] for s in stack.items("scaledobjects.keda.sh")}
-    assert {s["scaleTargetRef"]["name"] for s in scaled.values()} >= {
+    assert {s["scaleTargetRef"]["name"] for s in scaled.values()} == {
+        "agent-api",
+        "agent-api-canary",
         "agent-worker",
         "agent-worker-canary",
+        "llm",
     }
+    # vLLM's bounds are prod's llm.autoscaling.
+    assert (scaled["llm"]["minReplicaCount"], scaled["llm"]["maxReplicaCount"]) == (1, 4)
     for spec in scaled.values():
         assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
         assert spec["triggers"], spec
