@@ -22,6 +22,7 @@ from agent_app.metrics import Metrics
 from agent_app.records import Outcome
 from agent_app.redaction import MARK, redact, redact_json
 from agent_app.releases import Release
+from agent_app.runtime import text
 from agent_app.settings import Settings
 from agent_app.tools import ToolContext, default_registry
 from app.appkit import (
@@ -87,11 +88,11 @@ def _everything_stored(client: redis.Redis) -> str:
     parts: list[str] = []
     for key in client.scan_iter(count=500):
         kind = client.type(key)
-        parts.append(key)
+        parts.append(text(key))
         if kind == "string":
-            parts.append(client.get(key) or "")
+            parts.append(text(client.get(key) or ""))
         elif kind == "hash":
-            parts.append(json.dumps(client.hgetall(key)))
+            parts.append(json.dumps(client.hgetall(key), ensure_ascii=False))
         elif kind == "list":
             parts.append(json.dumps(client.lrange(key, 0, -1)))
         elif kind == "set":
@@ -101,7 +102,7 @@ def _everything_stored(client: redis.Redis) -> str:
         elif kind == "stream":
             parts.append(json.dumps(client.xrange(key)))
         else:
-            pytest.fail(f"key {key} of unexpected type {kind}")
+            pytest.fail(f"key {text(key)} of unexpected type {text(kind)}")
     return "\n".join(parts)
 
 
@@ -250,7 +251,7 @@ def test_stored_records_cache_entries_and_memory_are_redacted(
         settings = Settings()
         try:
             outcome = Outcome(status="failed", error=f"cannot reach {DB_URL}")
-            await client.hset("t", mapping=outcome.encode())
+            await client.hset("t", items=outcome.hset_args())
             reply = ChatResult(
                 model="small",
                 content=f"your token is {GITHUB_TOKEN}",
