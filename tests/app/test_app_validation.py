@@ -11,9 +11,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent_app.injection.rules import check_injection
 from agent_app.keys import task_key
 from agent_app.redaction import PATTERNS, TRIGGERS, redact
-from agent_app.validation import check_injection
 from app.appkit import TENANT_KEYS, Client, Service, metric_value
 
 BENIGN = [
