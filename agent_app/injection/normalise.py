@@ -34,7 +34,8 @@ _HOMOGLYPHS = str.maketrans(
         "ρ": "p", "τ": "t", "υ": "u", "χ": "x",  # noqa: RUF001
     }
 )  # fmt: skip
-_MIXED_SCRIPT_WORD = re.compile(r"\w*[a-z]\w*")
+_WORD = re.compile(r"\w+")
+_LATIN = re.compile(r"[a-z]")
 
 # Leetspeak: what each character can stand for, the likelier reading first.
 _LEET: dict[str, str] = {
@@ -108,9 +109,14 @@ def _strip_accents(text: str) -> str:
 
 
 def _fold(text: str, vocabulary: frozenset[str]) -> str:
-    text = _MIXED_SCRIPT_WORD.sub(lambda m: m.group(0).translate(_HOMOGLYPHS), text)
+    text = _WORD.sub(_unmix, text)
     text = _SPACED_RUN.sub(lambda m: _unspace(m.group(0), vocabulary), text)
     return _LEET_TOKEN.sub(lambda m: _unleet(m.group(0), vocabulary), text)
+
+
+def _unmix(match: re.Match[str]) -> str:
+    word = match.group(0)
+    return word.translate(_HOMOGLYPHS) if _LATIN.search(word) else word
 
 
 def _unspace(run: str, vocabulary: frozenset[str]) -> str:
@@ -135,21 +141,27 @@ def _segment(squashed: str, vocabulary: frozenset[str]) -> str:
     """Splits letters run together into vocabulary words, covering as many letters with
     words as it can; letters no word covers stay together."""
     n = len(squashed)
-    # best[i]: (cost, pieces) for squashed[:i]; a word costs 0.1, a letter outside one 1.
-    best: list[tuple[float, list[tuple[str, bool]]]] = [(0.0, [])]
-    best += [(float("inf"), [])] * n
+    # cost[i]: the cheapest split of squashed[:i], a word costing 0.1 and a letter outside
+    # one 1; start[i]: where its last piece begins.
+    cost = [0.0] + [float("inf")] * n
+    start = [0] * (n + 1)
     for end in range(1, n + 1):
-        for start in range(max(0, end - 20), end):
-            piece = squashed[start:end]
-            known = piece in vocabulary
-            if not known and end - start > 1:
+        for begin in range(max(0, end - 20), end):
+            known = squashed[begin:end] in vocabulary
+            if not known and end - begin > 1:
                 continue
-            cost = best[start][0] + (0.1 if known else 1.0)
-            if cost < best[end][0]:
-                best[end] = (cost, [*best[start][1], (piece, known)])
+            candidate = cost[begin] + (0.1 if known else 1.0)
+            if candidate < cost[end]:
+                cost[end], start[end] = candidate, begin
+    pieces: list[str] = []
+    end = n
+    while end > 0:
+        pieces.append(squashed[start[end] : end])
+        end = start[end]
     words: list[str] = []
     previous_known = True
-    for piece, known in best[n][1]:
+    for piece in reversed(pieces):
+        known = piece in vocabulary
         if not known and not previous_known:
             words[-1] += piece
         else:
