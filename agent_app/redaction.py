@@ -115,6 +115,8 @@ _SECRET_NAME = re.compile(
     r"credentials?)$|^pin$"
 )
 
+_PASSWORD_NAME = re.compile(r"(?i)passw|passphrase|pwd|^pin$")
+
 
 @dataclass
 class Redacted:
@@ -155,7 +157,7 @@ def _replacer(pattern: _Pattern, counts: Counter[str]) -> Callable[[re.Match[str
 def redact_named(name: str, value: str) -> Redacted:
     """A value stored under a name: all of it when the name says it is a credential."""
     if _SECRET_NAME.search(name) and value and not value.startswith(MARK):
-        kind = "password" if re.search(r"(?i)passw|passphrase|pwd|^pin$", name) else "secret"
+        kind = "password" if _PASSWORD_NAME.search(name) else "secret"
         return Redacted(f"{MARK}{kind}]", Counter({kind: 1}))
     return redact(value)
 

@@ -10,8 +10,8 @@ import asyncio
 import importlib
 from typing import Any, Protocol
 
-from agent_app.injection.normalise import forms
-from agent_app.injection.rules import VOCABULARY, check_injection, rule_reasons, verdict
+from agent_app.injection.normalise import Forms
+from agent_app.injection.rules import check_injection, read, reasons, verdict
 from agent_app.settings import Settings, SettingsError
 from agent_app.validation import InjectionVerdict
 
@@ -49,13 +49,13 @@ class ClassifierDetector:
         self._flag, self._reject = flag_score, reject_score
 
     async def screen(self, text: str) -> InjectionVerdict:
-        reasons = rule_reasons(text)
-        if await asyncio.to_thread(self._injection, text):
-            return verdict([*reasons, CLASSIFIER_REASON], self._reject, self._flag, self._reject)
-        return verdict(reasons, 0.0, self._flag, self._reject)
+        seen = read(text)
+        found = reasons(seen)
+        if await asyncio.to_thread(self._injection, text, seen):
+            return verdict([*found, CLASSIFIER_REASON], self._reject, self._flag, self._reject)
+        return verdict(found, 0.0, self._flag, self._reject)
 
-    def _injection(self, text: str) -> bool:
-        seen = forms(text, VOCABULARY)
+    def _injection(self, text: str, seen: Forms) -> bool:
         texts = [text, *([seen.folded] if seen.folded else []), *seen.decoded]
         return any(not self._scanner.scan(t)[1] for t in texts[:_MAX_CLASSIFIED])
 

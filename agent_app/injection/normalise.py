@@ -103,9 +103,18 @@ def forms(text: str, vocabulary: frozenset[str], depth: int = 0) -> Forms:
 
 
 def _strip_accents(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text)
-    kept = "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
-    return unicodedata.normalize("NFC", kept)
+    """Accents off Latin letters (`précédentes` -> `precedentes`); other scripts keep
+    their marks, which are letters of their own there (Russian `й`)."""
+    kept: list[str] = []
+    latin = False
+    for c in unicodedata.normalize("NFKD", text):
+        if unicodedata.category(c) == "Mn":
+            if latin:
+                continue
+        else:
+            latin = c < "\u0250"
+        kept.append(c)
+    return unicodedata.normalize("NFC", "".join(kept))
 
 
 def _fold(text: str, vocabulary: frozenset[str]) -> str:

@@ -90,6 +90,10 @@ _STRONG_TARGET_SET = frozenset(_STRONG_TARGETS)
 _ZH_OVERRIDE = re.compile(
     rf"(?:{_ZH_VERBS})[^。!?\n]{{0,12}}?(?:{_ZH_QUALIFIERS})[^。!?\n]{{0,10}}?(?:{_ZH_TARGETS})"
 )
+# Japanese puts the verb last: "以前の指示をすべて無視して".
+_JA_OVERRIDE = re.compile(
+    rf"(?:{_ZH_QUALIFIERS})[^。!?\n]{{0,10}}?(?:{_ZH_TARGETS})[^。!?\n]{{0,8}}?(?:無視|忘れ)"
+)
 _FORGET_EVERYTHING = re.compile(
     r"(?<!\w)(?:forget|ignore|disregard) (?:about )?everything (?:above|before|you(?:'ve| have| were)"
     r"|i (?:said|told)|(?:that )?(?:was|has been) said)|(?<!\w)(?:vergiss|vergesst) alles"
@@ -99,7 +103,7 @@ _FORGET_EVERYTHING = re.compile(
 
 
 def _override(text: str) -> bool:
-    if _ZH_OVERRIDE.search(text) or _FORGET_EVERYTHING.search(text):
+    if any(p.search(text) for p in (_ZH_OVERRIDE, _JA_OVERRIDE, _FORGET_EVERYTHING)):
         return True
     for match in _OVERRIDE.finditer(text):
         # The qualifier may come before the noun (en, de) or after it (fr, es).
@@ -283,26 +287,26 @@ VOCABULARY = frozenset(
 )
 
 
-def rule_reasons(text: str) -> list[str]:
-    """The reasons the rules give for `text`, with the obfuscation ones, in a fixed order."""
-    seen = forms(text, VOCABULARY)
-    return _reasons(seen)
+def read(text: str) -> Forms:
+    """`text` in the forms the rules read."""
+    return forms(text, VOCABULARY)
 
 
-def _reasons(seen: Forms) -> list[str]:
+def reasons(seen: Forms) -> list[str]:
+    """The reasons the rules give for a text, with the obfuscation ones, in a fixed order."""
     plain = {r.reason for r in RULES if r.matches(seen.plain, seen.cased)}
     folded = (
         {r.reason for r in RULES if r.matches(seen.folded, seen.folded)} if seen.folded else set()
     )
     decoded = {r.reason for d in seen.decoded for r in RULES if r.matches(d, d)}
-    reasons = [r.reason for r in RULES if r.reason in plain | folded | decoded]
+    found = [r.reason for r in RULES if r.reason in plain | folded | decoded]
     if seen.invisible:
-        reasons.append(INVISIBLE[0])
+        found.append(INVISIBLE[0])
     if folded - plain:
-        reasons.append(OBFUSCATION[0])
+        found.append(OBFUSCATION[0])
     if decoded - plain - folded:
-        reasons.append(ENCODED[0])
-    return reasons
+        found.append(ENCODED[0])
+    return found
 
 
 WEIGHTS: dict[str, float] = {
@@ -312,16 +316,17 @@ WEIGHTS: dict[str, float] = {
 
 
 def verdict(
-    reasons: list[str], extra: float, flag_score: float, reject_score: float
+    found: list[str], extra: float, flag_score: float, reject_score: float
 ) -> InjectionVerdict:
-    score = round(sum(WEIGHTS.get(r, 0.0) for r in reasons) + extra, 3)
+    """The verdict on the reasons found, `extra` added to their weights."""
+    score = round(sum(WEIGHTS.get(r, 0.0) for r in found) + extra, 3)
     if score >= reject_score:
-        return InjectionVerdict(action="reject", score=score, reasons=reasons)
+        return InjectionVerdict(action="reject", score=score, reasons=found)
     if score >= flag_score:
-        return InjectionVerdict(action="flag", score=score, reasons=reasons)
-    return InjectionVerdict(action="allow", score=score, reasons=reasons)
+        return InjectionVerdict(action="flag", score=score, reasons=found)
+    return InjectionVerdict(action="allow", score=score, reasons=found)
 
 
 def check_injection(text: str, flag_score: float, reject_score: float) -> InjectionVerdict:
     """The built-in rules' verdict on a task."""
-    return verdict(rule_reasons(text), 0.0, flag_score, reject_score)
+    return verdict(reasons(read(text)), 0.0, flag_score, reject_score)
