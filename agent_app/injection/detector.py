@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import threading
 from typing import Any, Protocol
 
 from agent_app.injection.normalise import Forms
@@ -42,10 +43,12 @@ class RuleDetector:
 class ClassifierDetector:
     """The rules, and a classifier on the text in each of its forms: a form it calls an
     injection makes the task a rejection (reason `classifier`). The model runs in a
-    thread, off the event loop."""
+    thread, off the event loop, one task at a time: a Hugging Face tokenizer refuses
+    concurrent calls ("Already borrowed")."""
 
     def __init__(self, scanner: Scanner, flag_score: float, reject_score: float) -> None:
         self._scanner = scanner
+        self._one_at_a_time = threading.Lock()
         self._flag, self._reject = flag_score, reject_score
 
     async def screen(self, text: str) -> InjectionVerdict:
@@ -57,7 +60,8 @@ class ClassifierDetector:
 
     def _injection(self, text: str, seen: Forms) -> bool:
         texts = [text, *([seen.folded] if seen.folded else []), *seen.decoded]
-        return any(not self._scanner.scan(t)[1] for t in texts[:_MAX_CLASSIFIED])
+        with self._one_at_a_time:
+            return any(not self._scanner.scan(t)[1] for t in texts[:_MAX_CLASSIFIED])
 
 
 def build_detector(settings: Settings) -> Detector:
