@@ -18,7 +18,7 @@ from agent_app.llm import ChatResult, LLMClient
 from agent_app.logging import get_logger
 from agent_app.metrics import Metrics
 from agent_app.records import AnswerStep, CachedAnswer, PlanStep, Status, Step, Tokens, ToolStep
-from agent_app.redaction import redact
+from agent_app.redaction import Redacted, redact, redact_json
 from agent_app.runtime import text
 from agent_app.settings import Settings
 from agent_app.tools import ToolContext, ToolError, ToolRegistry
@@ -47,6 +47,8 @@ class TaskContext:
     cache_ttl_s: int
     # No session_id: the task is a session of its own, with no other turn before or after.
     own_session: bool = False
+    # Credentials redacted from the task when it was submitted (it is stored without them).
+    redactions: int = 0
 
 
 @dataclass
@@ -119,7 +121,7 @@ class Agent:
             return result
 
     async def _run(self, ctx: TaskContext) -> AgentResult:
-        result = AgentResult(status="completed", answer=None)
+        result = AgentResult(status="completed", answer=None, redactions=ctx.redactions)
         system = _SYSTEM_PROMPTS.get(ctx.variant, _SYSTEM_PROMPTS["control"])
         history = await self._history(ctx)
 
@@ -172,7 +174,8 @@ class Agent:
                 result.steps.append(
                     ToolStep(
                         tool=call.name,
-                        arguments=self._clean(result, call.arguments, "tool"),
+                        # Value by value, so that the arguments stay JSON.
+                        arguments=self._count(result, redact_json(call.arguments), "tool"),
                         result=output,
                     )
                 )
@@ -182,7 +185,9 @@ class Agent:
         return result
 
     def _clean(self, result: AgentResult, text: str | None, where: str) -> str:
-        cleaned = redact(text or "")
+        return self._count(result, redact(text or ""), where)
+
+    def _count(self, result: AgentResult, cleaned: Redacted, where: str) -> str:
         for kind, n in cleaned.counts.items():
             self._metrics.redactions.labels(**self._metrics.rel(kind=kind, where=where)).inc(n)
         result.redactions += cleaned.total

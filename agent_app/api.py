@@ -17,6 +17,7 @@ from agent_app.completions import Completions
 from agent_app.cost import BudgetLedger
 from agent_app.errors import install_error_handlers
 from agent_app.idempotency import IdempotencyKeys
+from agent_app.injection.detector import build_detector
 from agent_app.logging import get_logger
 from agent_app.middleware import BodyLimit, ReleaseAndInflight
 from agent_app.probes import Probes
@@ -44,6 +45,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         idempotency=IdempotencyKeys(runtime.redis, settings.idempotency_ttl_s),
         results=ResultCache(runtime.metrics),
         completions=completions,
+        detector=build_detector(settings),
     )
     circuits = functools.partial(
         _every_circuit_open, BreakerBoard(runtime.redis, settings), len(settings.models)

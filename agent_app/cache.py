@@ -3,6 +3,7 @@ request, and whole task results, which the API answers a repeated task from."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -14,6 +15,7 @@ from agent_app import keys
 from agent_app.llm import ChatResult
 from agent_app.metrics import Metrics
 from agent_app.records import CachedAnswer
+from agent_app.redaction import redact, redact_json
 from agent_app.runtime import text
 
 # Call ids differ between otherwise equal conversations; they say nothing about content.
@@ -55,7 +57,19 @@ class ResponseCache:
         return ChatResult.from_json(text(raw))
 
     def put(self, transaction: Pipeline, key: str, value: ChatResult, ttl_s: int) -> None:
-        transaction.set(key, value.to_json(), ex=ttl_s)
+        transaction.set(key, _without_credentials(value).to_json(), ex=ttl_s)
+
+
+def _without_credentials(reply: ChatResult) -> ChatResult:
+    """The reply as stored: its text and tool arguments redacted (the arguments as JSON)."""
+    return dataclasses.replace(
+        reply,
+        content=None if reply.content is None else redact(reply.content).text,
+        tool_calls=[
+            dataclasses.replace(call, arguments=redact_json(call.arguments).text)
+            for call in reply.tool_calls
+        ],
+    )
 
 
 def result_cache_key(tenant: str, model: str, variant: str, task: str) -> str:

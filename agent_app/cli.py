@@ -44,8 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from agent_app.api import create_app
 
+        try:
+            app = create_app(settings)
+        except SettingsError as exc:  # a configured part that cannot be had, e.g. a model
+            print(f"agent-app {args.command}: {exc}", file=sys.stderr)
+            return 2
         uvicorn.run(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             log_config=None,

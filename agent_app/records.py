@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import types
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field
 
+from agent_app.redaction import redact_value
 from agent_app.selection import Selection
 from agent_app.validation import InjectionVerdict, TaskRequest
 
@@ -48,10 +50,12 @@ class HashModel(BaseModel):
         )
 
     def encode(self) -> dict[str, str]:
-        """The hash fields, for HSET's mapping."""
+        """The hash fields, for HSET's mapping: with every credential redacted, whoever
+        wrote the value (an error message, a step, the request)."""
+        fields = redact_value(self.model_dump(mode="json", exclude_none=True), Counter())
         return {
             name: value if isinstance(value, str) else json.dumps(value)
-            for name, value in self.model_dump(mode="json", exclude_none=True).items()
+            for name, value in fields.items()
         }
 
     def hset_args(self) -> list[str]:

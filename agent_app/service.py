@@ -12,15 +12,17 @@ from agent_app.completions import Completions
 from agent_app.cost import BudgetLedger, BudgetStatus
 from agent_app.errors import ApiError
 from agent_app.idempotency import IdempotencyConflictError, IdempotencyKeys
+from agent_app.injection.detector import Detector
 from agent_app.logging import get_logger
 from agent_app.metrics import Metrics
 from agent_app.queue import TaskQueue
 from agent_app.records import TaskRecord
+from agent_app.redaction import redact
 from agent_app.releases import assign_variant
 from agent_app.selection import estimate_tokens, select_model
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
-from agent_app.validation import IDEMPOTENCY_KEY, InjectionVerdict, TaskRequest, check_injection
+from agent_app.validation import IDEMPOTENCY_KEY, InjectionVerdict, TaskRequest
 
 log = get_logger(__name__)
 
@@ -45,6 +47,7 @@ class TaskService:
     idempotency: IdempotencyKeys
     results: ResultCache
     completions: Completions
+    detector: Detector
 
     async def submit(
         self,
@@ -54,7 +57,11 @@ class TaskService:
         idempotency_key: str | None = None,
     ) -> Submitted:
         self._check_limits(body, wait, idempotency_key)
-        verdict = self._screen(body.task)
+        verdict = await self._screen(body.task)
+        # From here on the task is without its credentials: it is stored (the record, the
+        # session's history, the caches), and even a hash of it (the idempotency
+        # fingerprint, the cache keys) could be matched against guesses.
+        body, redactions = self._redact(body)
         task_id = uuid.uuid4().hex
         if idempotency_key is not None:
             earlier = await self._claim(tenant, idempotency_key, body, task_id)
@@ -67,6 +74,8 @@ class TaskService:
         # After the idempotency check, so replaying an accepted task still works at 100%.
         budget = await self._budget(tenant)
         record = self._new_record(task_id, tenant, body, verdict, budget)
+        if redactions:
+            record = record.model_copy(update={"redactions": redactions})
         if body.session_id is None:
             answered = await self._answer_from_results(record)
             if answered is not None:
@@ -98,9 +107,9 @@ class TaskService:
                 422, "Idempotency-Key: 1 to 128 printable ASCII characters", "Idempotency-Key"
             )
 
-    def _screen(self, task: str) -> InjectionVerdict:
-        s, m = self.settings, self.metrics
-        verdict = check_injection(task, s.injection_flag_score, s.injection_reject_score)
+    async def _screen(self, task: str) -> InjectionVerdict:
+        m = self.metrics
+        verdict = await self.detector.screen(task)
         for reason in verdict.reasons:
             m.injection_flags.labels(**m.rel(reason=reason, action=verdict.action)).inc()
         if verdict.action == "reject":
@@ -111,6 +120,15 @@ class TaskService:
                 {"reasons": verdict.reasons, "score": verdict.score},
             )
         return verdict
+
+    def _redact(self, body: TaskRequest) -> tuple[TaskRequest, int]:
+        m = self.metrics
+        cleaned = redact(body.task)
+        for kind, n in cleaned.counts.items():
+            m.redactions.labels(**m.rel(kind=kind, where="task")).inc(n)
+        if not cleaned.total:
+            return body, 0
+        return body.model_copy(update={"task": cleaned.text}), cleaned.total
 
     async def _claim(self, tenant: str, key: str, body: TaskRequest, task_id: str) -> str | None:
         try:

@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     injection_flag_score: float = Field(default=0.4, gt=0)
     injection_reject_score: float = Field(default=0.8, gt=0)
+    # The built-in rules, or the rules with LLM Guard's prompt-injection classifier (needs
+    # the llm-guard package and its model; see `injection.detector`).
+    injection_detector: Literal["rules", "llm_guard"] = "rules"
+    # The classifier's model for llm_guard: a local directory or a model hub name; unset,
+    # LLM Guard's default.
+    injection_model: str | None = None
     # Comma-separated URL prefixes the fetch tool may read.
     fetch_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
     fetch_max_bytes: int = Field(default=64 * 1024, ge=1)

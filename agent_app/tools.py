@@ -16,6 +16,7 @@ import httpx
 from redis.asyncio import Redis
 
 from agent_app.keys import memory_key
+from agent_app.redaction import redact, redact_named
 from agent_app.runtime import text
 from agent_app.settings import Settings
 
@@ -164,7 +165,9 @@ async def _current_time(_ctx: ToolContext, args: dict[str, Any]) -> str:
 
 
 async def _memory_set(ctx: ToolContext, args: dict[str, Any]) -> str:
-    key, value = args["key"][:64], args["value"][:1024]
+    # Stored without credentials: under a name such as "password" the whole value goes.
+    key = redact(args["key"][:64]).text
+    value = redact_named(key, args["value"][:1024]).text
     name = memory_key(ctx.tenant, ctx.session_id)
     async with ctx.redis.pipeline(transaction=True) as pipe:
         pipe.hset(name, key, value)

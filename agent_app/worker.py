@@ -198,6 +198,7 @@ class Worker:
             model=record.model,
             variant=record.variant,
             cache_ttl_s=ttl,
+            redactions=record.redactions or 0,
         )
         log.info("task started", attempt=attempt, model=ctx.model)
         try:

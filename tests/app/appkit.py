@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import httpx
 import redis
 
+from agent_app.injection.rules import check_injection
 from agent_app.llm import BreakerListener, LLMClient
 from agent_app.loopback import free_port as free_port
 from agent_app.loopback import stop as stop
@@ -26,7 +27,7 @@ from agent_app.releases import Release
 from agent_app.selection import select_model
 from agent_app.settings import DEFAULT_MODELS, Settings
 from agent_app.tracing import build_provider, tracer
-from agent_app.validation import TaskRequest, check_injection
+from agent_app.validation import TaskRequest
 
 T = TypeVar("T")
 

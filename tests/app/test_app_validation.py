@@ -11,9 +11,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent_app.injection.rules import check_injection
 from agent_app.keys import task_key
-from agent_app.redaction import _PATTERNS, _TRIGGERS, redact
-from agent_app.validation import check_injection
+from agent_app.redaction import PATTERNS, TRIGGERS, redact
 from app.appkit import TENANT_KEYS, Client, Service, metric_value
 
 BENIGN = [
@@ -119,7 +119,9 @@ def test_redaction_leaves_ordinary_text_alone() -> None:
     assert redact(text).total == 0
 
 
-def test_answers_and_steps_are_redacted_and_counted(acme: Client, worker: Service) -> None:
+def test_answers_and_steps_are_redacted_and_counted(
+    api: Service, acme: Client, worker: Service
+) -> None:
     body = acme.submit("echo password=hunter2 and AKIAIOSFODNN7EXAMPLE", wait=60).json()
     assert body["status"] == "completed"
     assert "hunter2" not in json.dumps(body)
@@ -127,15 +129,19 @@ def test_answers_and_steps_are_redacted_and_counted(acme: Client, worker: Servic
     assert "[REDACTED:password]" in body["result"]
     assert body["redactions"] == 2
 
-    # A tool call's arguments carry the secret too: they are cleaned in the steps.
+    # The task is redacted when it is submitted, so the tool call's arguments (and the
+    # memory it writes) carry the redacted form; the arguments are still JSON.
     stored = acme.submit("remember that my login is password=hunter2", wait=60).json()
     assert stored["status"] == "completed"
     tool_step = next(s for s in stored["steps"] if s["type"] == "tool")
-    assert "[REDACTED:password]" in tool_step["arguments"]
+    assert json.loads(tool_step["arguments"]) == {
+        "key": "login",
+        "value": "password=[REDACTED:password]",
+    }
     assert "hunter2" not in json.dumps(stored)
-    assert stored["redactions"] == 2  # the tool arguments and the answer
+    assert stored["redactions"] == 1
     assert "hunter2" not in worker.log.read_text()
-    assert metric_value(worker.url, "agent_redactions_total", kind="password", where="tool") == 1
+    assert metric_value(api.url, "agent_redactions_total", kind="password", where="task") >= 2
 
 
 def test_auth_missing_wrong_and_cross_tenant(api: Service, acme: Client, globex: Client) -> None:
@@ -247,8 +253,8 @@ def test_arbitrary_payloads_never_get_5xx(acme: Client, payload: Any, wait: str 
 def test_the_redaction_prefilter_passes_every_credential_on(data: st.DataObject) -> None:
     """Text the prefilter lets through unchanged must match no credential pattern: every
     match of each pattern contains one of its trigger words."""
-    for kind, pattern in _PATTERNS:
-        text = data.draw(st.from_regex(pattern), label=kind)
-        match = pattern.search(text)
+    for pattern in PATTERNS:
+        text = data.draw(st.from_regex(pattern.regex), label=pattern.kind)
+        match = pattern.regex.search(text)
         assert match is not None
-        assert _TRIGGERS.search(match.group(0)), (kind, match.group(0))
+        assert TRIGGERS.search(match.group(0)), (pattern.kind, match.group(0))
