@@ -30,6 +30,7 @@ from pulumi_kubernetes.core.v1 import (
     VolumeMountArgs,
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pulumi_kubernetes.networking.v1 import NetworkPolicy, NetworkPolicySpecArgs
 from pydantic import Field, field_validator
 
 from components.billing import Billable, NodePool
@@ -43,6 +44,7 @@ from components.kube import (
     gpu_tolerations,
     labels,
     match_labels,
+    prometheus_scrapes,
     selector,
 )
 from components.simulated_nodes import SimulatedNodes, SimulatedNodesArgs, SimulatedPool, Taint
@@ -118,6 +120,9 @@ class GpuNodePoolArgs(ArgsModel):
     nodes: EksNodeGroup | SimulatedNodeGroup
     system_namespace: InputStr
     provider: k8s.Provider
+    # Where the Prometheus that scrapes the DCGM exporter runs; the pool's namespace
+    # denies ingress by default.
+    prometheus_namespace: str | None = None
 
 
 class GpuNodePool(pulumi.ComponentResource):
@@ -254,6 +259,21 @@ class GpuNodePool(pulumi.ComponentResource):
             opts=k8s_opts,
         )
 
+        if args.prometheus_namespace is not None:
+            NetworkPolicy(
+                f"{name}-dcgm-scrape",
+                metadata=ObjectMetaArgs(
+                    name=f"{exporter_name}-scrape",
+                    namespace=args.system_namespace,
+                    labels=exporter_labels,
+                ),
+                spec=NetworkPolicySpecArgs(
+                    pod_selector=match_labels(selector(exporter_name)),
+                    policy_types=["Ingress"],
+                    ingress=[prometheus_scrapes(DCGM_PORT, args.prometheus_namespace)],
+                ),
+                opts=k8s_opts,
+            )
         self.max_gpus = pool.max_gpus
         self.register_outputs({"nodeGroupName": self.node_group_name, "maxGpus": self.max_gpus})
 

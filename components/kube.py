@@ -124,6 +124,8 @@ def secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
     return cast("pulumi.Output[str]", pulumi.Output.secret(value))
 
 
+# The label Kubernetes sets on every namespace, naming it.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 # The agent's own pods: the only clients of Redis and of the LLM.
 AGENT_CLIENTS = ("agent-api", "agent-worker")
 
@@ -133,28 +135,47 @@ def tcp_ports(*ports: int) -> list[NetworkPolicyPortArgs]:
 
 
 def agent_clients_only(
-    app: str, port: int, *, scraped_on: int | None = None
+    app: str,
+    port: int,
+    *,
+    scraped_on: int | None = None,
+    client_namespaces: Sequence[str] = (),
 ) -> NetworkPolicySpecArgs:
-    """A NetworkPolicy spec admitting only the agent's pods to `app` on `port`, and
-    Prometheus on `scraped_on` when the pods export metrics."""
+    """A NetworkPolicy spec admitting only the agent's pods to `app` on `port` (and any
+    pod of `client_namespaces`, such as KEDA's scaler reading the queue), and Prometheus
+    on `scraped_on` when the pods export metrics."""
     agents = LabelSelectorRequirementArgs(key=NAME_LABEL, operator="In", values=list(AGENT_CLIENTS))
     rules = [
         NetworkPolicyIngressRuleArgs(
             from_=[
-                NetworkPolicyPeerArgs(pod_selector=LabelSelectorArgs(match_expressions=[agents]))
+                NetworkPolicyPeerArgs(pod_selector=LabelSelectorArgs(match_expressions=[agents])),
+                *(
+                    NetworkPolicyPeerArgs(
+                        namespace_selector=match_labels({NAMESPACE_NAME_LABEL: namespace})
+                    )
+                    for namespace in client_namespaces
+                ),
             ],
             ports=tcp_ports(port),
         )
     ]
     if scraped_on is not None:
-        rules.append(
-            NetworkPolicyIngressRuleArgs(
-                from_=[
-                    NetworkPolicyPeerArgs(pod_selector=match_labels({NAME_LABEL: "prometheus"}))
-                ],
-                ports=tcp_ports(scraped_on),
-            )
-        )
+        rules.append(prometheus_scrapes(scraped_on))
     return NetworkPolicySpecArgs(
         pod_selector=match_labels(selector(app)), policy_types=["Ingress"], ingress=rules
+    )
+
+
+def prometheus_scrapes(port: int, namespace: str | None = None) -> NetworkPolicyIngressRuleArgs:
+    """An ingress rule admitting Prometheus (of `namespace`, or of the pod's own) on `port`."""
+    return NetworkPolicyIngressRuleArgs(
+        from_=[
+            NetworkPolicyPeerArgs(
+                pod_selector=match_labels({NAME_LABEL: "prometheus"}),
+                namespace_selector=match_labels({NAMESPACE_NAME_LABEL: namespace})
+                if namespace
+                else None,
+            )
+        ],
+        ports=tcp_ports(port),
     )

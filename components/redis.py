@@ -41,7 +41,7 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from pulumi_kubernetes.networking.v1 import NetworkPolicy
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from components.billing import Billable, CacheNodes, Volume
 from components.kube import (
@@ -116,6 +116,9 @@ class RedisArgs(ArgsModel):
     # are simulated, so that a destroy leaves nothing). Elsewhere the claim outlives it,
     # as Kubernetes does by default: a replaced StatefulSet finds its data again.
     delete_claim_with_statefulset: bool = False
+    # In-cluster only: namespaces whose pods also reach Redis besides the agent's own
+    # (KEDA's operator, whose redis-streams scaler reads the task stream).
+    client_namespaces: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _what_the_mode_needs(self) -> Self:
@@ -326,7 +329,7 @@ class Redis(pulumi.ComponentResource):
             metadata=ObjectMetaArgs(
                 name="redis-clients-only", namespace=args.namespace, labels=pod_labels
             ),
-            spec=agent_clients_only(app, REDIS_PORT),
+            spec=agent_clients_only(app, REDIS_PORT, client_namespaces=args.client_namespaces),
             opts=opts,
         )
         return pulumi.Output.concat(

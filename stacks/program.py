@@ -212,6 +212,7 @@ def build(config: StackConfig) -> StackExports:
                     nodes=nodes,
                     system_namespace=GPU_SYSTEM_NAMESPACE,
                     provider=target.provider,
+                    prometheus_namespace=config.namespace,
                 ),
                 opts=pulumi.ResourceOptions(depends_on=[gpu_namespace]),
             )
@@ -286,6 +287,8 @@ def build(config: StackConfig) -> StackExports:
             else None,
             multi_az=config.environment is Environment.PROD,
             delete_claim_with_statefulset=local.simulated,
+            # KEDA's redis-streams scaler reads the task stream.
+            client_namespaces=[KEDA_NAMESPACE] if config.autoscaling.keda else [],
         ),
         opts=in_namespace,
     )

@@ -135,3 +135,31 @@ def test_the_bill_is_the_node_group_at_its_dearest_type(capacity: str) -> None:
         f"Node group 'gpu-inference-nodes' (g5.xlarge/g5.2xlarge, {capacity})"
     )
     assert (node_group["quantity"], node_group["worst_quantity"]) == (1, 3)
+
+
+def test_prometheus_may_scrape_the_dcgm_exporter_through_the_default_deny() -> None:
+    def program() -> GpuNodePool:
+        return GpuNodePool(
+            "gpu-inference",
+            GpuNodePoolArgs(
+                pool=_pool(),
+                nodes=SimulatedNodeGroup(zones=["local-a"]),
+                system_namespace="gpu-system",
+                provider=provider(),
+                prometheus_namespace="agents",
+            ),
+        )
+
+    _, graph = evaluate(program)
+    (policy,) = graph.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    spec = policy.inputs["spec"]
+    assert policy.inputs["metadata"]["namespace"] == "gpu-system"
+    assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "dcgm-exporter-inference"
+    (rule,) = spec["ingress"]
+    assert rule["from"] == [
+        {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "agents"}},
+        }
+    ]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 9400}]

@@ -266,7 +266,7 @@ def test_without_ingress_the_split_is_a_replica_ratio() -> None:
 
 
 @pytest.mark.parametrize("stack", ["local", "dev"])
-def test_redis_admits_only_agent_pods(simulated: Simulate, stack: str) -> None:
+def test_redis_admits_only_agent_pods_and_kedas_scaler(simulated: Simulate, stack: str) -> None:
     sim = simulated(stack)
     policy = sim.named("kubernetes:networking.k8s.io/v1:NetworkPolicy", "queue-netpol").inputs[
         "spec"
@@ -274,7 +274,10 @@ def test_redis_admits_only_agent_pods(simulated: Simulate, stack: str) -> None:
     assert policy["podSelector"]["matchLabels"][NAME_LABEL] == "redis"
     assert policy["policyTypes"] == ["Ingress"]
     (rule,) = policy["ingress"]
-    (peer,) = rule["from"]
+    peer, *others = rule["from"]
+    # Where KEDA scales the workers, its operator's namespace reads the stream; no CIDR.
+    expected = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}]
+    assert others == (expected if sim.config.autoscaling.keda else [])
     assert set(peer) == {"podSelector"}, "no namespace-wide or CIDR peers"
     (expression,) = peer["podSelector"]["matchExpressions"]
     assert expression == {
