@@ -148,6 +148,9 @@ class LLMClient:
     def any_circuit_usable(self) -> bool:
         return any(b.state != "open" for b in self.breakers.values())
 
+    def circuit_usable(self, model: str) -> bool:
+        return self.breaker(model).state != "open"
+
     async def chat(
         self,
         model: str,
