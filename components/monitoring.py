@@ -72,6 +72,8 @@ class MonitoringArgs(ArgsModel):
     thresholds: AlertThresholds
     provider: k8s.Provider
     gpu_namespace: str | None = None
+    # host:port of the Service serving the task stream's backlog, scraped as one target.
+    queue_metrics_target: str | None = None
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -90,7 +92,9 @@ class Monitoring(pulumi.ComponentResource):
         ns = args.namespace
 
         self.prometheus_config = to_yaml(
-            scrape_config(ns, args.config.scrape_interval, args.gpu_namespace)
+            scrape_config(
+                ns, args.config.scrape_interval, args.gpu_namespace, args.queue_metrics_target
+            )
         )
         self.alert_rules = to_yaml(alert_rules(args.thresholds))
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.agent_service import SERVICE_ACCOUNT
+from components.agent_service import METRICS_PORT, QUEUE_METRICS_SERVICE, SERVICE_ACCOUNT
 from components.app_image import AppImage, AppImageArgs
 from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger, ReplicaBounds
 from components.canary import CanaryRelease, CanaryReleaseArgs, IngressRoute, TrackRelease
@@ -240,6 +240,7 @@ def build(config: StackConfig) -> StackExports:
             thresholds=AlertThresholds(monthly_budget_usd=config.budget.monthly_usd),
             provider=target.provider,
             gpu_namespace=GPU_SYSTEM_NAMESPACE if config.gpu_pools else None,
+            queue_metrics_target=f"{QUEUE_METRICS_SERVICE}.{ns}.svc:{METRICS_PORT}",
         ),
         opts=in_namespace,
     )
@@ -272,7 +273,7 @@ def build(config: StackConfig) -> StackExports:
             redis_address=redis_address,
             stream=TASK_STREAM,
             consumer_group=CONSUMER_GROUP,
-            pending_entries_per_replica=config.autoscaling.queue_depth_per_replica,
+            lag_per_replica=config.autoscaling.queue_depth_per_replica,
             trigger_authentication=auth.name,
             tls=redis.tls,
         )
@@ -317,6 +318,7 @@ def build(config: StackConfig) -> StackExports:
                 min_replicas=config.autoscaling.min_replicas,
                 max_replicas=config.autoscaling.max_replicas,
             ),
+            worker_replicas=config.autoscaling.workers,
             api_resources=config.agent.api,
             worker_resources=config.agent.worker,
             secret_name=secrets.secret_name,

@@ -141,12 +141,12 @@ def test_llm_errors_timeouts_and_outage(
             wait_until(all_final, timeout=FINAL_WITHIN_S, interval=0.2, what=f"{label} final")
 
     def circuits_closed() -> bool:
-        return all(metric_value(w.url, "agent_llm_circuit_state") == 0 for w in pool.live)
+        return all(metric_value(w.metrics_url, "agent_llm_circuit_state") == 0 for w in pool.live)
 
     with Prober(Client(api.url, "globex"), [w.url for w in pool.live]) as prober:
         run_phase("errors", "errors", TASKS["errors"])
         run_phase("timeouts", "timeouts", TASKS["timeouts"])
-        opened = [metric_value(w.url, "agent_llm_circuit_state") for w in pool.live]
+        opened = [metric_value(w.metrics_url, "agent_llm_circuit_state") for w in pool.live]
         run_phase("outage", "outage", TASKS["outage"])
         # After the outage the first tasks drive each worker's half-open probe; they may
         # still meet an open circuit, so only the tasks after recovery must all succeed.
