@@ -240,7 +240,7 @@ def build(config: StackConfig) -> StackExports:
             thresholds=AlertThresholds(monthly_budget_usd=config.budget.monthly_usd),
             provider=target.provider,
             gpu_namespace=GPU_SYSTEM_NAMESPACE if config.gpu_pools else None,
-            queue_metrics_target=f"{QUEUE_METRICS_SERVICE}.{ns}.svc:{METRICS_PORT}",
+            queue_metrics_target=f"{QUEUE_METRICS_SERVICE}.{ns}.svc.cluster.local:{METRICS_PORT}",
         ),
         opts=in_namespace,
     )

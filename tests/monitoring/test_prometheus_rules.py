@@ -15,7 +15,7 @@ from components.prometheus_rules import AlertThresholds, alert_rules, scrape_con
 THRESHOLDS = AlertThresholds(monthly_budget_usd=730)
 REL = 'release_version="1.4.0"'
 # The backlog as the agent-queue job scrapes it: one target, no release labels.
-QUEUE = 'job="agent-queue",instance="agent-metrics.agents.svc:9464"'
+QUEUE = 'job="agent-queue",instance="agent-metrics.agents.svc.cluster.local:9464"'
 TASKS = 'stream="agent:tasks",group="agent-workers"'
 
 
@@ -43,13 +43,18 @@ def test_rules_pass_promtool_check(rules_file: Path) -> None:
 
 
 def test_config_passes_promtool_check(tmp_path: Path, rules_file: Path) -> None:
-    config = scrape_config("agents", "30s", "gpu-system", "agent-metrics.agents.svc:9464")
+    config = scrape_config(
+        "agents", "30s", "gpu-system", "agent-metrics.agents.svc.cluster.local:9464"
+    )
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
     # The backlog's own job: one static target, the Service, at the backlog's path.
     queue = next(job for job in config["scrape_configs"] if job["job_name"] == "agent-queue")
     assert queue["metrics_path"] == "/metrics/queue"
     assert queue["static_configs"] == [
-        {"targets": ["agent-metrics.agents.svc:9464"], "labels": {"namespace": "agents"}}
+        {
+            "targets": ["agent-metrics.agents.svc.cluster.local:9464"],
+            "labels": {"namespace": "agents"},
+        }
     ]
     # Where the Deployment mounts the rules ConfigMap; here, beside the config.
     config["rule_files"] = [str(rules_file)]

@@ -490,7 +490,9 @@ def test_prometheus_scrapes_the_backlog_once_through_the_metrics_service(
         j["job_name"]: j
         for j in yaml.safe_load(config_map.inputs["data"]["prometheus.yml"])["scrape_configs"]
     }
-    assert jobs["agent-queue"]["static_configs"][0]["targets"] == [f"agent-metrics.{ns}.svc:9464"]
+    assert jobs["agent-queue"]["static_configs"][0]["targets"] == [
+        f"agent-metrics.{ns}.svc.cluster.local:9464"
+    ]
     service = next(
         s
         for s in sim.of_type("kubernetes:core/v1:Service")
