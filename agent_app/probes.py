@@ -28,6 +28,10 @@ def _always_alive() -> bool:
     return True
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass
 class Probes:
     runtime: Runtime
@@ -35,6 +39,8 @@ class Probes:
     # A problem when no LLM circuit can be used, else None.
     circuit_problem: Callable[[], Awaitable[str | None]]
     alive: Callable[[], bool] = _always_alive
+    # Brings time-driven gauges (the circuits') up to date before a scrape.
+    refresh: Callable[[], None] = _nothing
     queue_gauges: QueueMetrics = field(default_factory=QueueMetrics)
 
     def health(self) -> Health:
@@ -57,6 +63,7 @@ class Probes:
 
     def metrics(self) -> bytes:
         """This process's own series."""
+        self.refresh()
         return self.runtime.metrics.render()
 
     async def queue_metrics(self) -> bytes:

@@ -311,7 +311,13 @@ class Worker:
 def health_app(worker: Worker) -> FastAPI:
     """The worker's own small HTTP server, so probes and scraping work for it too."""
     app = FastAPI(title="agent-app worker", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.probes = Probes(worker.runtime, worker.queue, worker.circuit_problem, worker.alive)
+    app.state.probes = Probes(
+        worker.runtime,
+        worker.queue,
+        worker.circuit_problem,
+        worker.alive,
+        refresh=worker.llm.refresh_circuit_states,
+    )
     app.include_router(health.router)
     # Only the worker's own series: the queue's backlog is the API's to export.
     app.include_router(metrics.router)
