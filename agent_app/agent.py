@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from agent_app.cache import ResponseCache, ResultCache, cache_key, result_cache_key
 from agent_app.cost import BudgetLedger, call_cost
 from agent_app.keys import history_key, task_key
-from agent_app.llm import ChatResult, LLMClient
+from agent_app.llm import ChatResult, LLMClient, LLMError
 from agent_app.logging import get_logger
 from agent_app.metrics import Metrics
 from agent_app.records import AnswerStep, CachedAnswer, PlanStep, Status, Step, Tokens, ToolStep
@@ -49,6 +49,9 @@ class TaskContext:
     own_session: bool = False
     # Credentials redacted from the task when it was submitted (it is stored without them).
     redactions: int = 0
+    # Other models that meet the task's quality and budget, cheapest first: taken in turn
+    # when the model's circuit opens, instead of failing the task.
+    fallbacks: tuple[str, ...] = ()
 
 
 @dataclass
@@ -222,7 +225,11 @@ class Agent:
         if cached is not None:
             result.cached_calls += 1
             return cached
-        reply = await self._llm.chat(ctx.model, messages, tools)
+        asked = ctx.model
+        reply = await self._chat_or_fall_back(ctx, messages, tools)
+        if ctx.model != asked:
+            # Answered by a fallback model: cached as that model's answer.
+            key = cache_key(ctx.model, messages, tools)
         result.input_tokens += reply.prompt_tokens
         result.output_tokens += reply.completion_tokens
         usd = call_cost(
@@ -234,6 +241,30 @@ class Agent:
             self._cache.put(pipe, key, reply, ctx.cache_ttl_s)
             await pipe.execute()
         return reply
+
+    async def _chat_or_fall_back(
+        self,
+        ctx: TaskContext,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+    ) -> ChatResult:
+        while True:
+            try:
+                return await self._llm.chat(ctx.model, messages, tools)
+            except LLMError:
+                # Only an open circuit is a reason to change model: any other failure
+                # would likely fail on the next model too, and is retried as a task.
+                if self._llm.circuit_usable(ctx.model):
+                    raise
+                fallback = next(
+                    (m for m in ctx.fallbacks if self._llm.circuit_usable(m)),
+                    None,
+                )
+                if fallback is None:
+                    raise
+                log.warning("circuit open; falling back", model=ctx.model, fallback=fallback)
+                ctx.fallbacks = tuple(m for m in ctx.fallbacks if m != fallback)
+                ctx.model = fallback
 
     async def _history(self, ctx: TaskContext) -> list[dict[str, Any]]:
         if ctx.own_session:

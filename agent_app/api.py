@@ -1,4 +1,5 @@
-"""The HTTP API: the application, its parts wired once, and its lifetime."""
+"""The HTTP API: the application, its parts wired once, and its lifetime; and, on a port
+of their own that no Service exposes, its metrics and the queue's backlog."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import uvicorn
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import SpanProcessor
 
@@ -22,8 +24,9 @@ from agent_app.logging import get_logger
 from agent_app.middleware import BodyLimit, ReleaseAndInflight
 from agent_app.probes import Probes
 from agent_app.queue import TaskQueue
-from agent_app.routes import health, tasks
+from agent_app.routes import health, metrics, tasks
 from agent_app.runtime import BreakerBoard, Runtime
+from agent_app.servers import EmbeddedServer, server_config
 from agent_app.service import TaskService
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
@@ -59,7 +62,9 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
     app.state.service = service
     app.state.probes = Probes(runtime, queue, circuits)
     app.state.authenticator = Authenticator(settings.api_keys_sha256)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, limit=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s
+    )
     # Added last, so it is outside the body limit and its 413 carries the headers too.
     m = runtime.metrics
     app.add_middleware(
@@ -71,6 +76,31 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
     app.include_router(tasks.router)
     app.include_router(health.router)
     return app
+
+
+def create_metrics_app(probes: Probes) -> FastAPI:
+    """What Prometheus alone reads: the process's series, and the queue's backlog, which
+    the API exports for every replica (one scrape target, see `metrics.QueueMetrics`)."""
+    app = FastAPI(title="agent-app metrics", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.probes = probes
+    app.include_router(metrics.router)
+    app.include_router(metrics.queue_router)
+    return app
+
+
+async def serve_api(settings: Settings) -> None:
+    """The API on `AGENT_PORT` and its metrics on `AGENT_METRICS_PORT`, in one process;
+    the API's server owns the signals, and the metrics server stops after it."""
+    app = create_app(settings)
+    metrics_server = EmbeddedServer(
+        server_config(create_metrics_app(app.state.probes), settings, settings.metrics_port)
+    )
+    metrics_task = asyncio.create_task(metrics_server.serve())
+    try:
+        await uvicorn.Server(server_config(app, settings, settings.port)).serve()
+    finally:
+        metrics_server.should_exit = True
+        await metrics_task
 
 
 async def _every_circuit_open(board: BreakerBoard, models: int) -> str | None:

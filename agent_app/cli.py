@@ -15,7 +15,9 @@ from agent_app.settings import SettingsError, load_settings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agent-app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the HTTP API (AGENT_PORT, default 8080)")
+    sub.add_parser(
+        "serve", help="run the HTTP API (AGENT_PORT, default 8080; metrics on AGENT_METRICS_PORT)"
+    )
     sub.add_parser("worker", help="run a queue worker (probes on AGENT_WORKER_PORT, default 8081)")
     dev = sub.add_parser("devllm", help="run the deterministic development LLM stand-in")
     # Defaults from the environment, so the same image runs it in a pod without flags.
@@ -42,20 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"agent-app {args.command}: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        from agent_app.api import create_app
+        from agent_app.api import serve_api
 
         try:
-            app = create_app(settings)
+            uvloop.run(serve_api(settings))
         except SettingsError as exc:  # a configured part that cannot be had, e.g. a model
             print(f"agent-app {args.command}: {exc}", file=sys.stderr)
             return 2
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-        )
         return 0
     from agent_app.worker import serve_worker
 

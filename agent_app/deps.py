@@ -28,6 +28,13 @@ async def _current_tenant(
     x_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> str:
+    if x_api_key is not None and authorization is not None:
+        # Which one would win is a guess the client should not have to make.
+        raise ApiError(
+            400,
+            "ambiguous credentials: send the API key in X-API-Key or in Authorization, not both",
+            "Authorization",
+        )
     key = key_from_headers(x_api_key, authorization)
     if key is None:
         raise ApiError(

@@ -1,8 +1,11 @@
-"""The API's error answers: one JSON shape, `{"error": ..., "field": ...}`, for every
-refusal, and the models that describe it in the OpenAPI document."""
+"""The API's error answers: one JSON shape for every refusal, whatever its status,
+`{"error": "<what is wrong>", "fields": [{"field": "<input>", "message": "..."}]}`
+(`fields` empty when no one input is at fault), and the models that describe it in the
+OpenAPI document."""
 
 from __future__ import annotations
 
+import email.message
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -42,15 +45,21 @@ class FieldError(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error answer. `field` names the input at fault; a request that fails schema
-    validation lists each fault in `fields`; a task refused as a likely prompt injection
-    has the heuristics' `reasons` and `score`."""
+    """Every error answer. `fields` names each input at fault (a body field, a query
+    parameter, a header such as `Content-Type` or `Authorization`), empty when none is;
+    a task refused as a likely prompt injection also has the heuristics' `reasons` and
+    `score`."""
 
     error: str
-    field: str | None = None
-    fields: list[FieldError] | None = None
+    fields: list[FieldError]
     reasons: list[str] | None = None
     score: float | None = None
+
+
+def error_body(message: str, field: str | None = None) -> dict[str, Any]:
+    """The one error shape, for an answer with at most one input at fault."""
+    fields = [{"field": field, "message": message}] if field else []
+    return {"error": message, "fields": fields}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -66,24 +75,46 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-    body: dict[str, Any] = {"error": exc.message}
-    if exc.field:
-        body["field"] = exc.field
+    body = error_body(exc.message, exc.field)
     body.update(exc.extra)
     return JSONResponse(body, exc.status, headers=exc.headers)
 
 
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    fields = [{"field": _field_name(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    content_type = request.headers.get("content-type")
+    if any(e["loc"][:1] == ("body",) for e in errors) and not _is_json(content_type):
+        # FastAPI parses a body as JSON only when it is declared so; any other body is
+        # refused as "not a valid dictionary", which hides the real mistake.
+        got = f"got {content_type!r}" if content_type else "no Content-Type header"
+        return JSONResponse(
+            error_body(
+                f"Content-Type: the body must be JSON sent as 'application/json' ({got})",
+                "Content-Type",
+            ),
+            415,
+        )
+    fields = [{"field": _field_name(tuple(e["loc"])), "message": e["msg"]} for e in errors]
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
     return JSONResponse({"error": f"invalid request: {summary}", "fields": fields}, 422)
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
 
 
 async def _redis_error(_: Request, exc: RedisError) -> JSONResponse:
     # The client did nothing wrong and may retry; readiness already reports the cause.
     log.warning("redis unavailable", error=type(exc).__name__)
     return JSONResponse(
-        {"error": "task store temporarily unavailable; retry later"},
+        error_body("task store temporarily unavailable; retry later"),
         503,
         headers={"Retry-After": "5"},
     )
@@ -94,10 +125,8 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # FastAPI's answer when the JSON decoder gives up on the body as a whole (not
         # UTF-8, nested past the recursion limit, an integer over 4,300 digits), where
         # a syntax error gets a 422 naming `body`: name it here too.
-        return JSONResponse(
-            {"error": "the body is not JSON this API can decode", "field": "body"}, 400
-        )
-    return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+        return JSONResponse(error_body("the body is not JSON this API can decode", "body"), 400)
+    return JSONResponse(error_body(str(exc.detail)), exc.status_code, headers=exc.headers)
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

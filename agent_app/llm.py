@@ -148,6 +148,16 @@ class LLMClient:
     def any_circuit_usable(self) -> bool:
         return any(b.state != "open" for b in self.breakers.values())
 
+    def circuit_usable(self, model: str) -> bool:
+        return self.breaker(model).state != "open"
+
+    def refresh_circuit_states(self) -> None:
+        """A breaker moves from open to half-open by time alone, seen when its state is
+        read: read them all, so a scrape sees a circuit that no task has tried since (a
+        fallback's, say) as half-open, not as still open."""
+        for breaker in self.breakers.values():
+            _ = breaker.state
+
     async def chat(
         self,
         model: str,

@@ -98,12 +98,6 @@ class Metrics:
         self.inflight_tasks = Gauge(
             "agent_worker_inflight_tasks", "Tasks a worker is running.", labels(), registry=r
         )
-        self.queue_depth = Gauge(
-            "agent_queue_depth",
-            "Entries of the task stream not yet acknowledged: pending plus lag.",
-            labels("stream", "group"),
-            registry=r,
-        )
         self.dead_letters = Counter(
             "agent_dead_letters", "Tasks moved to the dead-letter stream.", labels(), registry=r
         )
@@ -145,4 +139,37 @@ class Metrics:
         return {**labels, **self._release}
 
     def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class QueueMetrics:
+    """The task stream's backlog. It is a fact about Redis, not about a process: exported
+    by every replica, as it once was, `sum()` over scrape targets counted it once per pod.
+    So it has a registry of its own, rendered only at the API's `/metrics/queue`, which
+    Prometheus scrapes through one Service as one target (see components/agent_service.py),
+    and no release labels (whichever replica answers, the value is the same).
+
+    `agent_queue_depth` is what KEDA's redis-streams `lagCount` reads: the group's lag,
+    entries not yet delivered to any worker. `agent_queue_pending` is what its
+    `pendingEntriesCount` reads: entries delivered and not yet acknowledged (running, or
+    left by a worker that died, until they are reclaimed)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.depth = Gauge(
+            "agent_queue_depth",
+            "Task stream entries not yet delivered to a worker (the consumer group's lag).",
+            ("stream", "group"),
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "agent_queue_pending",
+            "Task stream entries delivered to a worker and not yet acknowledged.",
+            ("stream", "group"),
+            registry=self.registry,
+        )
+
+    def render(self, stream: str, group: str, lag: int, pending: int) -> bytes:
+        self.depth.labels(stream=stream, group=group).set(lag)
+        self.pending.labels(stream=stream, group=group).set(pending)
         return generate_latest(self.registry)

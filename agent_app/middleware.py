@@ -4,18 +4,25 @@ large share of the API's time."""
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client.metrics import Gauge
 from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent_app.errors import error_body
+
 
 class BodyLimit:
-    """Refuses bodies over the limit before they are parsed, chunked ones included."""
+    """Refuses bodies over the limit before they are parsed, chunked ones included, and
+    bodies that do not arrive in time: a client announcing a longer Content-Length than it
+    sends would otherwise hold the connection until it gave up."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, read_timeout_s: float) -> None:
         self.app = app
         self.limit = limit
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -23,19 +30,34 @@ class BodyLimit:
             return
         body = bytearray()
         more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            body.extend(message.get("body", b""))
-            more = message.get("more_body", False)
-            if len(body) > self.limit:
-                response = JSONResponse(
-                    {"error": f"request body larger than {self.limit} bytes", "field": "body"},
-                    status_code=413,
-                )
-                await response(scope, receive, send)
-                return
+        try:
+            async with asyncio.timeout(self.read_timeout_s):
+                while more:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        break
+                    body.extend(message.get("body", b""))
+                    more = message.get("more_body", False)
+                    if len(body) > self.limit:
+                        response = JSONResponse(
+                            error_body(f"request body larger than {self.limit} bytes", "body"),
+                            status_code=413,
+                        )
+                        await response(scope, receive, send)
+                        return
+        except TimeoutError:
+            response = JSONResponse(
+                error_body(
+                    f"request body not received within {self.read_timeout_s:g} s "
+                    f"({len(body)} bytes arrived; is Content-Length right?)",
+                    "body",
+                ),
+                status_code=408,
+                # The rest of the body may still come: the connection cannot be reused.
+                headers={"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:

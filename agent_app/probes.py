@@ -1,19 +1,18 @@
 """Liveness, readiness and metrics, for the API and the worker alike: each role says only
-how it knows it is alive and whether any LLM circuit can still be used."""
+how it knows it is alive and whether any LLM circuit can still be used. The queue's
+backlog is the API's alone to export (`queue_metrics`)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel
 
-from agent_app.logging import get_logger
+from agent_app.metrics import QueueMetrics
 from agent_app.queue import TaskQueue
 from agent_app.runtime import Runtime
-
-log = get_logger(__name__)
 
 
 class Health(BaseModel):
@@ -29,6 +28,10 @@ def _always_alive() -> bool:
     return True
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass
 class Probes:
     runtime: Runtime
@@ -36,6 +39,9 @@ class Probes:
     # A problem when no LLM circuit can be used, else None.
     circuit_problem: Callable[[], Awaitable[str | None]]
     alive: Callable[[], bool] = _always_alive
+    # Brings time-driven gauges (the circuits') up to date before a scrape.
+    refresh: Callable[[], None] = _nothing
+    queue_gauges: QueueMetrics = field(default_factory=QueueMetrics)
 
     def health(self) -> Health:
         return Health(status="ok" if self.alive() else "stale")
@@ -55,13 +61,15 @@ class Probes:
             problems.append(circuit)
         return Readiness(status="not ready" if problems else "ready", problems=problems)
 
-    async def metrics(self) -> bytes:
-        m = self.runtime.metrics
-        try:
-            depth = await self.queue.depth()
-            m.queue_depth.labels(**m.rel(stream=self.queue.stream, group=self.queue.group)).set(
-                depth
-            )
-        except Exception as exc:
-            log.warning("queue depth unavailable", error=type(exc).__name__)
-        return m.render()
+    def metrics(self) -> bytes:
+        """This process's own series."""
+        self.refresh()
+        return self.runtime.metrics.render()
+
+    async def queue_metrics(self) -> bytes:
+        """The task stream's backlog, read from Redis (see `metrics.QueueMetrics`); a 503
+        when Redis cannot say, so the scrape fails visibly instead of reporting 0."""
+        backlog = await self.queue.backlog()
+        return self.queue_gauges.render(
+            self.queue.stream, self.queue.group, backlog.lag, backlog.pending
+        )

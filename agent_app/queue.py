@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -16,6 +17,15 @@ from agent_app.settings import Settings
 from agent_app.tasks import stream_entry
 
 Entry = tuple[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """`lag`: entries not yet delivered to any worker, the real backlog; `pending`:
+    delivered and not yet acknowledged (running, or awaiting reclaim)."""
+
+    lag: int
+    pending: int
 
 
 class TaskQueue:
@@ -97,20 +107,25 @@ class TaskQueue:
         )
         return bool(written)
 
-    async def depth(self) -> int:
-        """Pending (delivered, not acknowledged) plus lag (not yet delivered)."""
+    async def backlog(self) -> Backlog:
+        """The consumer group's lag and pending count, read as KEDA's redis-streams scaler
+        reads them (XINFO GROUPS), so the app's metrics and the autoscaler agree."""
         try:
             groups: list[dict[str, Any]] = await self._redis.xinfo_groups(self.stream)
         except ResponseError:
-            return 0  # no stream yet: nothing queued
+            return Backlog(lag=0, pending=0)  # no stream yet: nothing queued
         for group in groups:
             if group["name"] == self.group:
+                pending = int(group["pending"])
                 lag = group.get("lag")
                 if lag is None:
                     # Redis cannot compute lag across deleted entries; count the stream.
-                    lag = max(0, await self._redis.xlen(self.stream) - int(group["pending"]))
-                return int(group["pending"]) + int(lag)
-        return int(await self._redis.xlen(self.stream))
+                    # (Only acknowledged entries are deleted, all before the group's last
+                    # delivered id, so Redis keeps it computable in practice.)
+                    lag = max(0, await self._redis.xlen(self.stream) - pending)
+                return Backlog(lag=int(lag), pending=pending)
+        # No group yet: every entry waits, as KEDA counts it (XLEN) in that case too.
+        return Backlog(lag=int(await self._redis.xlen(self.stream)), pending=0)
 
 
 def _final(outcome: Outcome) -> list[str]:

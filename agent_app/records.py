@@ -112,6 +112,8 @@ class Outcome(HashModel):
 
     status: Status
     worker: str | None = None
+    # The model that ran the task, when a fallback replaced the selected one.
+    model: str | None = None
     result: str | None = None
     error: str | None = None
     steps: list[Step] | None = None

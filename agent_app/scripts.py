@@ -47,13 +47,16 @@ return stored
 
 # KEYS[1] task record, KEYS[2] task stream; ARGV group, entry id, done channel, task id,
 # then the final fields: field, value, field, value…
-# Final record (the first final write wins: a redelivered task cannot overwrite it), the
+# Final record (the first final write wins: a redelivered task cannot overwrite it; an
+# earlier attempt's `error` goes unless the final fields have one), the
 # completion message for the API requests waiting on the task, and the acknowledgement, in
 # one step: three round trips per task before. The message carries the final record (see
 # `tasks.completion`), so a waiting request answers without reading it back.
 FINISH = """
 local written = 0
 if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then
+  -- An earlier attempt's error is not this result's: the final fields carry their own.
+  redis.call('HDEL', KEYS[1], 'error')
   redis.call('HSET', KEYS[1], unpack(ARGV, 5))
   written = 1
 end

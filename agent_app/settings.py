@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
     port: int = Field(default=8080, ge=1, le=65535)
     worker_port: int = Field(default=8081, ge=1, le=65535)
+    # The API's metrics (tenant names and budget ratios among them) and the queue backlog
+    # are served on this port only, which no Service exposes: Prometheus alone reads it.
+    metrics_port: int = Field(default=9464, ge=1, le=65535)
+    # A client that opens a connection and sends its request head or its body slowly, or
+    # announces a longer Content-Length than it sends, is cut off after these.
+    header_read_timeout_s: float = Field(default=5.0, gt=0)
+    body_read_timeout_s: float = Field(default=10.0, gt=0)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: SecretStr | None = None
@@ -232,6 +239,10 @@ class Settings(BaseSettings):
             raise ValueError("models: model names must be unique")
         if self.injection_flag_score > self.injection_reject_score:
             raise ValueError("injection_flag_score must not exceed injection_reject_score")
+        if self.metrics_port == self.port:
+            raise ValueError(
+                "AGENT_METRICS_PORT must differ from AGENT_PORT: metrics are not public"
+            )
         if self.llm_model is not None and self.llm_model not in names:
             raise ValueError(f"llm_model {self.llm_model!r} is not in models ({', '.join(names)})")
         return self

@@ -20,8 +20,15 @@ class TaskRequest(BaseModel):
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
         description="Groups tasks that share memory; tasks without one get their own.",
     )
+    # Strict: JSON `true` is not a quality of 1.0, nor "0.9" one of 0.9; NaN is refused as
+    # not a number rather than as out of range.
     quality: float | None = Field(
-        default=None, ge=0, le=1, description="Minimum expected model quality, 0 to 1."
+        default=None,
+        ge=0,
+        le=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="Minimum expected model quality, a number from 0 to 1.",
     )
 
 

@@ -8,12 +8,10 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import structlog
-import uvicorn
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import SpanProcessor
 from redis.exceptions import RedisError, ResponseError
@@ -28,8 +26,9 @@ from agent_app.logging import get_logger
 from agent_app.probes import Probes
 from agent_app.queue import Entry, TaskQueue
 from agent_app.records import Outcome, TaskRecord
-from agent_app.routes import health
+from agent_app.routes import health, metrics
 from agent_app.runtime import BreakerBoard, Runtime
+from agent_app.servers import EmbeddedServer, server_config
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
 from agent_app.tools import default_registry
@@ -199,7 +198,13 @@ class Worker:
             variant=record.variant,
             cache_ttl_s=ttl,
             redactions=record.redactions or 0,
+            fallbacks=tuple(
+                c.model
+                for c in record.selection.candidates
+                if c.meets_quality and c.fits_budget and c.model != record.model
+            ),
         )
+        await self._avoid_open_circuit(ctx)
         log.info("task started", attempt=attempt, model=ctx.model)
         try:
             async with limit:
@@ -223,8 +228,25 @@ class Worker:
                 steps=result.steps,
                 tokens=result.tokens,
                 redactions=result.redactions,
+                model=ctx.model if ctx.model != record.model else None,
             ),
         )
+
+    async def _avoid_open_circuit(self, ctx: TaskContext) -> None:
+        """Starts the task on a fallback when its model's circuit is open here or, as
+        another replica's workers published it, in Redis."""
+        shared_open = set(await self.board.open_models())
+
+        def usable(model: str) -> bool:
+            return model not in shared_open and self.llm.circuit_usable(model)
+
+        if usable(ctx.model):
+            return
+        fallback = next((m for m in ctx.fallbacks if usable(m)), None)
+        if fallback is not None:
+            log.warning("circuit open; starting on a fallback", model=ctx.model, fallback=fallback)
+            ctx.fallbacks = tuple(m for m in ctx.fallbacks if m != fallback)
+            ctx.model = fallback
 
     async def _final(
         self,
@@ -290,31 +312,25 @@ class Worker:
 def health_app(worker: Worker) -> FastAPI:
     """The worker's own small HTTP server, so probes and scraping work for it too."""
     app = FastAPI(title="agent-app worker", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.probes = Probes(worker.runtime, worker.queue, worker.circuit_problem, worker.alive)
+    app.state.probes = Probes(
+        worker.runtime,
+        worker.queue,
+        worker.circuit_problem,
+        worker.alive,
+        refresh=worker.llm.refresh_circuit_states,
+    )
     app.include_router(health.router)
+    # Only the worker's own series: the queue's backlog is the API's to export.
+    app.include_router(metrics.router)
     return app
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn would take over SIGTERM; here the worker loop owns shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def serve_worker(settings: Settings, span_processor: SpanProcessor | None = None) -> None:
     runtime = Runtime.build(settings, "worker", span_processor)
     worker = Worker(runtime)
     stop = asyncio.Event()
-    config = uvicorn.Config(
-        health_app(worker),
-        host=settings.host,
-        port=settings.worker_port,
-        log_config=None,
-        access_log=False,
-    )
-    server = _EmbeddedServer(config)
+    # The worker loop, not uvicorn, owns shutdown.
+    server = EmbeddedServer(server_config(health_app(worker), settings, settings.worker_port))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

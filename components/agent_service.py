@@ -1,6 +1,14 @@
 """The agent service: the HTTP API and the queue workers of each release track, with
 the ServiceAccount, config, Services, disruption budgets and network policies they
-share."""
+share.
+
+Metrics stay private. The API serves them on a port of their own (`metrics`, 9464), which
+its public Services do not expose and its NetworkPolicy opens to Prometheus alone: the
+series name tenants and their budget ratios. Prometheus scrapes each pod there (the
+`prometheus.io/*` annotations), and scrapes the task stream's backlog once, through the
+`agent-metrics` Service, as one target: the backlog is a fact about Redis that every
+replica would otherwise export, and `sum()` over pods would count once per replica.
+"""
 
 from __future__ import annotations
 
@@ -61,12 +69,17 @@ from components.kube import (
     tcp_ports,
 )
 from components.secrets import API_KEYS_KEY, LLM_API_KEY_KEY, REDIS_PASSWORD_KEY
-from components.values import ArgsModel, InputStr, PositiveInt, Resources
+from components.values import ArgsModel, InputStr, NonNegativeInt, PositiveInt, Resources
 
 API_NAME = "agent-api"
 WORKER_NAME = "agent-worker"
 API_PORT = 8080
 WORKER_PORT = 8081
+# The API's private metrics port (AGENT_METRICS_PORT): `/metrics` and `/metrics/queue`.
+METRICS_PORT = 9464
+# The Service through which Prometheus reads the backlog from any one API pod.
+QUEUE_METRICS_SERVICE = "agent-metrics"
+QUEUE_METRICS_PATH = "/metrics/queue"
 APP_UID = 10001
 # The identity the agent pods run as; IRSA trusts it by this name.
 SERVICE_ACCOUNT = "agent"
@@ -82,8 +95,10 @@ class ReleaseTrack(ArgsModel):
     track: Track
     version: Version
     image: InputStr
-    # Autoscaling owns the replica count; this is only the floor the PDB protects.
+    # Autoscaling owns the replica count; these are only the floors the PDBs protect
+    # (the workers' may be 0: scaled to zero while the task stream is empty).
     min_replicas: PositiveInt
+    worker_min_replicas: NonNegativeInt | None = None
 
 
 class AgentServiceArgs(ArgsModel):
@@ -160,6 +175,17 @@ class AgentService(pulumi.ComponentResource):
         self.endpoint = pulumi.Output.concat(
             "http://", shared.metadata.name, ".", ns, ".svc.cluster.local"
         )
+        Service(
+            f"{name}-metrics",
+            metadata=ObjectMetaArgs(
+                name=QUEUE_METRICS_SERVICE, namespace=ns, labels=labels(API_NAME, "metrics")
+            ),
+            spec=ServiceSpecArgs(
+                selector=selector(API_NAME),
+                ports=[ServicePortArgs(name="metrics", port=METRICS_PORT, target_port="metrics")],
+            ),
+            opts=self._opts,
+        )
         self.track_service_names = {}
         self.deployments = {}
         for track in args.tracks:
@@ -182,8 +208,11 @@ class AgentService(pulumi.ComponentResource):
             API_NAME,
             track,
             command=["agent-app", "serve"],
-            port=API_PORT,
-            port_variable="AGENT_PORT",
+            ports={
+                "AGENT_PORT": ("http", API_PORT),
+                "AGENT_METRICS_PORT": ("metrics", METRICS_PORT),
+            },
+            min_replicas=track.min_replicas,
             resources=self._args.api_resources,
         )
         worker = self._deployment(
@@ -192,8 +221,11 @@ class AgentService(pulumi.ComponentResource):
             WORKER_NAME,
             track,
             command=["agent-app", "worker"],
-            port=WORKER_PORT,
-            port_variable="AGENT_WORKER_PORT",
+            # Probes and the worker's own metrics; no Service selects the workers.
+            ports={"AGENT_WORKER_PORT": ("http", WORKER_PORT)},
+            min_replicas=track.min_replicas
+            if track.worker_min_replicas is None
+            else track.worker_min_replicas,
             resources=self._args.worker_resources,
         )
         service = Service(
@@ -216,11 +248,15 @@ class AgentService(pulumi.ComponentResource):
         app: str,
         track: ReleaseTrack,
         command: list[str],
-        port: int,
-        port_variable: str,
+        ports: dict[str, tuple[str, int]],
+        min_replicas: int,
         resources: Resources,
     ) -> pulumi.Output[str]:
+        """`ports`: the app's port variable -> (container port name, number); Prometheus
+        scrapes the one named `metrics`, else `http`."""
         ns = self._args.namespace
+        names = dict(ports.values())
+        scraped = names.get("metrics", names["http"])
         match = selector(app, **{TRACK_LABEL: track.track})
         pod_labels = labels(
             app, "agent", **{TRACK_LABEL: track.track, VERSION_LABEL: track.version}
@@ -233,7 +269,7 @@ class AgentService(pulumi.ComponentResource):
         env = [
             EnvVarArgs(name="AGENT_RELEASE_VERSION", value=track.version),
             EnvVarArgs(name="AGENT_RELEASE_TRACK", value=track.track),
-            EnvVarArgs(name=port_variable, value=str(port)),
+            *(EnvVarArgs(name=variable, value=str(port)) for variable, (_, port) in ports.items()),
             EnvVarArgs(name="AGENT_REDIS_PASSWORD", value_from=from_secret(REDIS_PASSWORD_KEY)),
             EnvVarArgs(name="AGENT_LLM_API_KEY", value_from=from_secret(LLM_API_KEY_KEY)),
             EnvVarArgs(name="AGENT_API_KEYS_SHA256", value_from=from_secret(API_KEYS_KEY)),
@@ -248,7 +284,10 @@ class AgentService(pulumi.ComponentResource):
             name=app.removeprefix("agent-"),
             image=track.image,
             command=command,
-            ports=[ContainerPortArgs(name="http", container_port=port)],
+            ports=[
+                ContainerPortArgs(name=port_name, container_port=port)
+                for port_name, port in ports.values()
+            ],
             env_from=[
                 EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=self._settings_name))
             ],
@@ -291,7 +330,7 @@ class AgentService(pulumi.ComponentResource):
                         labels=pod_labels,
                         annotations={
                             "prometheus.io/scrape": "true",
-                            "prometheus.io/port": str(port),
+                            "prometheus.io/port": str(scraped),
                             "prometheus.io/path": "/metrics",
                         },
                     ),
@@ -312,12 +351,12 @@ class AgentService(pulumi.ComponentResource):
             ),
             opts=self._opts,
         )
-        if track.min_replicas > 1:
+        if min_replicas > 1:
             PodDisruptionBudget(
                 resource_name,
                 metadata=ObjectMetaArgs(name=deployment_name, namespace=ns, labels=pod_labels),
                 spec=PodDisruptionBudgetSpecArgs(
-                    min_available=track.min_replicas - 1, selector=match_labels(match)
+                    min_available=min_replicas - 1, selector=match_labels(match)
                 ),
                 opts=self._opts,
             )
@@ -341,7 +380,11 @@ class AgentService(pulumi.ComponentResource):
                 pod_selector=match_labels({NAME_LABEL: API_NAME}),
                 policy_types=["Ingress"],
                 ingress=[
-                    NetworkPolicyIngressRuleArgs(from_=api_sources, ports=tcp_ports(API_PORT))
+                    NetworkPolicyIngressRuleArgs(from_=api_sources, ports=tcp_ports(API_PORT)),
+                    # The metrics port: Prometheus only, per pod and through agent-metrics.
+                    NetworkPolicyIngressRuleArgs(
+                        from_=[_prometheus()], ports=tcp_ports(METRICS_PORT)
+                    ),
                 ],
             ),
             opts=self._opts,
@@ -356,12 +399,7 @@ class AgentService(pulumi.ComponentResource):
                 policy_types=["Ingress"],
                 ingress=[
                     NetworkPolicyIngressRuleArgs(
-                        from_=[
-                            NetworkPolicyPeerArgs(
-                                pod_selector=match_labels({NAME_LABEL: "prometheus"})
-                            )
-                        ],
-                        ports=tcp_ports(WORKER_PORT),
+                        from_=[_prometheus()], ports=tcp_ports(WORKER_PORT)
                     )
                 ],
             ),
@@ -369,8 +407,14 @@ class AgentService(pulumi.ComponentResource):
         )
 
 
+def _prometheus() -> NetworkPolicyPeerArgs:
+    """Prometheus, deployed in the same namespace (components/monitoring.py)."""
+    return NetworkPolicyPeerArgs(pod_selector=match_labels({NAME_LABEL: "prometheus"}))
+
+
 def _http_service(selected: dict[str, str]) -> ServiceSpecArgs:
-    """A Service forwarding port 80 to the selected pods' `http` port."""
+    """A Service forwarding port 80 to the selected pods' `http` port, and nothing else:
+    not their metrics port."""
     return ServiceSpecArgs(
         selector=selected,
         ports=[ServicePortArgs(name="http", port=80, target_port="http")],

@@ -1,12 +1,27 @@
 """Autoscaling of one Deployment: a KEDA ScaledObject on CPU and on the task stream's
-pending entries where KEDA runs, else an autoscaling/v2 HorizontalPodAutoscaler.
+backlog where KEDA runs, else an autoscaling/v2 HorizontalPodAutoscaler.
+
+The backlog is the consumer group's *lag*: entries not yet delivered to any worker, which
+KEDA's redis-streams trigger reads with `lagCount` (Redis 7+, `XINFO GROUPS`). It is what
+the agent app exports as `agent_queue_depth` (agent_app/README.md), so dashboards, alerts
+and the autoscaler mean the same by "depth". The trigger used `pendingEntriesCount`
+before, which counts only entries delivered and not yet acknowledged: the real backlog,
+still undelivered, was invisible to it (kedacore/keda#3127).
+
+A Deployment may scale to zero (minReplicas 0, KEDA only). KEDA 2.16 refuses
+`activationLagCount: 0` as missing and activates on lag strictly above it, so one waiting
+task alone would never wake a worker; and entries left pending by a worker that was
+scaled away need a worker to be reclaimed. So a scale-to-zero Deployment also gets a
+`streamLength` trigger (the app deletes entries it acknowledges: the stream holds exactly
+the waiting and the pending ones), active on any entry, whose target is so high that it
+asks for one replica at most: the lag trigger alone scales beyond that.
 
 The scaled Deployment must not set `spec.replicas`: the autoscaler owns the count.
 """
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Any, Self
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -22,16 +37,16 @@ from pulumi_kubernetes.autoscaling.v2 import (
     ResourceMetricSourceArgs,
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
-from pydantic import model_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from components.kube import child_options, labels
-from components.values import ArgsModel, InputStr, Percent, PositiveInt
+from components.values import ArgsModel, InputStr, NonNegativeInt, Percent, PositiveInt
 
 
 class ReplicaBounds(ArgsModel):
-    """The autoscaler's floor and ceiling."""
+    """The autoscaler's floor and ceiling; a floor of 0 (scale to zero) needs KEDA."""
 
-    min_replicas: PositiveInt
+    min_replicas: NonNegativeInt
     max_replicas: PositiveInt
 
     @model_validator(mode="after")
@@ -50,7 +65,40 @@ class AutoscalingConfig(ReplicaBounds):
     keda: bool
     target_cpu_utilization: Percent = 70
     target_memory_utilization: Percent = 80
+    # Tasks waiting undelivered (the group's lag, `agent_queue_depth`) per worker replica.
     queue_depth_per_replica: PositiveInt = 20
+    # The workers' floor, when it differs from minReplicas: 0 lets KEDA scale them to
+    # zero while the stream is empty (the API keeps minReplicas).
+    worker_min_replicas: NonNegativeInt | None = None
+
+    @field_validator("min_replicas")
+    @classmethod
+    def _api_needs_a_replica(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("the API needs at least 1 replica; set workerMinReplicas: 0 instead")
+        return value
+
+    @field_validator("worker_min_replicas")
+    @classmethod
+    def _workers_scale_to_zero_with_keda(
+        cls, value: int | None, info: ValidationInfo
+    ) -> int | None:
+        if value is None:
+            return value
+        if value == 0 and info.data.get("keda") is False:
+            raise ValueError(
+                "0 needs keda: true (an HPA cannot scale to zero; KEDA wakes workers on the "
+                "task stream)"
+            )
+        ceiling = info.data.get("max_replicas")
+        if ceiling is not None and value > ceiling:
+            raise ValueError(f"{value} is greater than maxReplicas {ceiling}")
+        return value
+
+    @property
+    def workers(self) -> ReplicaBounds:
+        floor = self.min_replicas if self.worker_min_replicas is None else self.worker_min_replicas
+        return ReplicaBounds(min_replicas=floor, max_replicas=self.max_replicas)
 
 
 class QueueTrigger(ArgsModel):
@@ -59,7 +107,8 @@ class QueueTrigger(ArgsModel):
     redis_address: InputStr
     stream: str
     consumer_group: str
-    pending_entries_per_replica: PositiveInt
+    # Undelivered entries (the group's lag) per replica: KEDA's `lagCount`.
+    lag_per_replica: PositiveInt
     trigger_authentication: InputStr
     tls: bool = False
 
@@ -74,8 +123,18 @@ class AutoscalingArgs(ArgsModel):
     # Set to scale with KEDA; None gives a plain HPA on CPU and memory.
     queue: QueueTrigger | None = None
 
+    @model_validator(mode="after")
+    def _zero_needs_keda(self) -> Self:
+        if self.replicas.min_replicas == 0 and self.queue is None:
+            raise ValueError(
+                "minReplicas 0 needs a queue trigger (KEDA): an HPA cannot scale to zero"
+            )
+        return self
+
 
 TRIGGER_AUTHENTICATION = "redis-queue"
+# KEDA 2.16 refuses 0 (it reads as "missing") and activates on lag strictly above this.
+ACTIVATION_LAG = 1
 
 # Scale up fast when work piles up, down slowly so bursts do not thrash the pods. KEDA's
 # ScaledObject passes the same object on to the HPA it makes.
@@ -131,18 +190,7 @@ class Autoscaling(pulumi.ComponentResource):
             )
         else:
             self.kind = "ScaledObject"
-            queue = args.queue
-            redis_streams = {
-                "type": "redis-streams",
-                "metadata": {
-                    "address": queue.redis_address,
-                    "stream": queue.stream,
-                    "consumerGroup": queue.consumer_group,
-                    "pendingEntriesCount": str(queue.pending_entries_per_replica),
-                    "enableTLS": "true" if queue.tls else "false",
-                },
-                "authenticationRef": {"name": queue.trigger_authentication},
-            }
+            triggers = _queue_triggers(args.queue, args.replicas)
             k8s.apiextensions.CustomResource(
                 f"{name}-scaledobject",
                 api_version="keda.sh/v1alpha1",
@@ -161,12 +209,49 @@ class Autoscaling(pulumi.ComponentResource):
                             "metricType": "Utilization",
                             "metadata": {"value": str(args.target_cpu_utilization)},
                         },
-                        redis_streams,
+                        *triggers,
                     ],
                 },
                 opts=k8s_opts,
             )
         self.register_outputs({"kind": self.kind})
+
+
+def _queue_triggers(queue: QueueTrigger, replicas: ReplicaBounds) -> list[dict[str, Any]]:
+    """The redis-streams triggers: the backlog (lag), and for a Deployment that may scale
+    to zero, the stream's length to wake one replica (see the module docstring)."""
+    connection = {
+        "address": queue.redis_address,
+        "stream": queue.stream,
+        "enableTLS": "true" if queue.tls else "false",
+    }
+    auth = {"name": queue.trigger_authentication}
+    triggers: list[dict[str, Any]] = [
+        {
+            "type": "redis-streams",
+            "name": "backlog",
+            "metadata": {
+                **connection,
+                "consumerGroup": queue.consumer_group,
+                "lagCount": str(queue.lag_per_replica),
+                "activationLagCount": str(ACTIVATION_LAG),
+            },
+            "authenticationRef": auth,
+        }
+    ]
+    if replicas.min_replicas == 0:
+        # ceil(length / target) is 1 for any length up to the most the Deployment could
+        # have waiting at its ceiling: one replica from here, the rest from the lag.
+        at_rest = queue.lag_per_replica * replicas.max_replicas
+        triggers.append(
+            {
+                "type": "redis-streams",
+                "name": "wake-from-zero",
+                "metadata": {**connection, "streamLength": str(at_rest)},
+                "authenticationRef": auth,
+            }
+        )
+    return triggers
 
 
 def _utilisation(resource: str, percent: int) -> MetricSpecArgs:

@@ -66,6 +66,8 @@ class CanaryReleaseArgs(ArgsModel):
     canary: TrackRelease | None
     canary_weight: Weight
     replicas: ReplicaBounds
+    # The workers' bounds when they differ (a floor of 0 scales them to zero with KEDA).
+    worker_replicas: ReplicaBounds | None = None
     api_resources: Resources
     worker_resources: Resources
     secret_name: InputStr
@@ -89,10 +91,12 @@ class CanaryReleaseArgs(ArgsModel):
 
 
 def canary_bounds(stable: ReplicaBounds, weight: int) -> ReplicaBounds:
-    """Replica floor and ceiling for a canary taking `weight` percent next to `stable`."""
+    """Replica floor and ceiling for a canary taking `weight` percent next to `stable`; a
+    stable floor of 0 (workers scaled to zero) stays 0 for the canary."""
     share = weight / (100 - weight) if weight < 100 else 1.0
+    floor = 0 if stable.min_replicas == 0 else max(1, math.ceil(stable.min_replicas * share))
     return ReplicaBounds(
-        min_replicas=max(1, math.ceil(stable.min_replicas * share)),
+        min_replicas=floor,
         max_replicas=max(1, math.ceil(stable.max_replicas * share)),
     )
 
@@ -106,27 +110,34 @@ class CanaryRelease(pulumi.ComponentResource):
         self, name: str, args: CanaryReleaseArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("agent-platform:release:CanaryRelease", name, None, opts)
-        bounds = {"stable": args.replicas}
+        workers = args.worker_replicas or args.replicas
+        bounds = {("stable", "api"): args.replicas, ("stable", "worker"): workers}
         tracks = [
             ReleaseTrack(
                 track="stable",
                 version=args.stable.version,
                 image=args.stable.image,
                 min_replicas=args.replicas.min_replicas,
+                worker_min_replicas=workers.min_replicas,
             )
         ]
         if args.canary_active and args.canary is not None:
-            bounds["canary"] = (
-                ReplicaBounds(min_replicas=1, max_replicas=args.replicas.max_replicas)
-                if args.ingress is not None
-                else canary_bounds(args.replicas, args.canary_weight)
-            )
+            for role, stable in (("api", args.replicas), ("worker", workers)):
+                bounds["canary", role] = (
+                    ReplicaBounds(
+                        min_replicas=min(1, stable.min_replicas),
+                        max_replicas=stable.max_replicas,
+                    )
+                    if args.ingress is not None
+                    else canary_bounds(stable, args.canary_weight)
+                )
             tracks.append(
                 ReleaseTrack(
                     track="canary",
                     version=args.canary.version,
                     image=args.canary.image,
-                    min_replicas=bounds["canary"].min_replicas,
+                    min_replicas=bounds["canary", "api"].min_replicas,
+                    worker_min_replicas=bounds["canary", "worker"].min_replicas,
                 )
             )
 
@@ -153,7 +164,7 @@ class CanaryRelease(pulumi.ComponentResource):
                         namespace=args.namespace,
                         provider=args.provider,
                         deployment_name=deployment_name,
-                        replicas=bounds[track],
+                        replicas=bounds[track, role],
                         target_cpu_utilization=args.target_cpu_utilization,
                         target_memory_utilization=args.target_memory_utilization,
                         queue=args.queue,

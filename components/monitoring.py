@@ -83,6 +83,8 @@ class MonitoringArgs(ArgsModel):
     # Namespaces whose pods query Prometheus (KEDA's operator, for the vLLM autoscaler);
     # the namespace's default deny keeps everyone else out.
     query_client_namespaces: list[str] = Field(default_factory=list)
+    # host:port of the Service serving the task stream's backlog, scraped as one target.
+    queue_metrics_target: str | None = None
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -103,7 +105,9 @@ class Monitoring(pulumi.ComponentResource):
         ns = args.namespace
 
         self.prometheus_config = to_yaml(
-            scrape_config(ns, args.config.scrape_interval, args.gpu_namespace)
+            scrape_config(
+                ns, args.config.scrape_interval, args.gpu_namespace, args.queue_metrics_target
+            )
         )
         self.alert_rules = to_yaml(alert_rules(args.thresholds))
 

@@ -30,11 +30,31 @@ class AlertThresholds:
     llm_kv_cache_saturated: float = 0.95
 
 
+QUEUE_JOB = "agent-queue"
+
+
 def scrape_config(
-    namespace: str, scrape_interval: str, gpu_namespace: str | None
+    namespace: str,
+    scrape_interval: str,
+    gpu_namespace: str | None,
+    queue_target: str | None = None,
+    queue_path: str = "/metrics/queue",
 ) -> dict[str, Any]:
-    """Kubernetes pod discovery, keeping pods that opt in with prometheus.io annotations."""
+    """Kubernetes pod discovery, keeping pods that opt in with prometheus.io annotations;
+    and, at `queue_target` (host:port of a Service), the task stream's backlog as one
+    target, so that it is one series however many replicas could report it."""
     namespaces = [namespace] + ([gpu_namespace] if gpu_namespace else [])
+    queue_jobs = (
+        [
+            {
+                "job_name": QUEUE_JOB,
+                "metrics_path": queue_path,
+                "static_configs": [{"targets": [queue_target], "labels": {"namespace": namespace}}],
+            }
+        ]
+        if queue_target
+        else []
+    )
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": ["/etc/prometheus/rules/*.yml"],
@@ -71,7 +91,8 @@ def scrape_config(
                         "target_label": "app",
                     },
                 ],
-            }
+            },
+            *queue_jobs,
         ],
     }
 
@@ -128,13 +149,32 @@ def alert_rules(t: AlertThresholds) -> dict[str, Any]:
                         "annotations": {"summary": "Agent task p99 latency is {{ $value }}s"},
                     },
                     {
+                        # One series per stream and group (scraped once, see
+                        # scrape_config), so the sum is the backlog, not a multiple of it.
+                        # Depth is the lag: tasks no worker has taken yet, as KEDA's
+                        # lagCount reads it; running tasks are agent_queue_pending.
                         "alert": "AgentQueueBacklog",
-                        "expr": f"max(agent_queue_depth) > {t.queue_depth}",
+                        "expr": (f"sum by (stream, group) (agent_queue_depth) > {t.queue_depth}"),
                         "for": "15m",
                         "labels": {"severity": "page"},
                         "annotations": {
-                            "summary": "{{ $value }} tasks wait in the queue",
+                            "summary": "{{ $value }} tasks wait undelivered in {{ $labels.stream }}",
                             "runbook": "Autoscaling is at its maximum or workers are failing.",
+                        },
+                    },
+                    {
+                        # Autoscaling reads Redis itself, but with no backlog series the
+                        # backlog alert above cannot fire: say so rather than stay quiet.
+                        "alert": "AgentQueueBacklogUnknown",
+                        "expr": "absent(agent_queue_depth)",
+                        "for": "10m",
+                        "labels": {"severity": "ticket"},
+                        "annotations": {
+                            "summary": "The task stream's backlog is not scraped",
+                            "runbook": (
+                                f"Check the {QUEUE_JOB} scrape job, the agent-metrics Service "
+                                "and the API pods' metrics port."
+                            ),
                         },
                     },
                     {

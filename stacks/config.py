@@ -184,21 +184,7 @@ class StackConfig(ArgsModel):
         if self.ingress.enabled and not self.operators.ingress_nginx.enabled:
             problems.append(("ingress.enabled", "needs operators.ingressNginx.enabled: true"))
         if env is Environment.PROD:
-            if not self.operators.external_secrets.enabled:
-                problems.append(
-                    (
-                        "operators.externalSecrets.enabled",
-                        "prod keeps secrets in AWS Secrets Manager: set true",
-                    )
-                )
-            if self.cluster is not None and not self.cluster.private_endpoint:
-                problems.append(
-                    ("cluster.privateEndpoint", "prod needs a private API endpoint: set true")
-                )
-            if self.redis.mode == "elasticache" and self.redis.num_cache_clusters < 2:
-                problems.append(
-                    ("redis.numCacheClusters", "prod ElastiCache needs >= 2 for Multi-AZ")
-                )
+            problems += self._prod_problems()
         if self.canary is not None and self.canary.version == self.agent.version:
             problems.append(
                 ("canary.version", "equals agent.version; to promote, remove the canary")
@@ -230,6 +216,32 @@ class StackConfig(ArgsModel):
             problems.append(
                 ("llm.autoscaling.minReplicas", "prod keeps at least one vLLM replica: set >= 1")
             )
+        return problems
+
+    def _prod_problems(self) -> list[tuple[str, str]]:
+        """What prod needs beyond any environment."""
+        problems: list[tuple[str, str]] = []
+        if not self.operators.external_secrets.enabled:
+            problems.append(
+                (
+                    "operators.externalSecrets.enabled",
+                    "prod keeps secrets in AWS Secrets Manager: set true",
+                )
+            )
+        if self.cluster is not None and not self.cluster.private_endpoint:
+            problems.append(
+                ("cluster.privateEndpoint", "prod needs a private API endpoint: set true")
+            )
+        if self.autoscaling.workers.min_replicas < 1:
+            problems.append(
+                (
+                    "autoscaling.workerMinReplicas",
+                    "prod keeps at least one worker warm (no cold start on the first "
+                    "task): set >= 1",
+                )
+            )
+        if self.redis.mode == "elasticache" and self.redis.num_cache_clusters < 2:
+            problems.append(("redis.numCacheClusters", "prod ElastiCache needs >= 2 for Multi-AZ"))
         return problems
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.agent_service import SERVICE_ACCOUNT
+from components.agent_service import METRICS_PORT, QUEUE_METRICS_SERVICE, SERVICE_ACCOUNT
 from components.app_image import AppImage, AppImageArgs
 from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger, ReplicaBounds
 from components.billing import Billable
@@ -26,7 +26,7 @@ from components.local_storage import LocalStorage, LocalStorageArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.operators import ClusterOperators, ClusterOperatorsArgs
-from components.prometheus_rules import AlertThresholds
+from components.prometheus_rules import QUEUE_JOB, AlertThresholds
 from components.redis import Redis, RedisArgs, SecretKeyRef
 from components.secrets import (
     API_KEYS_KEY,
@@ -148,6 +148,7 @@ def _monitoring_and_llm(
             gpu_namespace=GPU_SYSTEM_NAMESPACE if config.gpu_pools else None,
             # KEDA's operator reads vLLM's metrics from Prometheus.
             query_client_namespaces=[KEDA_NAMESPACE] if scaled_llm else [],
+            queue_metrics_target=f"{QUEUE_METRICS_SERVICE}.{ns}.svc.cluster.local:{METRICS_PORT}",
         ),
         opts=opts,
     )
@@ -159,7 +160,8 @@ def _monitoring_and_llm(
             provider=provider,
             app_image=app_image,
             prometheus_url=monitoring.prometheus_url if scaled_llm else None,
-            queued_tasks_query=f'max(agent_queue_depth{{namespace="{ns}"}})'
+            # The backlog of tasks no worker has taken, exported once (by the API).
+            queued_tasks_query=f'sum(agent_queue_depth{{job="{QUEUE_JOB}"}})'
             if scaled_llm
             else None,
         ),
@@ -324,7 +326,7 @@ def build(config: StackConfig) -> StackExports:
             redis_address=redis_address,
             stream=TASK_STREAM,
             consumer_group=CONSUMER_GROUP,
-            pending_entries_per_replica=config.autoscaling.queue_depth_per_replica,
+            lag_per_replica=config.autoscaling.queue_depth_per_replica,
             trigger_authentication=auth.name,
             tls=redis.tls,
         )
@@ -369,6 +371,7 @@ def build(config: StackConfig) -> StackExports:
                 min_replicas=config.autoscaling.min_replicas,
                 max_replicas=config.autoscaling.max_replicas,
             ),
+            worker_replicas=config.autoscaling.workers,
             api_resources=config.agent.api,
             worker_resources=config.agent.worker,
             secret_name=secrets.secret_name,

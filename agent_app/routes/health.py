@@ -1,18 +1,13 @@
-"""`/health`, `/ready` and `/metrics`, served by the API and the worker alike."""
+"""`/health` and `/ready`, served by the API and the worker alike."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from agent_app.deps import ProbesDep
 from agent_app.probes import Health, Readiness
 
 router = APIRouter(tags=["probes"])
-
-
-class MetricsResponse(Response):
-    media_type = CONTENT_TYPE_LATEST
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
@@ -31,12 +26,3 @@ async def ready(probes: ProbesDep, response: Response) -> Readiness:
     # The worker's server has no release middleware; the API's sets the same values.
     response.headers.update(probes.runtime.release.headers())
     return body
-
-
-@router.get(
-    "/metrics",
-    response_class=MetricsResponse,
-    responses={200: {"description": "Prometheus text exposition"}},
-)
-async def metrics(probes: ProbesDep) -> MetricsResponse:
-    return MetricsResponse(await probes.metrics())

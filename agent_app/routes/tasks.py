@@ -11,7 +11,9 @@ from agent_app.errors import error_responses
 from agent_app.records import TaskView
 from agent_app.validation import TaskRequest
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=error_responses(401, 403, 503))
+router = APIRouter(
+    prefix="/v1/tasks", tags=["tasks"], responses=error_responses(400, 401, 403, 503)
+)
 
 
 @router.post(
@@ -24,7 +26,7 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=error_responses
             "description": "Final already (answered from the result cache, or waited for), "
             "or replayed for its Idempotency-Key",
         },
-        **error_responses(400, 409, 413, 422, 429),
+        **error_responses(408, 409, 413, 415, 422, 429),
     },
 )
 async def submit(

@@ -90,6 +90,8 @@ class Stack:
                 "AGENT_HOST": "127.0.0.1",
                 "AGENT_PORT": str(port),
                 "AGENT_WORKER_PORT": str(port),
+                # The API's private metrics port; unused by the load, but it must be free.
+                "AGENT_METRICS_PORT": str(free_port()),
                 "AGENT_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
                 "AGENT_REDIS_PASSWORD": REDIS_PASSWORD,
                 "AGENT_LLM_BASE_URL": f"{self.devllm_url}/v1",

@@ -154,13 +154,16 @@ class Service:
     proc: subprocess.Popen[bytes]
     url: str
     log: Path
+    # Where Prometheus scrapes it: the API's private metrics port, the worker's own port.
+    metrics_url: str
 
 
 def start_service(env: Env, command: str, tmp_path: Path, prefix: tuple[str, ...] = ()) -> Service:
     port = free_port()
     worker_port = free_port()
+    metrics_port = free_port()
     log = tmp_path / f"{command}-{uuid.uuid4().hex[:6]}.log"
-    env = env.with_(port=port, worker_port=worker_port)
+    env = env.with_(port=port, worker_port=worker_port, metrics_port=metrics_port)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [*prefix, AGENT_APP, command],
@@ -174,7 +177,10 @@ def start_service(env: Env, command: str, tmp_path: Path, prefix: tuple[str, ...
     except (RuntimeError, TimeoutError) as exc:
         stop(proc)
         raise RuntimeError(f"{command} failed to start:\n{log.read_text()}") from exc
-    return Service(proc, url, log)
+    metrics_url = f"http://127.0.0.1:{metrics_port}" if command == "serve" else url
+    if command == "serve":
+        wait_http(f"{metrics_url}/metrics", proc)
+    return Service(proc, url, log, metrics_url)
 
 
 class Client:
@@ -209,10 +215,18 @@ class Client:
         return result
 
 
-def metric_samples(url: str) -> list[tuple[str, dict[str, str], float]]:
+def fields_named(body: dict[str, Any]) -> list[str]:
+    """The inputs an error answer names (its `fields`), in order."""
+    return [f["field"] for f in body["fields"]]
+
+
+def metric_samples(url: str, path: str = "/metrics") -> list[tuple[str, dict[str, str], float]]:
+    """The samples a scrape of `url` (a service's `metrics_url`) gets."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    response = httpx.get(f"{url}{path}", timeout=5)
+    response.raise_for_status()
+    text = response.text
     return [
         (sample.name, dict(sample.labels), sample.value)
         for family in text_string_to_metric_families(text)
@@ -220,9 +234,9 @@ def metric_samples(url: str) -> list[tuple[str, dict[str, str], float]]:
     ]
 
 
-def metric_value(url: str, name: str, **labels: str) -> float:
+def metric_value(url: str, name: str, path: str = "/metrics", **labels: str) -> float:
     return sum(
         value
-        for sample, sample_labels, value in metric_samples(url)
+        for sample, sample_labels, value in metric_samples(url, path)
         if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
     )

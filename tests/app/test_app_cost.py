@@ -35,7 +35,7 @@ def test_cost_is_priced_from_usage_and_charged_to_the_tenant(
     spent = float(clean_redis.hget(ledger_key(current_period()), "acme") or 0)
     assert abs(spent - body["cost_usd"]) < 1e-12
     assert clean_redis.hget(ledger_key(current_period()), "globex") is None
-    assert metric_value(worker.url, "agent_llm_cost_usd_total", model="small") > 0
+    assert metric_value(worker.metrics_url, "agent_llm_cost_usd_total", model="small") > 0
 
 
 def test_budget_at_80_percent_applies_cost_limiting_actions(
@@ -68,7 +68,7 @@ def test_budget_at_80_percent_applies_cost_limiting_actions(
     ttls = [clean_redis.ttl(k) for k in clean_redis.scan_iter("agent:cache:*")]
     assert max(ttls) > 3600
     actions = sum(
-        metric_value(w.url, "agent_budget_actions_total", action="lower_concurrency")
+        metric_value(w.metrics_url, "agent_budget_actions_total", action="lower_concurrency")
         for w in (worker, second)
     )
     assert actions == 3
@@ -84,7 +84,7 @@ def test_budget_exhausted_gets_429_with_a_clear_message(
     assert "acme" in response.json()["error"]
     assert "budget" in response.json()["error"]
     assert int(response.headers["Retry-After"]) > 0
-    assert metric_value(api.url, "agent_tenant_budget_used_ratio", tenant="acme") == 1.0
+    assert metric_value(api.metrics_url, "agent_tenant_budget_used_ratio", tenant="acme") == 1.0
     assert clean_redis.xlen("agent:tasks") == 1
     replay = acme.submit("compute 5 + 5", idempotency_key="before-limit")
     assert replay.status_code == 200
@@ -100,7 +100,7 @@ def test_cache_hit_skips_the_llm_and_costs_nothing(
     first = acme.submit("compute 12 / 4", wait=60, session_id="cache-a").json()
     assert first["tokens"]["cached_calls"] == 0
     calls = devllm.total_requests()
-    hits_before = metric_value(worker.url, "agent_cache_requests_total", result="hit")
+    hits_before = metric_value(worker.metrics_url, "agent_cache_requests_total", result="hit")
 
     # Same request up to whitespace: the normalised key matches.
     second = acme.submit("compute  12 / 4 ", wait=60, session_id="cache-b").json()
@@ -111,8 +111,11 @@ def test_cache_hit_skips_the_llm_and_costs_nothing(
     assert second["cost_usd"] == 0
     assert second["cached"] is None
     assert devllm.total_requests() == calls
-    assert metric_value(worker.url, "agent_cache_requests_total", result="hit") == hits_before + 3
-    assert metric_value(worker.url, "agent_cache_requests_total", result="miss") >= 3
+    assert (
+        metric_value(worker.metrics_url, "agent_cache_requests_total", result="hit")
+        == hits_before + 3
+    )
+    assert metric_value(worker.metrics_url, "agent_cache_requests_total", result="miss") >= 3
 
 
 def test_a_repeated_task_is_answered_from_the_result_cache(
@@ -122,9 +125,11 @@ def test_a_repeated_task_is_answered_from_the_result_cache(
     assert first.status_code == 200
     assert first.json()["cached"] is None
     calls = devllm.total_requests()
-    misses = metric_value(api.url, "agent_result_cache_requests_total", result="miss")
+    misses = metric_value(api.metrics_url, "agent_result_cache_requests_total", result="miss")
     variant = first.json()["variant"]
-    completed = metric_value(api.url, "agent_tasks_total", status="completed", variant=variant)
+    completed = metric_value(
+        api.metrics_url, "agent_tasks_total", status="completed", variant=variant
+    )
 
     # No wait asked, and none needed: the answer is final at once.
     second = acme.submit("compute  12 / 4 ")
@@ -141,10 +146,12 @@ def test_a_repeated_task_is_answered_from_the_result_cache(
     assert body["attempts"] == 0
     assert acme.task(body["id"]) == body
     assert devllm.total_requests() == calls
-    assert metric_value(api.url, "agent_result_cache_requests_total", result="hit") == 1
-    assert metric_value(api.url, "agent_result_cache_requests_total", result="miss") == misses
+    assert metric_value(api.metrics_url, "agent_result_cache_requests_total", result="hit") == 1
     assert (
-        metric_value(api.url, "agent_tasks_total", status="completed", variant=variant)
+        metric_value(api.metrics_url, "agent_result_cache_requests_total", result="miss") == misses
+    )
+    assert (
+        metric_value(api.metrics_url, "agent_tasks_total", status="completed", variant=variant)
         == completed + 1
     )
 

@@ -41,10 +41,10 @@ pytestmark = pytest.mark.redis
 
 def test_metric_names_and_labels(api: Service, acme: Client, worker: Service) -> None:
     # The API outlives this test, so its counters are compared before and after.
-    before = metric_samples(api.url)
+    before = metric_samples(api.metrics_url)
     body = acme.submit("compute 8 - 3", wait=60).json()
     assert body["status"] == "completed"
-    samples = metric_samples(api.url) + metric_samples(worker.url)
+    samples = metric_samples(api.metrics_url) + metric_samples(worker.metrics_url)
     for name, labels, _ in samples:
         assert labels.get("release_version") == "1.2.3", name
         assert labels.get("release_track") == "canary", name
@@ -96,9 +96,11 @@ def test_metric_names_and_labels(api: Service, acme: Client, worker: Service) ->
     assert find("agent_llm_cost_usd_total", model=model)[0] > 0
     assert find("agent_cache_requests_total", result="miss")[0] == 3
     assert find("agent_llm_circuit_state", model=model) == [0.0]
-    assert find("agent_http_inflight_requests") == [1.0]  # this scrape itself
+    # Scraped on the metrics port: no request of the public API is in flight.
+    assert find("agent_http_inflight_requests") == [0.0]
     assert find("agent_worker_inflight_tasks") == [0.0]
-    assert find("agent_queue_depth", stream="agent:tasks", group="agent-workers") == [0.0] * 2
+    # The backlog is not a process's series: neither role exports it at /metrics.
+    assert find("agent_queue_depth") == find("agent_queue_pending") == []
     assert httpx.get(f"{worker.url}/ready").status_code == 200
     assert httpx.get(f"{worker.url}/health").json() == {"status": "ok"}
     assert httpx.get(f"{api.url}/ready").json() == {"status": "ready", "problems": []}
@@ -215,3 +217,20 @@ def test_variant_assignment_is_consistent_weighted_and_stable() -> None:
     assert 0.15 < len(moved) / len(tenants) < 0.25
     other = {t: assign_variant("other-exp", t, {"a": 3.0, "b": 1.0}) for t in tenants}
     assert other != two
+
+
+def test_metrics_are_served_on_the_private_port_only(api: Service, acme: Client) -> None:
+    # A submission sets the tenant's budget gauge: a series naming the tenant.
+    assert acme.submit("compute 40 + 2").status_code in (200, 202)
+    for path in ("/metrics", "/metrics/queue"):
+        public = httpx.get(f"{api.url}{path}", timeout=5)
+        assert public.status_code == 404, path
+        assert "acme" not in public.text
+        assert "budget" not in public.text
+    private = metric_samples(api.metrics_url)
+    assert any(
+        name == "agent_tenant_budget_used_ratio" and labels.get("tenant") == "acme"
+        for name, labels, _ in private
+    )
+    # The metrics port serves nothing of the API itself.
+    assert httpx.get(f"{api.metrics_url}/v1/tasks/x", timeout=5).status_code == 404

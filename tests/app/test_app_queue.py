@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -15,7 +16,7 @@ from agent_app.cost import current_period
 from agent_app.keys import ledger_key
 from agent_app.records import TaskView
 from agent_app.tasks import completion
-from app.appkit import Client, DevLLM, Service, metric_value, wait_until
+from app.appkit import Client, DevLLM, Service, fields_named, metric_value, wait_until
 
 STREAM = "agent:tasks"
 GROUP = "agent-workers"
@@ -43,7 +44,7 @@ def test_idempotency_key_returns_the_same_task_once(
 
     conflict = acme.submit("compute 9 + 9", idempotency_key="order-1")
     assert conflict.status_code == 409
-    assert conflict.json()["field"] == "Idempotency-Key"
+    assert fields_named(conflict.json()) == ["Idempotency-Key"]
 
     # Keys are scoped per tenant: another tenant's identical key is a new task.
     other = globex.submit("compute 2 + 3", idempotency_key="order-1")
@@ -81,7 +82,7 @@ def test_killed_worker_task_is_reclaimed_and_completed_exactly_once(
     assert abs(spent - body["cost_usd"]) < 1e-12
     assert _pending(clean_redis) == 0
     assert clean_redis.xlen(DEAD) == 0
-    assert metric_value(rescuer.url, "agent_reclaimed_entries_total") >= 1
+    assert metric_value(rescuer.metrics_url, "agent_reclaimed_entries_total") >= 1
 
 
 def test_redelivered_entry_of_a_finished_task_changes_nothing(
@@ -146,10 +147,10 @@ def test_task_failing_every_attempt_goes_to_dead_letter_stream(
     assert fields["attempts"] == "3"
     assert "HTTP 503" in fields["error"]
     assert _pending(clean_redis) == 0
-    assert metric_value(worker.url, "agent_dead_letters_total") == 1
+    assert metric_value(worker.metrics_url, "agent_dead_letters_total") == 1
 
 
-def test_queue_depth_metric_counts_lag_and_pending(
+def test_queue_backlog_is_exported_once_and_as_keda_reads_it(
     acme: Client,
     api: Service,
     worker_factory: Callable[..., Service],
@@ -159,17 +160,36 @@ def test_queue_depth_metric_counts_lag_and_pending(
     clean_redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     for n in range(3):
         assert acme.submit(f"compute {n} + 1").status_code == 202
-    labels = {"stream": STREAM, "release_version": "1.2.3", "release_track": "canary"}
-    assert metric_value(api.url, "agent_queue_depth", **labels) == 3  # all lag
+    labels = {"stream": STREAM, "group": GROUP}
 
-    devllm.fault(latency_ms=400)
-    worker = worker_factory()
+    def backlog() -> tuple[float, float]:
+        return (
+            metric_value(api.metrics_url, "agent_queue_depth", "/metrics/queue", **labels),
+            metric_value(api.metrics_url, "agent_queue_pending", "/metrics/queue", **labels),
+        )
+
+    def keda_reads() -> tuple[int, int]:
+        # What KEDA's redis-streams scaler reads: `lagCount` the group's lag,
+        # `pendingEntriesCount` its pending count (XINFO GROUPS).
+        (group,) = clean_redis.xinfo_groups(STREAM)
+        return int(group["lag"]), int(group["pending"])
+
+    # Undelivered: the real backlog, which `pendingEntriesCount` alone never saw.
+    assert backlog() == keda_reads() == (3, 0)
+
+    # Slow calls (3 a task), so the tasks are still running while the second worker
+    # starts and the backlog is read.
+    devllm.fault(latency_ms=4000)
+    workers = [worker_factory(), worker_factory()]
     wait_until(lambda: _pending(clean_redis) == 3, what="all delivered")
-    assert metric_value(api.url, "agent_queue_depth", **labels) == 3  # all pending
-    wait_until(
-        lambda: metric_value(api.url, "agent_queue_depth", **labels) == 0, what="queue drained"
-    )
-    assert metric_value(worker.url, "agent_queue_depth", **labels) == 0
+    assert backlog() == keda_reads() == (0, 3)
+    # Every target Prometheus scrapes per pod: none exports the backlog, so `sum()` over
+    # them cannot count it once per replica (it was 3x here before, with 2 workers).
+    for target in (api.metrics_url, *(w.metrics_url for w in workers)):
+        assert metric_value(target, "agent_queue_depth") == 0
+        assert metric_value(target, "agent_queue_pending") == 0
+        assert "agent_queue_depth" not in httpx.get(f"{target}/metrics", timeout=5).text
+    wait_until(lambda: backlog() == (0, 0), timeout=90, what="queue drained")
 
 
 def test_sigterm_lets_the_worker_finish_its_running_task(

@@ -86,12 +86,56 @@ def test_the_api_admits_the_named_client_namespaces() -> None:
 
     _, graph = evaluate(program)
     policy = graph.named("kubernetes:networking.k8s.io/v1:NetworkPolicy", "agent-api-ingress")
-    (rule,) = policy.inputs["spec"]["ingress"]
+    rule, _metrics = policy.inputs["spec"]["ingress"]
     assert rule["from"] == [
         {"podSelector": {}},
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
     ]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+
+
+def test_metrics_are_on_a_private_port_that_only_prometheus_reaches() -> None:
+    def program() -> AgentService:
+        workers_to_zero = STABLE.model_copy(update={"worker_min_replicas": 0})
+        return AgentService(
+            "agent", AgentServiceArgs(provider=provider(), **_args([workers_to_zero, CANARY]))
+        )
+
+    _, graph = evaluate(program)
+    api = graph.named(DEPLOYMENT, "agent-api-stable").inputs["spec"]["template"]
+    (container,) = api["spec"]["containers"]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080},
+        {"name": "metrics", "containerPort": 9464},
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["AGENT_PORT"], env["AGENT_METRICS_PORT"]) == ("8080", "9464")
+    assert api["metadata"]["annotations"]["prometheus.io/port"] == "9464"
+    worker = graph.named(DEPLOYMENT, "agent-worker-stable").inputs["spec"]["template"]
+    assert worker["metadata"]["annotations"]["prometheus.io/port"] == "8081"
+
+    services = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"]
+        for r in graph.of_type("kubernetes:core/v1:Service")
+    }
+    # What clients reach forwards to `http` only, never to the metrics port.
+    for public in ("agent-api", "agent-api-stable", "agent-api-canary"):
+        assert services[public]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
+    # The backlog's one scrape target: any API pod's metrics port.
+    queue = services["agent-metrics"]
+    assert queue["ports"] == [{"name": "metrics", "port": 9464, "targetPort": "metrics"}]
+    assert queue["selector"] == services["agent-api"]["selector"]
+
+    policy = graph.named("kubernetes:networking.k8s.io/v1:NetworkPolicy", "agent-api-ingress")
+    clients, scraping = policy.inputs["spec"]["ingress"]
+    assert clients["ports"] == [{"protocol": "TCP", "port": 8080}]
+    assert scraping == {
+        "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}],
+        "ports": [{"protocol": "TCP", "port": 9464}],
+    }
+    # Workers that scale to zero keep no disruption budget; the API keeps its own.
+    budgets = {r.name for r in graph.of_type("kubernetes:policy/v1:PodDisruptionBudget")}
+    assert budgets == {"agent-api-stable"}
 
 
 @pytest.mark.parametrize(

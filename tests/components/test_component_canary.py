@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from component_mocks import evaluate, provider
 
-from components.autoscaling import ReplicaBounds
+from components.autoscaling import QueueTrigger, ReplicaBounds
 from components.canary import (
     CanaryConfig,
     CanaryRelease,
@@ -67,6 +67,43 @@ def test_without_an_ingress_the_split_is_the_ratio_of_replica_floors() -> None:
     assert graph.outputs_of(component) == {
         "endpoint": "http://agent-api.agents.svc.cluster.local",
         "canary": {"version": "1.1.0", "weight": 20},
+    }
+
+
+@pytest.mark.parametrize("ingress", [None, IngressRoute(host="agents.example", class_name="nginx")])
+def test_workers_of_both_tracks_may_scale_to_zero_while_the_api_keeps_its_floor(
+    ingress: IngressRoute | None,
+) -> None:
+    def program() -> CanaryRelease:
+        queue = QueueTrigger(
+            redis_address="redis:6379",
+            stream="agent:tasks",
+            consumer_group="agent-workers",
+            lag_per_replica=20,
+            trigger_authentication="redis-queue",
+        )
+        return CanaryRelease(
+            "agent",
+            CanaryReleaseArgs(
+                provider=provider(),
+                **_args(
+                    worker_replicas=ReplicaBounds(min_replicas=0, max_replicas=8),
+                    queue=queue,
+                    ingress=ingress,
+                ),
+            ),
+        )
+
+    _, graph = evaluate(program)
+    floors = {
+        s.name.removesuffix("-scaledobject"): s.inputs["spec"]["minReplicaCount"]
+        for s in graph.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject")
+    }
+    assert floors == {
+        "agent-api-stable": 4,
+        "agent-api-canary": 1,
+        "agent-worker-stable": 0,
+        "agent-worker-canary": 0,
     }
 
 

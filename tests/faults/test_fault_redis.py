@@ -51,6 +51,8 @@ class Load:
 
     client: Client
     offset: int
+    # The API's private metrics port, where Prometheus scrapes it.
+    metrics_url: str
     stop: threading.Event = field(default_factory=threading.Event)
     answers: list[Answer] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)
@@ -75,7 +77,7 @@ class Load:
             if rounds % 5 == 0:
                 # Probes and scraping must keep answering too: /ready says 503, /metrics 200.
                 self._call("ready", self.client.http.get, "/ready")
-                self._call("metrics", self.client.http.get, "/metrics")
+                self._call("metrics", httpx.get, f"{self.metrics_url}/metrics", timeout=30)
             response = self._call(
                 "submit",
                 self.client.submit,
@@ -113,7 +115,10 @@ def test_redis_restart_loses_no_accepted_task(
     pool.start(WORKERS)
     processes = [api.proc, *(w.proc for w in pool.live)]
 
-    loads = [Load(Client(api.url, tenant), 1000 * (n + 1)) for n, tenant in enumerate(TENANTS)]
+    loads = [
+        Load(Client(api.url, tenant), 1000 * (n + 1), api.metrics_url)
+        for n, tenant in enumerate(TENANTS)
+    ]
     loaders = [threading.Thread(target=load.run, daemon=True) for load in loads]
     for loader in loaders:
         loader.start()

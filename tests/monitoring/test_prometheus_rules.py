@@ -15,6 +15,9 @@ from components.prometheus_rules import AlertThresholds, alert_rules, scrape_con
 # vLLM's ceiling is 2 replicas: its queue alert needs both up.
 THRESHOLDS = AlertThresholds(monthly_budget_usd=730, llm_max_replicas=2)
 REL = 'release_version="1.4.0"'
+# The backlog as the agent-queue job scrapes it: one target, no release labels.
+QUEUE = 'job="agent-queue",instance="agent-metrics.agents.svc.cluster.local:9464"'
+TASKS = 'stream="agent:tasks",group="agent-workers"'
 
 
 PROMTOOL = Path(__file__).resolve().parents[2] / "scripts" / "promtool"
@@ -37,12 +40,23 @@ def rules_file(tmp_path: Path) -> Path:
 def test_rules_pass_promtool_check(rules_file: Path) -> None:
     result = _run("check", "rules", str(rules_file))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 12 rules found" in result.stdout
+    assert "SUCCESS: 13 rules found" in result.stdout
 
 
 def test_config_passes_promtool_check(tmp_path: Path, rules_file: Path) -> None:
-    config = scrape_config("agents", "30s", "gpu-system")
+    config = scrape_config(
+        "agents", "30s", "gpu-system", "agent-metrics.agents.svc.cluster.local:9464"
+    )
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    # The backlog's own job: one static target, the Service, at the backlog's path.
+    queue = next(job for job in config["scrape_configs"] if job["job_name"] == "agent-queue")
+    assert queue["metrics_path"] == "/metrics/queue"
+    assert queue["static_configs"] == [
+        {
+            "targets": ["agent-metrics.agents.svc.cluster.local:9464"],
+            "labels": {"namespace": "agents"},
+        }
+    ]
     # Where the Deployment mounts the rules ConfigMap; here, beside the config.
     config["rule_files"] = [str(rules_file)]
     path = tmp_path / "prometheus.yml"
@@ -142,14 +156,13 @@ def _unit_tests() -> list[dict[str, Any]]:
             ],
         },
         {
-            "name": "queue backlog pages after 15 minutes over 100",
+            # One series per stream (the agent-queue job scrapes it once, through a
+            # Service); tasks running on workers are pending, not waiting, and page no one.
+            "name": "an undelivered backlog over 100 pages after 15 minutes, per stream",
             "interval": "1m",
             "input_series": [
-                _series(
-                    "agent_queue_depth",
-                    f'stream="agent:tasks",group="agent-workers",{REL}',
-                    "150x30",
-                ),
+                _series("agent_queue_depth", f"{QUEUE},{TASKS}", "150x30"),
+                _series("agent_queue_pending", f"{QUEUE},{TASKS}", "500x30"),
             ],
             "alert_rule_test": [
                 _alert("AgentQueueBacklog", "10m", firing=False),
@@ -157,9 +170,38 @@ def _unit_tests() -> list[dict[str, Any]]:
                     "AgentQueueBacklog",
                     "20m",
                     firing=True,
-                    labels=page,
-                    summary="150 tasks wait in the queue",
+                    labels={**page, "stream": "agent:tasks", "group": "agent-workers"},
+                    summary="150 tasks wait undelivered in agent:tasks",
                     runbook="Autoscaling is at its maximum or workers are failing.",
+                ),
+                _alert("AgentQueueBacklogUnknown", "20m", firing=False),
+            ],
+        },
+        {
+            "name": "tasks in flight are no backlog",
+            "interval": "1m",
+            "input_series": [
+                _series("agent_queue_depth", f"{QUEUE},{TASKS}", "0x30"),
+                _series("agent_queue_pending", f"{QUEUE},{TASKS}", "500x30"),
+            ],
+            "alert_rule_test": [_alert("AgentQueueBacklog", "25m", firing=False)],
+        },
+        {
+            "name": "a backlog nobody scrapes raises a ticket instead of staying quiet",
+            "interval": "1m",
+            "input_series": _outcomes("stable", completed=10, failed=0),
+            "alert_rule_test": [
+                _alert("AgentQueueBacklogUnknown", "5m", firing=False),
+                _alert(
+                    "AgentQueueBacklogUnknown",
+                    "15m",
+                    firing=True,
+                    labels=ticket,
+                    summary="The task stream's backlog is not scraped",
+                    runbook=(
+                        "Check the agent-queue scrape job, the agent-metrics Service and the "
+                        "API pods' metrics port."
+                    ),
                 ),
             ],
         },

@@ -256,3 +256,47 @@ def test_llm_autoscaling_bounds_and_mode() -> None:
         "agent-platform:llm.startupTimeoutSeconds: Input should be greater than or equal to 60 "
         "(got 10)"
     ]
+
+
+def test_workers_scale_to_zero_only_where_the_stack_allows_it() -> None:
+    # dev's stack file sets workerMinReplicas: 0, and loads.
+    raw, secret_keys = stack_file_config("dev")
+    assert load_stack_config(raw, secret_keys).autoscaling.workers.min_replicas == 0
+    # prod keeps a worker warm.
+    raw, secret_keys = stack_file_config("prod")
+    autoscaling = json.loads(raw["agent-platform:autoscaling"])
+    raw["agent-platform:autoscaling"] = json.dumps({**autoscaling, "workerMinReplicas": 0})
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(raw, secret_keys)
+    assert caught.value.problems == [
+        "agent-platform:autoscaling.workerMinReplicas: prod keeps at least one worker warm "
+        "(no cold start on the first task): set >= 1"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("autoscaling", "problem"),
+    [
+        (
+            {"keda": False, "minReplicas": 2, "maxReplicas": 4, "workerMinReplicas": 0},
+            "agent-platform:autoscaling.workerMinReplicas: 0 needs keda: true (an HPA cannot "
+            "scale to zero; KEDA wakes workers on the task stream) (got 0)",
+        ),
+        (
+            {"keda": False, "minReplicas": 2, "maxReplicas": 4, "workerMinReplicas": 5},
+            "agent-platform:autoscaling.workerMinReplicas: 5 is greater than maxReplicas 4 (got 5)",
+        ),
+        (
+            {"keda": False, "minReplicas": 2, "maxReplicas": 4, "workerMinReplicas": -1},
+            "agent-platform:autoscaling.workerMinReplicas: Input should be greater than or "
+            "equal to 0 (got -1)",
+        ),
+        (
+            {"keda": False, "minReplicas": 0, "maxReplicas": 4},
+            "agent-platform:autoscaling.minReplicas: the API needs at least 1 replica; set "
+            "workerMinReplicas: 0 instead (got 0)",
+        ),
+    ],
+)
+def test_worker_floor_is_checked_under_its_key(autoscaling: dict[str, Any], problem: str) -> None:
+    assert _problems({"agent-platform:autoscaling": autoscaling}) == [problem]

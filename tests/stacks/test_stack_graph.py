@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import yaml
 from pulumi.output import Unknown
 from pulumi.runtime.rpc import is_rpc_secret
 
@@ -182,18 +183,32 @@ def test_scaled_deployments_set_no_replicas(simulated: Simulate, stack: str, pre
         assert "replicas" not in deployments[target].inputs["spec"], f"{target} sets replicas"
 
 
-def test_keda_scales_workers_on_the_task_stream(simulated: Simulate) -> None:
+def test_keda_scales_workers_on_the_task_streams_backlog(simulated: Simulate) -> None:
     sim = simulated("dev")
-    worker = sim.named(
-        "kubernetes:keda.sh/v1alpha1:ScaledObject", "agent-worker-stable-scaledobject"
-    )
-    triggers = {t["type"]: t for t in worker.inputs["spec"]["triggers"]}
-    assert set(triggers) == {"cpu", "redis-streams"}
-    stream = triggers["redis-streams"]
-    assert stream["metadata"]["stream"] == "agent:tasks"
-    assert stream["metadata"]["consumerGroup"] == "agent-workers"
-    assert stream["metadata"]["pendingEntriesCount"] == "20"
-    assert stream["authenticationRef"] == {"name": "redis-queue"}
+    scaled = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+    worker = sim.named(scaled, "agent-worker-stable-scaledobject").inputs["spec"]
+    cpu, backlog, wake = worker["triggers"]
+    assert cpu["type"] == "cpu"
+    # The undelivered backlog (the group's lag, the app's agent_queue_depth), not the
+    # pending entries, which never counted what no worker had taken yet.
+    assert backlog["type"] == "redis-streams"
+    assert backlog["metadata"]["stream"] == "agent:tasks"
+    assert backlog["metadata"]["consumerGroup"] == "agent-workers"
+    assert backlog["metadata"]["lagCount"] == "20"
+    assert backlog["metadata"]["activationLagCount"] == "1"
+    assert backlog["authenticationRef"] == {"name": "redis-queue"}
+    # dev lets the workers scale to zero; any entry in the stream wakes one.
+    assert worker["minReplicaCount"] == 0
+    assert (wake["name"], wake["metadata"]["streamLength"]) == ("wake-from-zero", "120")
+    # The API keeps its floor, and so does every prod worker.
+    api = sim.named(scaled, "agent-api-stable-scaledobject").inputs["spec"]
+    assert api["minReplicaCount"] == 2
+    assert [t.get("name") for t in api["triggers"]] == [None, "backlog"]
+    prod = simulated("prod")
+    for track in ("stable", "canary"):
+        spec = prod.named(scaled, f"agent-worker-{track}-scaledobject").inputs["spec"]
+        assert spec["minReplicaCount"] >= 1
+        assert "pendingEntriesCount" not in str(spec["triggers"])
 
 
 def test_local_hpa_scales_on_cpu_and_memory_with_behaviour(simulated: Simulate) -> None:
@@ -465,3 +480,37 @@ def test_every_component_registers_its_outputs(simulated: Simulate, stack: str) 
     for component in components:
         outputs = sim.component_outputs.get(component.urn)
         assert outputs, f"{component.type} {component.name} registered no outputs"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_prometheus_scrapes_the_backlog_once_through_the_metrics_service(
+    simulated: Simulate, stack: str
+) -> None:
+    sim = simulated(stack)
+    ns = sim.config.namespace
+    config_map = next(
+        c
+        for c in sim.of_type("kubernetes:core/v1:ConfigMap")
+        if c.inputs["metadata"]["name"] == "prometheus-config"
+    )
+    jobs = {
+        j["job_name"]: j
+        for j in yaml.safe_load(config_map.inputs["data"]["prometheus.yml"])["scrape_configs"]
+    }
+    assert jobs["agent-queue"]["static_configs"][0]["targets"] == [
+        f"agent-metrics.{ns}.svc.cluster.local:9464"
+    ]
+    service = next(
+        s
+        for s in sim.of_type("kubernetes:core/v1:Service")
+        if s.inputs["metadata"]["name"] == "agent-metrics"
+    )
+    assert service.inputs["spec"]["ports"] == [
+        {"name": "metrics", "port": 9464, "targetPort": "metrics"}
+    ]
+    # The Services clients reach never forward to the metrics port.
+    for public in sim.of_type("kubernetes:core/v1:Service"):
+        if public.inputs["metadata"]["name"].startswith("agent-api"):
+            assert public.inputs["spec"]["ports"] == [
+                {"name": "http", "port": 80, "targetPort": "http"}
+            ]
