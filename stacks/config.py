@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
+    HttpUrl,
     SecretStr,
     ValidationError,
     field_validator,
@@ -90,6 +91,14 @@ class AgentConfig(ArgsModel):
         cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi"
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # URL prefixes the fetch tool may read: the app's allowlist and the workers' egress
+    # (to public addresses, on these URLs' ports) come from this one value.
+    fetch_allowlist: list[HttpUrl] = Field(default_factory=list)
+
+    def fetch_ports(self) -> list[int]:
+        return sorted(
+            {url.port or (443 if url.scheme == "https" else 80) for url in self.fetch_allowlist}
+        )
 
 
 class BudgetConfig(ArgsModel):

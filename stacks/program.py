@@ -15,19 +15,36 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.agent_service import METRICS_PORT, QUEUE_METRICS_SERVICE, SERVICE_ACCOUNT
+from components.agent_service import (
+    API_NAME,
+    METRICS_PORT,
+    QUEUE_METRICS_SERVICE,
+    SERVICE_ACCOUNT,
+    WORKER_NAME,
+    WORKER_PORT,
+)
 from components.app_image import AppImage, AppImageArgs
 from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger, ReplicaBounds
 from components.billing import Billable
 from components.canary import CanaryRelease, CanaryReleaseArgs, IngressRoute, TrackRelease
-from components.llm_service import LlmService, LlmServiceArgs
+from components.egress import (
+    PRIVATE_RANGES,
+    Addresses,
+    Destination,
+    Internet,
+    Pods,
+    WorkloadEgress,
+    WorkloadEgressArgs,
+)
+from components.gpu_node_pool import DCGM_PORT
+from components.llm_service import LLM_NAME, LLM_PORT, LlmService, LlmServiceArgs
 from components.local_cluster import LocalCluster, LocalClusterArgs
 from components.local_storage import LocalStorage, LocalStorageArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.operators import ClusterOperators, ClusterOperatorsArgs
 from components.prometheus_rules import QUEUE_JOB, AlertThresholds
-from components.redis import Redis, RedisArgs, SecretKeyRef
+from components.redis import REDIS_PORT, Redis, RedisArgs, SecretKeyRef
 from components.secrets import (
     API_KEYS_KEY,
     LLM_API_KEY_KEY,
@@ -168,6 +185,66 @@ def _monitoring_and_llm(
         opts=opts,
     )
     return monitoring, llm
+
+
+def _egress(config: StackConfig, provider: k8s.Provider, opts: pulumi.ResourceOptions) -> None:
+    """Where each workload may connect; the namespace denies the rest (and DNS is open)."""
+    redis: Destination = (
+        Pods(app="redis", ports=[REDIS_PORT])
+        if config.redis.mode == "in-cluster"
+        else Addresses(
+            cidrs=[str(config.cluster.vpc_cidr)] if config.cluster else [], ports=[REDIS_PORT]
+        )
+    )
+    llm = config.llm
+    model: Destination = (
+        Internet(ports=[_port(llm.base_url)])
+        if llm.mode == "external" and llm.base_url
+        else Pods(app=LLM_NAME, ports=[LLM_PORT])
+    )
+    fetch: list[Destination] = (
+        [Internet(ports=config.agent.fetch_ports())] if config.agent.fetch_allowlist else []
+    )
+    # Prometheus discovers pods through the API server: in the VPC on EKS, on a private
+    # address in any other cluster.
+    api_server = Addresses(
+        cidrs=[str(config.cluster.vpc_cidr)] if config.cluster else list(PRIVATE_RANGES),
+        ports=[443, 6443],
+    )
+    scraped: list[Destination] = [
+        Pods(app=API_NAME, ports=[METRICS_PORT]),
+        Pods(app=WORKER_NAME, ports=[WORKER_PORT]),
+        *([Pods(app=LLM_NAME, ports=[LLM_PORT])] if llm.mode == "vllm" else []),
+        *(
+            Pods(
+                app=f"dcgm-exporter-{pool.name}", namespace=GPU_SYSTEM_NAMESPACE, ports=[DCGM_PORT]
+            )
+            for pool in config.gpu_pools
+        ),
+    ]
+    needs: dict[str, list[Destination]] = {
+        API_NAME: [redis],
+        WORKER_NAME: [redis, model, *fetch],
+        "prometheus": [api_server, *scraped],
+    }
+    if llm.mode == "vllm":
+        # The init container fetches the weights from the model hub.
+        needs[LLM_NAME] = [Internet(ports=[443])]
+    for app, destinations in needs.items():
+        WorkloadEgress(
+            f"{app}-egress",
+            WorkloadEgressArgs(
+                namespace=config.namespace, app=app, to=destinations, provider=provider
+            ),
+            opts=opts,
+        )
+
+
+def _port(url: str) -> int:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def build(config: StackConfig) -> StackExports:
@@ -354,6 +431,7 @@ def build(config: StackConfig) -> StackExports:
         "AGENT_CONSUMER_GROUP": CONSUMER_GROUP,
         "AGENT_TENANT_MONTHLY_BUDGET_USD": f"{config.budget.per_tenant_monthly_usd:g}",
         "AGENT_LOG_LEVEL": config.agent.log_level,
+        "AGENT_FETCH_ALLOWLIST": ",".join(str(url) for url in config.agent.fetch_allowlist),
         "AGENT_ENVIRONMENT": str(config.environment),
     }
     canary = config.canary
@@ -392,6 +470,8 @@ def build(config: StackConfig) -> StackExports:
             after_operators, pulumi.ResourceOptions(depends_on=[image])
         ),
     )
+
+    _egress(config, target.provider, opts=pulumi.ResourceOptions(depends_on=[namespace]))
 
     return StackExports(
         cluster_name=target.cluster_name,

@@ -10,7 +10,7 @@ from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 NAMESPACE = "agent-platform:namespace:PlatformNamespace"
 
 
-def test_a_namespace_with_pod_security_labels_and_default_deny_ingress() -> None:
+def test_a_namespace_with_pod_security_labels_and_default_deny_both_ways() -> None:
     _, graph = evaluate(
         lambda: PlatformNamespace(
             "gpu",
@@ -23,6 +23,8 @@ def test_a_namespace_with_pod_security_labels_and_default_deny_ingress() -> None
     assert graph.kinds(component) == [
         ("kubernetes:core/v1:Namespace", "gpu-ns"),
         ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "gpu-default-deny"),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "gpu-default-deny-egress"),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "gpu-dns"),
     ]
     namespace = graph.named("kubernetes:core/v1:Namespace", "gpu-ns")
     labels = namespace.inputs["metadata"]["labels"]
@@ -32,6 +34,19 @@ def test_a_namespace_with_pod_security_labels_and_default_deny_ingress() -> None
     assert deny.inputs["metadata"] == {"name": "default-deny-ingress", "namespace": "gpu-system"}
     # Selecting every pod and allowing no ingress: the rest are explicit allows.
     assert deny.inputs["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    egress = graph.named("kubernetes:networking.k8s.io/v1:NetworkPolicy", "gpu-default-deny-egress")
+    assert egress.inputs["spec"] == {"podSelector": {}, "policyTypes": ["Egress"]}
+    # Names still resolve: every pod may reach the cluster DNS, and nothing else.
+    (dns,) = graph.named("kubernetes:networking.k8s.io/v1:NetworkPolicy", "gpu-dns").inputs["spec"][
+        "egress"
+    ]
+    assert dns["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    assert {p["port"] for p in dns["ports"]} == {53}
     assert graph.outputs_of(component) == {"name": "gpu-system"}
 
 
