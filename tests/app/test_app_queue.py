@@ -133,7 +133,7 @@ def test_task_failing_every_attempt_goes_to_dead_letter_stream(
     clean_redis: redis.Redis,
 ) -> None:
     devllm.fault(fail_next=1000, status=503)
-    worker = worker_factory(claim_idle_ms=500, max_attempts=3)
+    worker = worker_factory(claim_idle_ms=500, shutdown_grace_s=0.4, max_attempts=3)
     task_id = acme.submit("compute 1 + 1").json()["id"]
     body = acme.wait_final(task_id)
     assert body["status"] == "dead_lettered"

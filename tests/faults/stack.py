@@ -71,7 +71,7 @@ def campaign_env(redis_url: str, llm_base_url: str, **overrides: Any) -> Env:
         "max_wait_s": 60,
         "claim_idle_ms": 2000,
         "max_attempts": 3,
-        "shutdown_grace_s": 5,
+        "shutdown_grace_s": 1.5,
         # Quick retries, and a breaker that stays closed: the LLM is not what these runs
         # break (the LLM campaign sets its own).
         "llm_retry_attempts": 2,
