@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -188,3 +189,80 @@ def test_sigterm_lets_the_worker_finish_its_running_task(
     assert body["status"] == "completed"
     assert body["attempts"] == 1
     assert _pending(clean_redis) == 0
+
+
+def _idle_ms(r: redis.Redis) -> list[int]:
+    """How long each pending entry has gone without its claim being refreshed."""
+    entries: Any = r.xpending_range(STREAM, GROUP, min="-", max="+", count=100)
+    return [int(e["time_since_delivered"]) for e in entries]
+
+
+def test_a_draining_worker_keeps_its_entries_claimed(
+    acme: Client,
+    worker_factory: Callable[..., Service],
+    devllm: DevLLM,
+    clean_redis: redis.Redis,
+) -> None:
+    """With the grace just below the claim idle time, a stopping worker's running entries
+    must never look idle long enough for another worker's XAUTOCLAIM to take them (and run
+    them a second time) while it still finishes them."""
+    claim_idle_ms, grace_s = 4000, 3.9
+    devllm.fault(hang_next=2, hang_s=60)  # both tasks' first LLM call, until released
+    worker = worker_factory(
+        claim_idle_ms=claim_idle_ms, shutdown_grace_s=grace_s, worker_concurrency=2
+    )
+    ids = [acme.submit(f"compute {n} + 40").json()["id"] for n in range(2)]
+    wait_until(lambda: devllm.total_requests() >= 2, what="both tasks in their first call")
+    # The signal comes late in a refresh period (a refresh every third of the claim idle
+    # time), the worst case for a worker that stops refreshing when it drains.
+    wait_until(
+        lambda: len(idle := _idle_ms(clean_redis)) == 2 and min(idle) >= 1100,
+        interval=0.005,
+        what="entries idle for most of a refresh period",
+    )
+    worker.proc.send_signal(signal.SIGTERM)
+    longest = 0
+    hold_until = time.monotonic() + 3.2
+    while time.monotonic() < hold_until:
+        longest = max([longest, *_idle_ms(clean_redis)])
+        time.sleep(0.01)
+    httpx.delete(f"{devllm.url}/admin/faults", timeout=5).raise_for_status()  # lets them go
+    assert worker.proc.wait(timeout=30) == 0
+    assert longest < claim_idle_ms, f"an entry went {longest} ms without a refresh"
+    for task_id in ids:
+        body = acme.task(task_id)
+        assert (body["status"], body["attempts"]) == ("completed", 1)
+    assert _pending(clean_redis) == 0
+
+
+def test_a_busy_worker_stops_within_its_grace_and_hands_back_what_it_cut_short(
+    acme: Client,
+    worker_factory: Callable[..., Service],
+    devllm: DevLLM,
+    clean_redis: redis.Redis,
+) -> None:
+    """Every slot busy with a task that will not end in time: the worker stops taking
+    entries at the signal, exits within the grace counted from it (Kubernetes kills it
+    at terminationGracePeriodSeconds), and the tasks it cancelled are taken by another
+    worker at once, not a claim idle time (here a minute) later."""
+    grace_s = 2.0
+    devllm.fault(hang_next=2, hang_s=120)
+    worker = worker_factory(claim_idle_ms=60_000, shutdown_grace_s=grace_s, worker_concurrency=2)
+    ids = [acme.submit(f"compute {n} * 3").json()["id"] for n in range(3)]
+    wait_until(lambda: devllm.total_requests() >= 2, what="both slots in an LLM call")
+    signalled = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(timeout=90) == 0
+    stopped_after = time.monotonic() - signalled
+    # The process's own exit (HTTP server, connections) takes a moment beyond the grace.
+    assert stopped_after < grace_s + 3, f"stopped {stopped_after:.1f} s after SIGTERM"
+    cut_short = [i for i in ids if acme.task(i)["attempts"] == 1]
+    assert len(cut_short) == 2
+    assert acme.task(next(i for i in ids if i not in cut_short))["attempts"] == 0
+
+    httpx.delete(f"{devllm.url}/admin/faults", timeout=5).raise_for_status()
+    worker_factory(claim_idle_ms=60_000, shutdown_grace_s=grace_s)
+    for task_id in ids:
+        body = acme.wait_final(task_id, timeout=30)
+        assert body["status"] == "completed"
+    assert [acme.task(i)["attempts"] for i in cut_short] == [2, 2]
