@@ -211,7 +211,8 @@ async def _complete(
     message = respond(messages, tools)
     fault = state.fault_for(model)
     malformed: Malformed | None = None
-    if fault and fault.malformed_next:
+    # A model invents tool names only when offered tools.
+    if fault and fault.malformed_next and (tools or fault.malformed != "invented_tool"):
         fault.malformed_next -= 1
         malformed = fault.malformed
         message = _malformed_message(malformed, message, fault.oversized_chars)

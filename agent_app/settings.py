@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     cache_ttl_s: int = Field(default=3600, ge=1)
     memory_ttl_s: int = Field(default=3600, ge=1)
     max_steps: int = Field(default=6, ge=1, le=50)
+    # The longest LLM message content kept (plan or answer); longer ones are cut, marked.
+    max_answer_chars: int = Field(default=20_000, ge=100)
     max_task_chars: int = Field(default=8000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     injection_flag_score: float = Field(default=0.4, gt=0)
