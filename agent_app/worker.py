@@ -227,6 +227,7 @@ class Worker:
             try:
                 await self._process(entry_id, task_id)
             except asyncio.CancelledError:
+                log.warning("task cut short by the end of the grace; released for a retry")
                 raise
             except Exception:
                 # Left pending: another attempt follows once the entry is reclaimed.
