@@ -3,6 +3,7 @@ after a worker dies, dead-lettering and the queue depth metric."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Callable
@@ -14,9 +15,22 @@ import redis
 
 from agent_app.cost import current_period
 from agent_app.keys import ledger_key
-from agent_app.records import TaskView
-from agent_app.tasks import completion
-from app.appkit import Client, DevLLM, Service, metric_value, wait_until
+from agent_app.records import TaskRecord, TaskView
+from agent_app.runtime import Runtime
+from agent_app.settings import Settings
+from agent_app.tasks import TaskStore, completion
+from agent_app.worker import Worker
+from app.appkit import (
+    REDIS_PASSWORD,
+    Client,
+    DevLLM,
+    RedisServer,
+    Service,
+    metric_value,
+    new_task,
+    run_async,
+    wait_until,
+)
 
 STREAM = "agent:tasks"
 GROUP = "agent-workers"
@@ -266,3 +280,46 @@ def test_a_busy_worker_stops_within_its_grace_and_hands_back_what_it_cut_short(
         body = acme.wait_final(task_id, timeout=30)
         assert body["status"] == "completed"
     assert [acme.task(i)["attempts"] for i in cut_short] == [2, 2]
+
+
+def test_an_entry_read_as_the_stop_comes_is_released_unstarted(
+    redis_server: RedisServer, devllm: DevLLM, clean_redis: redis.Redis, restore_logging: None
+) -> None:
+    """The worker is blocked reading the stream when the stop comes and the read returns a
+    new entry: the worker must not start it (it is stopping), but hand it back claimable
+    at once, instead of running it in its drain or leaving it for a claim idle time."""
+    settings = Settings(
+        redis_url=redis_server.url,
+        redis_password=REDIS_PASSWORD,
+        llm_base_url=devllm.base_url,
+        claim_idle_ms=60_000,
+        shutdown_grace_s=5,
+    )
+
+    async def scenario() -> tuple[TaskRecord | None, list[Any]]:
+        runtime = Runtime.build(settings, "worker")
+        worker = Worker(runtime, consumer="stopping")
+        store = TaskStore(runtime.redis, settings.task_ttl_s)
+        await worker.queue.ensure_group()
+        stop = asyncio.Event()
+        runner = asyncio.create_task(worker.run(stop))
+        await asyncio.sleep(0.3)  # in its one-second blocking read by now
+        stop.set()
+        await store.create(new_task("late", "acme", "compute 1 + 1"), worker.queue.stream)
+        await asyncio.wait_for(runner, 30)
+        pending: Any = await runtime.redis.xpending_range(
+            worker.queue.stream, worker.queue.group, min="-", max="+", count=10
+        )
+        record = await store.get("late")
+        await worker.aclose()
+        await runtime.aclose()
+        return record, pending
+
+    record, pending_entries = run_async(scenario())
+    assert record is not None
+    assert (record.status, record.attempts) == ("queued", 0)
+    # Delivered to the stopping worker by its last read, then released: as idle as an
+    # abandoned entry, so the next worker's XAUTOCLAIM takes it.
+    [entry] = pending_entries
+    assert entry["consumer"] == "stopping"
+    assert int(entry["time_since_delivered"]) >= settings.claim_idle_ms
