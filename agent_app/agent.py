@@ -172,7 +172,7 @@ class Agent:
                 result.deterministic &= self._tools.deterministic(call.name)
                 # Tool output is cleaned before the model or the client sees it.
                 output = self._clean(
-                    result, await self._tool(tool_ctx, call.name, call.arguments), "tool"
+                    result, await self._tool(tool_ctx, ctx.model, call.name, call.arguments), "tool"
                 )
                 result.steps.append(
                     ToolStep(
@@ -196,8 +196,14 @@ class Agent:
         result.redactions += cleaned.total
         return cleaned.text
 
-    async def _tool(self, ctx: ToolContext, name: str, arguments: str) -> str:
-        with self._tracer.start_as_current_span(f"execute_tool {name}") as span:
+    async def _tool(self, ctx: ToolContext, model: str, name: str, arguments: str) -> str:
+        # The model names the tool: only registered names become a metric label or a span
+        # name, or a model inventing names would make a new series of each.
+        label = name if name in self._tools.names else "unknown"
+        if label == "unknown":
+            m = self._metrics
+            m.llm_anomalies.labels(**m.rel(model=model, kind="unknown_tool")).inc()
+        with self._tracer.start_as_current_span(f"execute_tool {label}") as span:
             span.set_attribute("gen_ai.operation.name", "execute_tool")
             span.set_attribute("gen_ai.tool.name", name)
             outcome = "ok"
@@ -209,7 +215,7 @@ class Agent:
                 outcome, output = "error", f"error: {type(exc).__name__} while fetching"
             if outcome == "error":
                 span.set_status(StatusCode.ERROR, output)
-            self._metrics.tool_calls.labels(**self._metrics.rel(tool=name, outcome=outcome)).inc()
+            self._metrics.tool_calls.labels(**self._metrics.rel(tool=label, outcome=outcome)).inc()
             return output
 
     async def _chat(

@@ -122,7 +122,8 @@ def _lifespan(
             await queue.ensure_group()
         except Exception as exc:
             # Readiness reports it; the API still starts so liveness can succeed.
-            log.warning("could not create the consumer group yet", error=type(exc).__name__)
+            if not runtime.redis_faults.failed(exc):
+                log.warning("could not create the consumer group yet", error=type(exc).__name__)
         if not settings.api_keys_sha256:
             log.warning("no API keys configured: every task request will be refused")
         log.info(

@@ -10,13 +10,14 @@ tests can exercise retries, timeouts and the circuit breaker. It is not a langua
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -31,13 +32,22 @@ _KNOWN_TOOLS = frozenset({"calculator", "current_time", "memory_set", "memory_ge
 _ZONE = re.compile(r"\b([A-Z][a-z]+/[A-Z][A-Za-z_]+)\b")
 
 
+# Answers a real endpoint can give that the agent must not take at face value.
+Malformed = Literal["no_choices", "null_content", "no_usage", "oversized", "invented_tool"]
+
+
 class Fault(BaseModel):
     model: str = "*"
     fail_next: int = Field(default=0, ge=0)
     status: int = Field(default=500, ge=400, le=599)
+    # Hung requests are let go after hang_s, or at once when the faults are cleared.
     hang_next: int = Field(default=0, ge=0)
     hang_s: float = Field(default=60.0, ge=0)
     latency_ms: int = Field(default=0, ge=0)
+    malformed_next: int = Field(default=0, ge=0)
+    malformed: Malformed = "no_choices"
+    # The content length of an `oversized` answer.
+    oversized_chars: int = Field(default=2 * 1024 * 1024, ge=1, le=64 * 1024 * 1024)
 
 
 class _FaultState:
@@ -46,6 +56,7 @@ class _FaultState:
         self.error_every = error_every
         self.timeout_every = timeout_every
         self.faults: dict[str, Fault] = {}
+        self.release = asyncio.Event()
         self.requests: Counter[str] = Counter()
         self.inflight: Counter[str] = Counter()
         self.max_inflight: Counter[str] = Counter()
@@ -170,6 +181,8 @@ def create_app(latency_ms: int = 0, error_every: int = 0, timeout_every: int = 0
     @app.delete("/admin/faults")
     async def clear_faults() -> dict[str, str]:
         state.faults.clear()
+        state.release.set()
+        state.release = asyncio.Event()
         state.requests.clear()
         state.max_inflight.clear()
         return {"status": "cleared"}
@@ -196,30 +209,52 @@ async def _complete(
     if failed is not None:
         return failed
     message = respond(messages, tools)
+    fault = state.fault_for(model)
+    malformed: Malformed | None = None
+    # A model invents tool names only when offered tools.
+    if fault and fault.malformed_next and (tools or fault.malformed != "invented_tool"):
+        fault.malformed_next -= 1
+        malformed = fault.malformed
+        message = _malformed_message(malformed, message, fault.oversized_chars)
     prompt = sum(_tokens(json.dumps(m.get("content") or "")) for m in messages)
     completion = _tokens(json.dumps(message.get("content") or message.get("tool_calls")))
-    return JSONResponse(
-        {
-            # The request's own bytes, not a re-serialisation of them: the same request
-            # still gets the same id.
-            "id": "chatcmpl-" + hashlib.sha256(raw).hexdigest()[:24],
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
-        }
-    )
+    body: dict[str, Any] = {
+        # The request's own bytes, not a re-serialisation of them: the same request
+        # still gets the same id.
+        "id": "chatcmpl-" + hashlib.sha256(raw).hexdigest()[:24],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
+    }
+    if malformed == "no_choices":
+        body["choices"] = []
+    elif malformed == "no_usage":
+        del body["usage"]
+    return JSONResponse(body)
+
+
+def _malformed_message(kind: Malformed, message: dict[str, Any], size: int) -> dict[str, Any]:
+    if kind == "null_content":
+        return {"role": "assistant", "content": None}
+    if kind == "oversized":
+        return {"role": "assistant", "content": "A" * size}
+    if kind == "invented_tool":
+        # A fresh name each time, as a model making names up would give.
+        name = f"evil_tool_{time.monotonic_ns() % 10**9}"
+        return {"role": "assistant", "content": None, "tool_calls": [_call(name, {}, name)]}
+    return message
 
 
 async def _injected_faults(state: _FaultState, model: str) -> JSONResponse | None:
@@ -231,7 +266,8 @@ async def _injected_faults(state: _FaultState, model: str) -> JSONResponse | Non
         await asyncio.sleep(delay_ms / 1000)
     if fault and fault.hang_next:
         fault.hang_next -= 1
-        await asyncio.sleep(fault.hang_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.release.wait(), fault.hang_s)
     if state.timeout_every and n % state.timeout_every == 0:
         await asyncio.sleep(3600)
     if fault and fault.fail_next:

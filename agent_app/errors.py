@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent_app.logging import get_logger
+from agent_app.redisfaults import RedisFaults
 
 log = get_logger(__name__)
 
@@ -110,7 +111,18 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
-async def _redis_error(_: Request, exc: RedisError) -> JSONResponse:
+async def _redis_error(request: Request, exc: RedisError) -> JSONResponse:
+    faults: RedisFaults = request.app.state.runtime.redis_faults
+    if faults.failed(exc):
+        # Not an outage: retrying cannot help until an operator fixes the configuration,
+        # so no Retry-After, and the log has it once, not once per request.
+        return JSONResponse(
+            error_body(
+                "service misconfigured: its task store refused the service's "
+                "credentials; this is not transient and needs an operator"
+            ),
+            503,
+        )
     # The client did nothing wrong and may retry; readiness already reports the cause.
     log.warning("redis unavailable", error=type(exc).__name__)
     return JSONResponse(

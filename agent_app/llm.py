@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -35,6 +36,12 @@ log = get_logger(__name__)
 
 class LLMError(Exception):
     """The LLM call failed after retries; the task may be retried later."""
+
+
+class MalformedResponseError(LLMError):
+    """The endpoint answered, but with nothing the agent can use (no choices, an empty
+    message). Retried like a transient error: a proxy's one bad answer should not cost
+    the task an attempt; one that keeps coming counts against the model's circuit."""
 
 
 class CircuitOpenError(LLMError):
@@ -84,6 +91,13 @@ class ChatResult:
 
 
 BreakerListener = Callable[[str, State], Coroutine[Any, Any, None]]
+
+_RETRIED = (*_TRANSIENT, MalformedResponseError)
+
+# What a model's answer may hold, whatever it sends: tool names as long as OpenAI allows
+# function names, and as many tool calls in one message as any task here needs.
+MAX_TOOL_NAME_CHARS = 64
+MAX_TOOL_CALLS = 16
 
 
 class LLMClient:
@@ -169,7 +183,7 @@ class LLMClient:
         breaker = self.breaker(model)
         try:
             async for attempt in stamina.retry_context(
-                on=_TRANSIENT,
+                on=_RETRIED,
                 attempts=s.llm_retry_attempts,
                 timeout=None,
                 wait_initial=s.llm_retry_wait_initial_s,
@@ -186,6 +200,7 @@ class LLMClient:
                     return await self._attempt(breaker, model, messages, tools, operation)
         except openai.OpenAIError as exc:
             raise LLMError(f"{operation} with model {model!r} failed: {_describe(exc)}") from exc
+        # MalformedResponseError, an LLMError already, goes on as it is.
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
     async def _attempt(
@@ -240,10 +255,15 @@ class LLMClient:
                         error_type=error_type,
                     )
                 ).observe(time.perf_counter() - started)
+            try:
+                reply = self._reply(model, response, body)
+            except MalformedResponseError as exc:
+                breaker.record_failure(str(exc))
+                span.set_status(StatusCode.ERROR, str(exc))
+                span.set_attribute("error.type", type(exc).__name__)
+                raise
             breaker.record_success()
-            usage = response.usage
-            prompt_tokens = usage.prompt_tokens if usage else 0
-            completion_tokens = usage.completion_tokens if usage else 0
+            prompt_tokens, completion_tokens = reply.prompt_tokens, reply.completion_tokens
             for kind, n in (("input", prompt_tokens), ("output", completion_tokens)):
                 m.token_usage.labels(
                     **m.rel(
@@ -254,22 +274,79 @@ class LLMClient:
                 ).observe(n)
             span.set_attribute("gen_ai.usage.input_tokens", prompt_tokens)
             span.set_attribute("gen_ai.usage.output_tokens", completion_tokens)
-            message = response.choices[0].message
-            calls = [
-                ToolCall(id=tc.id, name=tc.function.name, arguments=tc.function.arguments)
-                for tc in (message.tool_calls or [])
-                if tc.type == "function"
-            ]
-            return ChatResult(
+            return reply
+
+    def _reply(self, model: str, response: ChatCompletion, body: dict[str, Any]) -> ChatResult:
+        """The answer as the agent may use it: the model's output is untrusted input, so
+        everything it decides the size or the name of is bounded here, and an answer
+        with nothing in it is an error rather than an empty result."""
+        if not response.choices:
+            self._anomaly(model, "no_choices")
+            raise MalformedResponseError(f"chat with model {model!r} answered no choices")
+        message = response.choices[0].message
+        limit = self._settings.max_answer_chars
+        functions = [tc for tc in (message.tool_calls or []) if tc.type == "function"]
+        if len(functions) > MAX_TOOL_CALLS:
+            self._anomaly(model, "too_many_tool_calls")
+            functions = functions[:MAX_TOOL_CALLS]
+        if any(len(tc.function.arguments) > limit for tc in functions):
+            self._anomaly(model, "oversized")
+        calls = [
+            ToolCall(
+                id=tc.id[:MAX_TOOL_NAME_CHARS],
+                name=tc.function.name[:MAX_TOOL_NAME_CHARS],
+                # Cut arguments are no longer JSON: the tool refuses them, to the model.
+                arguments=tc.function.arguments[:limit],
+            )
+            for tc in functions
+        ]
+        content = message.content
+        if not (content or "").strip() and not calls:
+            self._anomaly(model, "empty_message")
+            raise MalformedResponseError(
+                f"chat with model {model!r} answered an empty message (no content, no tool calls)"
+            )
+        if content is not None and len(content) > limit:
+            self._anomaly(model, "oversized")
+            content = (
+                content[:limit] + f" [answer cut: {len(content) - limit} more characters than "
+                f"the {limit} AGENT_MAX_ANSWER_CHARS allows]"
+            )
+        usage = response.usage
+        if usage is not None and usage.prompt_tokens + usage.completion_tokens > 0:
+            prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        else:
+            # Costed at zero, the call would escape the tenant's budget: estimate instead,
+            # from what was sent and what came back (the answer as sent, before any cut).
+            self._anomaly(model, "missing_usage")
+            prompt_tokens = estimate_tokens(body)
+            completion_tokens = estimate_tokens(message.model_dump(mode="json"))
+            log.warning(
+                "LLM response without token usage; estimated",
                 model=model,
-                content=message.content,
-                tool_calls=calls,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
             )
+        return ChatResult(
+            model=model,
+            content=content,
+            tool_calls=calls,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+
+    def _anomaly(self, model: str, kind: str) -> None:
+        self._metrics.llm_anomalies.labels(**self._metrics.rel(model=model, kind=kind)).inc()
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def estimate_tokens(payload: object) -> int:
+    """Tokens in a payload, estimated on the high side: a token is about 4 bytes of
+    English text and fewer of most other scripts, so a third of the UTF-8 bytes."""
+    size = len(json.dumps(payload, ensure_ascii=False).encode())
+    return math.ceil(size / 3)
 
 
 def _describe(exc: openai.OpenAIError) -> str:

@@ -131,6 +131,14 @@ class Metrics:
             labels("tenant"),
             registry=r,
         )
+        self.llm_anomalies = Counter(
+            "agent_llm_response_anomalies",
+            "LLM answers the agent did not take as they came: no_choices, empty_message, "
+            "missing_usage (tokens estimated), oversized (cut), too_many_tool_calls, "
+            "unknown_tool.",
+            labels("model", "kind"),
+            registry=r,
+        )
         self.model_selections = Counter(
             "agent_model_selections", "Models chosen for tasks.", labels("model"), registry=r
         )

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from agent_app import redisfaults
 from agent_app.metrics import QueueMetrics
 from agent_app.queue import TaskQueue
 from agent_app.runtime import Runtime
@@ -48,15 +49,18 @@ class Probes:
 
     async def readiness(self) -> Readiness:
         problems: list[str] = []
+        faults = self.runtime.redis_faults
         try:
             await self.runtime.redis.ping()
+            faults.succeeded()
         except Exception as exc:
-            problems.append(f"redis unreachable: {type(exc).__name__}")
+            faults.failed(exc)
+            problems.append(redisfaults.describe(exc))
         try:
             circuit = await self.circuit_problem()
         except Exception as exc:
             # A check that reads Redis fails with it: one problem to report, not two.
-            circuit = None if problems else f"redis unreachable: {type(exc).__name__}"
+            circuit = None if problems else redisfaults.describe(exc)
         if circuit:
             problems.append(circuit)
         return Readiness(status="not ready" if problems else "ready", problems=problems)

@@ -79,6 +79,22 @@ class TaskQueue:
                 justid=True,
             )
 
+    async def release(self, consumer: str, entry_ids: list[str], claim_idle_ms: int) -> None:
+        """Hands entries this consumer holds but will not (or no longer) work on to the
+        next worker that looks for idle ones: their idle time is set to the claim idle
+        time at once (`XCLAIM ... IDLE`), instead of another worker waiting that long."""
+        if entry_ids:
+            ids: list[int | bytes | str | memoryview] = list(entry_ids)
+            await self._redis.xclaim(
+                self.stream,
+                self.group,
+                consumer,
+                min_idle_time=0,
+                message_ids=ids,
+                idle=claim_idle_ms,
+                justid=True,
+            )
+
     async def ack(self, entry_id: str) -> None:
         # Deleting acknowledged entries keeps the stream short; they are all before the
         # group's last delivered id, so the group's lag stays computable.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -13,6 +13,7 @@ from agent_app import tracing
 from agent_app.breaker import State
 from agent_app.keys import breaker_key
 from agent_app.metrics import Metrics
+from agent_app.redisfaults import RedisFaults
 from agent_app.releases import Release
 from agent_app.settings import Settings
 
@@ -67,6 +68,7 @@ class Runtime:
     metrics: Metrics
     provider: TracerProvider
     redis: Redis
+    redis_faults: RedisFaults = field(default_factory=RedisFaults)
 
     @classmethod
     def build(

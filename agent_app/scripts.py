@@ -86,6 +86,24 @@ redis.call('XDEL', KEYS[2], ARGV[2])
 return written
 """
 
+# KEYS[1] task record, KEYS[2] task stream, KEYS[3] dead-letter stream; ARGV record ttl,
+# k, then k dead-letter entry ids, then the task stream entry (field, value…).
+# An operator's replay of a dead-lettered task: the record back to queued with a fresh
+# count of attempts and no final fields (so the first final write wins again), a new
+# stream entry, and its dead-letter entries gone, in one step. False, and nothing
+# changed, unless the task is dead-lettered: a replay cannot reopen a completed task, nor
+# queue one twice.
+REPLAY = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'dead_lettered' then return false end
+redis.call('HDEL', KEYS[1], 'finished_at', 'error', 'result', 'steps', 'tokens',
+  'redactions', 'worker', 'started_at')
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+local k = tonumber(ARGV[2])
+for i = 3, 2 + k do redis.call('XDEL', KEYS[3], ARGV[i]) end
+return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3 + k))
+"""
+
 # KEYS[1] a tenant's slots; ARGV now, limit, holder, lease seconds.
 # A sorted set of holders scored by lease expiry: a worker that dies without releasing
 # its slot loses it when the lease runs out, so a crash cannot shrink the limit forever.

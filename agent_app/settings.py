@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 import re
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -116,7 +119,9 @@ class Settings(BaseSettings):
         ),
     )
     # JSON object tenant -> monthly USD; tenants not listed get monthly_budget_usd.
-    tenant_budgets_usd: dict[str, float] = Field(default_factory=dict)
+    tenant_budgets_usd: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
     budget_limit_ratio: float = Field(default=0.8, gt=0, lt=1)
     limited_quality_relief: float = Field(default=0.2, ge=0, le=1)
     limited_tenant_concurrency: int = Field(default=1, ge=1)
@@ -125,6 +130,8 @@ class Settings(BaseSettings):
     cache_ttl_s: int = Field(default=3600, ge=1)
     memory_ttl_s: int = Field(default=3600, ge=1)
     max_steps: int = Field(default=6, ge=1, le=50)
+    # The longest LLM message content kept (plan or answer); longer ones are cut, marked.
+    max_answer_chars: int = Field(default=20_000, ge=100)
     max_task_chars: int = Field(default=8000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     injection_flag_score: float = Field(default=0.4, gt=0)
@@ -225,6 +232,14 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL")
         return value
 
+    @field_validator("tenant_budgets_usd")
+    @classmethod
+    def _check_budget_tenants(cls, value: dict[str, float]) -> dict[str, float]:
+        for tenant in value:
+            if not _TENANT.match(tenant):
+                raise ValueError(f"tenant name {tenant!r} must match {_TENANT.pattern}")
+        return value
+
     @field_validator("experiment_variants")
     @classmethod
     def _check_variants(cls, value: dict[str, float]) -> dict[str, float]:
@@ -245,6 +260,16 @@ class Settings(BaseSettings):
             )
         if self.llm_model is not None and self.llm_model not in names:
             raise ValueError(f"llm_model {self.llm_model!r} is not in models ({', '.join(names)})")
+        if self.shutdown_grace_s * 1000 >= self.claim_idle_ms:
+            # A draining worker refreshes its entries' claims as it starts draining and
+            # then every third of the claim idle time; a drain shorter than the claim idle
+            # time ends before another worker could take a running entry even if every
+            # later refresh failed. README: "Shutdown and claims".
+            raise ValueError(
+                f"AGENT_SHUTDOWN_GRACE_S ({self.shutdown_grace_s:g} s) must be shorter than "
+                f"AGENT_CLAIM_IDLE_MS ({self.claim_idle_ms} ms), or another worker may take "
+                "and run again the tasks a stopping worker is still finishing"
+            )
         return self
 
     def budget_for(self, tenant: str) -> float:
@@ -272,15 +297,51 @@ def _env_names() -> dict[str, str]:
     return names
 
 
+# AGENT_* variables that are not settings of `serve` and `worker`: devllm's own, the
+# project's tooling's.
+_OTHER_PREFIXES = ("AGENT_DEVLLM_", "AGENT_PLATFORM_")
+# What Kubernetes puts in every pod for each Service of its namespace (service links):
+# a Service named `agent-api` gives AGENT_API_SERVICE_HOST, AGENT_API_PORT=tcp://…, …
+_SERVICE_LINK = re.compile(r"_SERVICE_HOST$|_SERVICE_PORT(_[A-Z0-9_]+)?$|_PORT_\d+_(TCP|UDP|SCTP)")
+_SERVICE_LINK_URL = re.compile(r"^(tcp|udp|sctp)://")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Problem lines for AGENT_* variables no setting reads (a misspelt name would
+    otherwise leave its setting at the default without a word), with the likely meant one."""
+    known = {env for names in _env_names().values() for env in names.split(" or ")}
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith("AGENT_") or name in known or name.startswith(_OTHER_PREFIXES):
+            continue
+        if _SERVICE_LINK.search(name) or (
+            name.endswith("_PORT") and _SERVICE_LINK_URL.match(environ[name])
+        ):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        problems.append(f"  {name}: not a setting{hint}")
+    return problems
+
+
 def load_settings() -> Settings:
+    unknown = unknown_variables(os.environ)
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         env_names = _env_names()
-        lines = []
+        lines = [*unknown]
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]]
-            env = env_names.get(loc[0], f"AGENT_{loc[0].upper()}") if loc else "AGENT_*"
+            message = err["msg"].removeprefix("Value error, ")
+            if not loc:
+                # A rule across settings: its message names the variables it relates.
+                lines.append(f"  {message}")
+                continue
+            env = env_names.get(loc[0], f"AGENT_{loc[0].upper()}")
             where = f" ({'.'.join(loc)})" if len(loc) > 1 else ""
-            lines.append(f"  {env}{where}: {err['msg']}")
+            lines.append(f"  {env}{where}: {message}")
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+    if unknown:
+        raise SettingsError("invalid configuration:\n" + "\n".join(unknown))
+    return settings

@@ -73,39 +73,113 @@ class Worker:
         self._claim_every = min(5.0, s.claim_idle_ms / 2000)
         self._touch_every = s.claim_idle_ms / 3000
         self._last_claim = self._last_touch = 0.0
+        self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.queue.ensure_group()
-        log.info("worker started", consumer=self.consumer, stream=self.queue.stream)
-        while not stop.is_set():
-            self.heartbeat = time.monotonic()
+        self._stop = stop
+        # Notes when the stop came, so the grace counts from the signal, not from when
+        # the loop next looks.
+        stopping = asyncio.create_task(self._stopped_at(stop))
+        try:
+            if await self._ensure_group(stopping):
+                log.info("worker started", consumer=self.consumer, stream=self.queue.stream)
+            while not stop.is_set():
+                self.heartbeat = time.monotonic()
+                try:
+                    await self._poll(stopping)
+                    self.runtime.redis_faults.succeeded()
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    # The stream or group vanished (e.g. Redis restarted without persistence).
+                    await self.queue.ensure_group()
+                except RedisError as exc:
+                    self._redis_failed(exc)
+                    await asyncio.wait([stopping], timeout=1)
+            await self._drain(await stopping)
+        finally:
+            stopping.cancel()
+
+    async def _stopped_at(self, stop: asyncio.Event) -> float:
+        await stop.wait()
+        log.info("worker stopping: no new entries taken", inflight=len(self._inflight))
+        return time.monotonic()
+
+    async def _ensure_group(self, stopping: asyncio.Task[float]) -> bool:
+        """Waits for Redis at start: an outage or refused credentials are reported (on
+        `/ready` and in the log) instead of ending the process with a traceback."""
+        while not stopping.done():
             try:
-                await self._poll()
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # The stream or group vanished (e.g. Redis restarted without persistence).
                 await self.queue.ensure_group()
+                self.runtime.redis_faults.succeeded()
+                return True
             except RedisError as exc:
-                log.warning("redis unavailable; retrying", error=type(exc).__name__)
-                await asyncio.sleep(1)
-        # Finish what is under way if the grace period allows; anything left stays pending
-        # and is reclaimed by another worker.
+                self._redis_failed(exc)
+                await asyncio.wait([stopping], timeout=2)
+        return False
+
+    def _redis_failed(self, exc: RedisError) -> None:
+        if not self.runtime.redis_faults.failed(exc):
+            log.warning("redis unavailable; retrying", error=type(exc).__name__)
+
+    async def _drain(self, stopped_at: float) -> None:
+        """Finishes what is under way within the grace, counted from the stop. The claims
+        of the running entries are refreshed throughout: an entry left idle for the claim
+        idle time would be taken and run a second time by another worker while this one
+        still runs it. What the grace cuts short is cancelled and released, so another
+        worker takes it at once rather than a claim idle time later."""
+        deadline = stopped_at + self.settings.shutdown_grace_s
         if self._inflight:
             log.info("worker draining", tasks=len(self._inflight))
+        while self._inflight and (remaining := deadline - time.monotonic()) > 0:
+            self.heartbeat = time.monotonic()
+            await self._touch()
             await asyncio.wait(
-                list(self._inflight.values()), timeout=self.settings.shutdown_grace_s
+                list(self._inflight.values()), timeout=min(self._touch_every, remaining)
             )
+        abandoned = list(self._inflight)
         for task in self._inflight.values():
             task.cancel()
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        if abandoned:
+            log.warning("grace over; unfinished tasks cancelled and released", entries=abandoned)
+            await self._release(abandoned)
 
-    async def _poll(self) -> None:
+    async def _touch(self) -> None:
+        try:
+            await self.queue.touch(self.consumer, list(self._inflight))
+            self._last_touch = time.monotonic()
+        except RedisError as exc:
+            # The next refresh would be a third of the claim idle time away; try again
+            # sooner, while the entries are still far from being taken.
+            self._redis_failed(exc)
+            self._last_touch = (
+                time.monotonic() - self._touch_every + min(1.0, self._touch_every / 2)
+            )
+
+    async def _release(self, entry_ids: list[str]) -> None:
+        try:
+            await self.queue.release(self.consumer, entry_ids, self.settings.claim_idle_ms)
+        except RedisError as exc:
+            # Still pending: reclaimed after the claim idle time instead.
+            self._redis_failed(exc)
+
+    async def _take(self, entries: list[Entry]) -> None:
+        if not self._stop.is_set():
+            for entry in entries:
+                self._spawn(entry)
+            return
+        # Read while the stop was coming in: left for another worker, unstarted.
+        ids = [entry_id for entry_id, _ in entries]
+        if ids:
+            log.info("entries released unstarted: the worker is stopping", entries=ids)
+            await self._release(ids)
+
+    async def _poll(self, stopping: asyncio.Task[float]) -> None:
         s = self.settings
         now = time.monotonic()
         if now - self._last_touch >= self._touch_every:
-            await self.queue.touch(self.consumer, list(self._inflight))
-            self._last_touch = now
+            await self._touch()
         free = s.worker_concurrency - len(self._inflight)
         if free > 0 and now - self._last_claim >= self._claim_every:
             self._last_claim = now
@@ -116,17 +190,18 @@ class Worker:
                 self.runtime.metrics.reclaimed.labels(**self.runtime.metrics.rel()).inc(
                     len(reclaimed)
                 )
-            for entry in reclaimed:
-                self._spawn(entry)
+            await self._take(reclaimed)
             free = s.worker_concurrency - len(self._inflight)
-        if free > 0:
-            block_ms = int(min(1000, self._touch_every * 1000))
-            for entry in await self.queue.read(self.consumer, free, block_ms):
-                self._spawn(entry)
+        # Never longer than until the next refresh is due.
+        until_touch = max(0.0, self._last_touch + self._touch_every - time.monotonic())
+        if free > 0 and not self._stop.is_set():
+            block_ms = max(1, int(min(1.0, until_touch) * 1000))
+            await self._take(await self.queue.read(self.consumer, free, block_ms))
         else:
+            # Every slot busy: woken by a finished task, a due refresh or the stop.
             await asyncio.wait(
-                self._inflight.values(),
-                timeout=self._touch_every,
+                [*self._inflight.values(), stopping],
+                timeout=until_touch,
                 return_when=asyncio.FIRST_COMPLETED,
             )
 
@@ -151,6 +226,7 @@ class Worker:
             try:
                 await self._process(entry_id, task_id)
             except asyncio.CancelledError:
+                log.warning("task cut short by the end of the grace; released for a retry")
                 raise
             except Exception:
                 # Left pending: another attempt follows once the entry is reclaimed.

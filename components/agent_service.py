@@ -337,6 +337,10 @@ class AgentService(pulumi.ComponentResource):
                     spec=PodSpecArgs(
                         service_account_name=self._account_name,
                         automount_service_account_token=False,
+                        # The app finds its peers by DNS; service links would put a
+                        # variable such as AGENT_METRICS_PORT=tcp://... (from the
+                        # agent-metrics Service) over the app's own settings.
+                        enable_service_links=False,
                         security_context=restricted_pod_security(APP_UID),
                         termination_grace_period_seconds=60,
                         topology_spread_constraints=spread_over_zones_and_nodes(match),

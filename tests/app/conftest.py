@@ -85,6 +85,8 @@ def base_env(redis_server: RedisServer, devllm_server: DevLLM) -> Env:
         release_version="1.2.3",
         release_track="canary",
         claim_idle_ms=3000,
+        # Below the claim idle time, as the workers require.
+        shutdown_grace_s=2.5,
         max_attempts=3,
         fetch_allowlist=f"{devllm_server.url}/pages/",
     )

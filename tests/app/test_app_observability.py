@@ -163,6 +163,7 @@ def test_agent_spans_and_otlp_export(
         otlp_endpoint=otlp_collector,
         task_stream="trace:tasks",
         claim_idle_ms=1000,
+        shutdown_grace_s=0.5,
     )
     exporter = InMemorySpanExporter()
     task_id = uuid.uuid4().hex

@@ -3,6 +3,7 @@ after a worker dies, dead-lettering and the queue depth metric."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Callable
@@ -14,9 +15,23 @@ import redis
 
 from agent_app.cost import current_period
 from agent_app.keys import ledger_key
-from agent_app.records import TaskView
-from agent_app.tasks import completion
-from app.appkit import Client, DevLLM, Service, fields_named, metric_value, wait_until
+from agent_app.records import TaskRecord, TaskView
+from agent_app.runtime import Runtime
+from agent_app.settings import Settings
+from agent_app.tasks import TaskStore, completion
+from agent_app.worker import Worker
+from app.appkit import (
+    REDIS_PASSWORD,
+    Client,
+    DevLLM,
+    RedisServer,
+    Service,
+    fields_named,
+    metric_value,
+    new_task,
+    run_async,
+    wait_until,
+)
 
 STREAM = "agent:tasks"
 GROUP = "agent-workers"
@@ -134,7 +149,7 @@ def test_task_failing_every_attempt_goes_to_dead_letter_stream(
     clean_redis: redis.Redis,
 ) -> None:
     devllm.fault(fail_next=1000, status=503)
-    worker = worker_factory(claim_idle_ms=500, max_attempts=3)
+    worker = worker_factory(claim_idle_ms=500, shutdown_grace_s=0.4, max_attempts=3)
     task_id = acme.submit("compute 1 + 1").json()["id"]
     body = acme.wait_final(task_id)
     assert body["status"] == "dead_lettered"
@@ -208,3 +223,123 @@ def test_sigterm_lets_the_worker_finish_its_running_task(
     assert body["status"] == "completed"
     assert body["attempts"] == 1
     assert _pending(clean_redis) == 0
+
+
+def _idle_ms(r: redis.Redis) -> list[int]:
+    """How long each pending entry has gone without its claim being refreshed."""
+    entries: Any = r.xpending_range(STREAM, GROUP, min="-", max="+", count=100)
+    return [int(e["time_since_delivered"]) for e in entries]
+
+
+def test_a_draining_worker_keeps_its_entries_claimed(
+    acme: Client,
+    worker_factory: Callable[..., Service],
+    devllm: DevLLM,
+    clean_redis: redis.Redis,
+) -> None:
+    """With the grace just below the claim idle time, a stopping worker's running entries
+    must never look idle long enough for another worker's XAUTOCLAIM to take them (and run
+    them a second time) while it still finishes them."""
+    claim_idle_ms, grace_s = 4000, 3.9
+    devllm.fault(hang_next=2, hang_s=60)  # both tasks' first LLM call, until released
+    worker = worker_factory(
+        claim_idle_ms=claim_idle_ms, shutdown_grace_s=grace_s, worker_concurrency=2
+    )
+    ids = [acme.submit(f"compute {n} + 40").json()["id"] for n in range(2)]
+    wait_until(lambda: devllm.total_requests() >= 2, what="both tasks in their first call")
+    # The signal comes late in a refresh period (a refresh every third of the claim idle
+    # time), the worst case for a worker that stops refreshing when it drains.
+    wait_until(
+        lambda: len(idle := _idle_ms(clean_redis)) == 2 and min(idle) >= 1100,
+        interval=0.005,
+        what="entries idle for most of a refresh period",
+    )
+    worker.proc.send_signal(signal.SIGTERM)
+    longest = 0
+    hold_until = time.monotonic() + 3.2
+    while time.monotonic() < hold_until:
+        longest = max([longest, *_idle_ms(clean_redis)])
+        time.sleep(0.01)
+    httpx.delete(f"{devllm.url}/admin/faults", timeout=5).raise_for_status()  # lets them go
+    assert worker.proc.wait(timeout=30) == 0
+    assert longest < claim_idle_ms, f"an entry went {longest} ms without a refresh"
+    for task_id in ids:
+        body = acme.task(task_id)
+        assert (body["status"], body["attempts"]) == ("completed", 1)
+    assert _pending(clean_redis) == 0
+
+
+def test_a_busy_worker_stops_within_its_grace_and_hands_back_what_it_cut_short(
+    acme: Client,
+    worker_factory: Callable[..., Service],
+    devllm: DevLLM,
+    clean_redis: redis.Redis,
+) -> None:
+    """Every slot busy with a task that will not end in time: the worker stops taking
+    entries at the signal, exits within the grace counted from it (Kubernetes kills it
+    at terminationGracePeriodSeconds), and the tasks it cancelled are taken by another
+    worker at once, not a claim idle time (here a minute) later."""
+    grace_s = 2.0
+    devllm.fault(hang_next=2, hang_s=120)
+    worker = worker_factory(claim_idle_ms=60_000, shutdown_grace_s=grace_s, worker_concurrency=2)
+    ids = [acme.submit(f"compute {n} * 3").json()["id"] for n in range(3)]
+    wait_until(lambda: devllm.total_requests() >= 2, what="both slots in an LLM call")
+    signalled = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(timeout=90) == 0
+    stopped_after = time.monotonic() - signalled
+    # The process's own exit (HTTP server, connections) takes a moment beyond the grace.
+    assert stopped_after < grace_s + 3, f"stopped {stopped_after:.1f} s after SIGTERM"
+    cut_short = [i for i in ids if acme.task(i)["attempts"] == 1]
+    assert len(cut_short) == 2
+    assert acme.task(next(i for i in ids if i not in cut_short))["attempts"] == 0
+
+    httpx.delete(f"{devllm.url}/admin/faults", timeout=5).raise_for_status()
+    worker_factory(claim_idle_ms=60_000, shutdown_grace_s=grace_s)
+    for task_id in ids:
+        body = acme.wait_final(task_id, timeout=30)
+        assert body["status"] == "completed"
+    assert [acme.task(i)["attempts"] for i in cut_short] == [2, 2]
+
+
+def test_an_entry_read_as_the_stop_comes_is_released_unstarted(
+    redis_server: RedisServer, devllm: DevLLM, clean_redis: redis.Redis, restore_logging: None
+) -> None:
+    """The worker is blocked reading the stream when the stop comes and the read returns a
+    new entry: the worker must not start it (it is stopping), but hand it back claimable
+    at once, instead of running it in its drain or leaving it for a claim idle time."""
+    settings = Settings(
+        redis_url=redis_server.url,
+        redis_password=REDIS_PASSWORD,
+        llm_base_url=devllm.base_url,
+        claim_idle_ms=60_000,
+        shutdown_grace_s=5,
+    )
+
+    async def scenario() -> tuple[TaskRecord | None, list[Any]]:
+        runtime = Runtime.build(settings, "worker")
+        worker = Worker(runtime, consumer="stopping")
+        store = TaskStore(runtime.redis, settings.task_ttl_s)
+        await worker.queue.ensure_group()
+        stop = asyncio.Event()
+        runner = asyncio.create_task(worker.run(stop))
+        await asyncio.sleep(0.3)  # in its one-second blocking read by now
+        stop.set()
+        await store.create(new_task("late", "acme", "compute 1 + 1"), worker.queue.stream)
+        await asyncio.wait_for(runner, 30)
+        pending: Any = await runtime.redis.xpending_range(
+            worker.queue.stream, worker.queue.group, min="-", max="+", count=10
+        )
+        record = await store.get("late")
+        await worker.aclose()
+        await runtime.aclose()
+        return record, pending
+
+    record, pending_entries = run_async(scenario())
+    assert record is not None
+    assert (record.status, record.attempts) == ("queued", 0)
+    # Delivered to the stopping worker by its last read, then released: as idle as an
+    # abandoned entry, so the next worker's XAUTOCLAIM takes it.
+    [entry] = pending_entries
+    assert entry["consumer"] == "stopping"
+    assert int(entry["time_since_delivered"]) >= settings.claim_idle_ms

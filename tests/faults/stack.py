@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def campaign_env(redis_url: str, llm_base_url: str, **overrides: Any) -> Env:
         "max_wait_s": 60,
         "claim_idle_ms": 2000,
         "max_attempts": 3,
-        "shutdown_grace_s": 5,
+        "shutdown_grace_s": 1.5,
         # Quick retries, and a breaker that stays closed: the LLM is not what these runs
         # break (the LLM campaign sets its own).
         "llm_retry_attempts": 2,
@@ -111,6 +112,22 @@ class WorkerPool:
         service.proc.send_signal(signal.SIGKILL)
         service.proc.wait(timeout=30)
         self.dead.append(service)
+
+    def terminate(
+        self, index: int, watch: Callable[[Service, float], None], timeout: float = 60
+    ) -> float:
+        """SIGTERM, as Kubernetes stops a pod, then `watch(worker, seconds since the
+        signal)` every 10 ms until it exits: the seconds it took."""
+        service = self.live.pop(index)
+        signalled = time.monotonic()
+        service.proc.send_signal(signal.SIGTERM)
+        while service.proc.poll() is None:
+            if time.monotonic() - signalled > timeout:
+                raise TimeoutError(f"worker {service.proc.pid} still running after SIGTERM")
+            watch(service, time.monotonic() - signalled)
+            time.sleep(0.01)
+        self.dead.append(service)
+        return time.monotonic() - signalled
 
     def stop_all(self) -> None:
         for service in self.live:

@@ -104,6 +104,7 @@ def test_llm_errors_timeouts_and_outage(
         # A failed attempt is retried after the open circuit would let a probe through, as
         # with the defaults (60 s and 30 s); retrying sooner would only meet the open circuit.
         claim_idle_ms=1500,
+        shutdown_grace_s=1,
         max_attempts=3,
     )
     api = api_factory(env)

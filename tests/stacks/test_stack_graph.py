@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -514,3 +515,55 @@ def test_prometheus_scrapes_the_backlog_once_through_the_metrics_service(
             assert public.inputs["spec"]["ports"] == [
                 {"name": "http", "port": 80, "targetPort": "http"}
             ]
+
+
+def _service_links(sim: Simulation) -> dict[str, str]:
+    """The variables Kubernetes puts in every pod of the namespace for each Service."""
+    links: dict[str, str] = {}
+    for service in sim.of_type("kubernetes:core/v1:Service"):
+        name = service.inputs["metadata"]["name"].upper().replace("-", "_")
+        for port in service.inputs["spec"].get("ports", []):
+            number, proto = int(port["port"]), port.get("protocol", "TCP")
+            url = f"{proto.lower()}://10.96.0.10:{number}"
+            links |= {
+                f"{name}_SERVICE_HOST": "10.96.0.10",
+                f"{name}_SERVICE_PORT": str(number),
+                f"{name}_PORT": url,
+                f"{name}_PORT_{number}_{proto}": url,
+                f"{name}_PORT_{number}_{proto}_PROTO": proto.lower(),
+                f"{name}_PORT_{number}_{proto}_PORT": str(number),
+                f"{name}_PORT_{number}_{proto}_ADDR": "10.96.0.10",
+            }
+            if port.get("name"):
+                links[f"{name}_SERVICE_PORT_{port['name'].upper()}"] = str(number)
+    return links
+
+
+@pytest.mark.parametrize("stack", ["local", "dev", "prod"])
+def test_the_worker_starts_with_the_environment_its_pod_gets(
+    simulated: Simulate, stack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ConfigMap, the pod's own variables (Secret references filled in) and the service
+    links together pass the app's start-up checks: no unknown AGENT_* variable, and a
+    shutdown grace below both the claim idle time and the pod's termination grace."""
+    from agent_app.settings import load_settings
+
+    sim = simulated(stack)
+    settings = sim.named("kubernetes:core/v1:ConfigMap", "agent-settings").inputs["data"]
+    worker = sim.named("kubernetes:apps/v1:Deployment", "agent-worker-stable")
+    pod = _pod_spec(worker)
+    (container,) = pod["containers"]
+    own = {e["name"]: e.get("value", "from-a-secret") for e in container["env"]}
+    own["AGENT_API_KEYS_SHA256"] = "acme=" + "0" * 64
+    for name in [n for n in os.environ if n.startswith("AGENT_")]:
+        monkeypatch.delenv(name)
+    links = _service_links(sim) if pod.get("enableServiceLinks", True) else {}
+    # The pods turn links off: with them, the agent-metrics Service would set
+    # AGENT_METRICS_PORT=tcp://... over the app's setting.
+    assert pod.get("enableServiceLinks") is False
+    for name, value in {**links, **settings, **own}.items():
+        monkeypatch.setenv(name, str(value))
+    app = load_settings()
+    assert app.shutdown_grace_s * 1000 < app.claim_idle_ms
+    # The worker exits within its grace plus a few seconds; Kubernetes kills it after this.
+    assert pod["terminationGracePeriodSeconds"] >= app.shutdown_grace_s + 10
