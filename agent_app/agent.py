@@ -212,7 +212,7 @@ class Agent:
         tools: list[dict[str, Any]] | None,
     ) -> ChatResult:
         result.llm_calls += 1
-        key = cache_key(ctx.model, messages, tools)
+        key = cache_key(ctx.tenant, ctx.model, messages, tools)
         cached = await self._cache.get(key)
         if cached is not None:
             result.cached_calls += 1

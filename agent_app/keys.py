@@ -43,9 +43,10 @@ def breaker_key(model: str) -> str:
     return f"{PREFIX}:breaker:{model}"
 
 
-def response_cache_key(digest: str) -> str:
-    """A cached LLM response, by the digest of its normalised request."""
-    return f"{PREFIX}:cache:{digest}"
+def response_cache_key(tenant: str, digest: str) -> str:
+    """A tenant's cached LLM response, by the digest of its normalised request. Per tenant
+    (see `cache`), and under the tenant's name so its entries can be found and dropped."""
+    return f"{PREFIX}:cache:{tenant}:{digest}"
 
 
 def result_key(digest: str) -> str:
