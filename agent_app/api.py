@@ -26,6 +26,7 @@ from agent_app.runtime import BreakerBoard, Runtime
 from agent_app.service import TaskService
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
+from agent_app.usage import UsageBook
 
 log = get_logger(__name__)
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         idempotency=IdempotencyKeys(runtime.redis, settings.idempotency_ttl_s),
         results=ResultCache(runtime.metrics),
         completions=completions,
+        usage=UsageBook(runtime.redis),
     )
     circuits = functools.partial(
         _every_circuit_open, BreakerBoard(runtime.redis, settings), len(settings.models)

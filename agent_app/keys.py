@@ -33,6 +33,23 @@ def ledger_key(period: str) -> str:
     return f"{PREFIX}:budget:{period}"
 
 
+def reservations_key(tenant: str) -> str:
+    """A tenant's budget reservations (a hash): task id -> USD set aside for the admitted
+    task and not yet charged, and `RESERVED_TOTAL` -> their sum. Not per period: the work
+    they stand for is charged to whichever period it runs in."""
+    return f"{PREFIX}:reserved:{tenant}"
+
+
+# The field of `reservations_key` holding the sum; never a task id (those are hex).
+RESERVED_TOTAL = "_total"
+
+
+def usage_key(model: str) -> str:
+    """Token usage observed per task on a model (a hash, see `records.ModelUsage`), from
+    which a task's cost on it is estimated."""
+    return f"{PREFIX}:usage:{model}"
+
+
 def slots_key(tenant: str) -> str:
     """The concurrency slots a limited tenant's tasks hold (a sorted set of leases)."""
     return f"{PREFIX}:slots:{tenant}"

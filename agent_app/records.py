@@ -104,9 +104,13 @@ class Tokens(BaseModel):
 
 class Outcome(HashModel):
     """What a worker writes to a task record: progress while it runs, its outcome when
-    final (`finished_at` set then, see `TaskQueue.finish`)."""
+    final (`finished_at` set then, see `TaskQueue.finish`). A queued task that starts with
+    its tenant near the budget is moved to a cheaper model (`model`, `selection`)."""
 
     status: Status
+    model: str | None = None
+    selection: Selection | None = None
+    budget_limited: bool | None = None
     worker: str | None = None
     result: str | None = None
     error: str | None = None
@@ -130,6 +134,18 @@ class CachedAnswer(HashModel):
     def saving(cls, answer: str, steps: list[Step], redactions: int, llm_calls: int) -> Self:
         tokens = Tokens(input=0, output=0, total=0, cached_calls=llm_calls)
         return cls(result=answer, steps=steps, redactions=redactions, tokens=tokens)
+
+
+class ModelUsage(HashModel):
+    """Usage observed per task on one model (`usage.UsageBook`): running means over the
+    tasks that ran in full on it (`tasks` of them), stored at `keys.usage_key(model)`."""
+
+    tasks: int = 0
+    input_tokens: float = 0.0
+    output_tokens: float = 0.0
+    llm_calls: float = 0.0
+    # The task text's own size (`usage.estimate_tokens`), to scale the input to a new task.
+    task_tokens: float = 0.0
 
 
 class TaskRecord(HashModel):
