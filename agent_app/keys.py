@@ -44,10 +44,10 @@ def reservations_key(tenant: str) -> str:
 RESERVED_TOTAL = "_total"
 
 
-def usage_key(model: str) -> str:
-    """Token usage observed per task on a model (a hash, see `records.ModelUsage`), from
-    which a task's cost on it is estimated."""
-    return f"{PREFIX}:usage:{model}"
+def usage_key(tenant: str, model: str) -> str:
+    """Token usage observed per task of a tenant's on a model (a hash, see
+    `records.ModelUsage`), from which its next task's cost there is estimated."""
+    return f"{PREFIX}:usage:{tenant}:{model}"
 
 
 def slots_key(tenant: str) -> str:

@@ -137,8 +137,9 @@ class CachedAnswer(HashModel):
 
 
 class ModelUsage(HashModel):
-    """Usage observed per task on one model (`usage.UsageBook`): running means over the
-    tasks that ran in full on it (`tasks` of them), stored at `keys.usage_key(model)`."""
+    """Usage observed per task of one tenant on one model (`usage.UsageBook`): running
+    means over the tasks that ran in full there (`tasks` of them), stored at
+    `keys.usage_key(tenant, model)`."""
 
     tasks: int = 0
     input_tokens: float = 0.0

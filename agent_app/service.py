@@ -164,7 +164,10 @@ class TaskService:
         choice is made again on the new figures."""
         s, m = self.settings, self.metrics
         expected = expected_costs(
-            s.models, await self.usage.read(s.models), body.task, s.expected_completion_tokens
+            s.models,
+            await self.usage.read(tenant, s.models),
+            body.task,
+            s.expected_completion_tokens,
         )
         for attempt in range(_ADMIT_TRIES):
             record = self._new_record(task_id, tenant, body, verdict, budget, expected)

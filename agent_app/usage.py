@@ -6,16 +6,19 @@ tokens, the LLM calls and the task's own size (`records.ModelUsage`), which the 
 update as tasks complete. Input grows with the task, since every call carries its text:
 a task longer than the observed mean adds the difference once per call.
 
-A model with nothing observed yet borrows the token figures of the models that have (the
-same conversations, whatever the model's price). Before anything has been observed, a
-prior stands in: `PRIOR_CALLS` calls, each with the task plus a system prompt's worth of
+The figures are per tenant. The estimates are shown to the tenant (`selection`), and
+means shared between tenants would move with another tenant's work, telling each how
+much and how large the others' tasks are.
+
+A model with nothing observed yet borrows the tenant's token figures on the models that
+have them (the same conversations, whatever the model's price). Before anything has been
+observed for the tenant, a prior stands in: `PRIOR_CALLS` calls, each with the task plus a system prompt's worth of
 input and `AGENT_EXPECTED_COMPLETION_TOKENS` of output; deliberately high, so a fresh
 deployment reserves too much rather than too little.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 
 from redis.asyncio import Redis
@@ -32,9 +35,6 @@ PRIOR_CALLS = 3
 _PRIOR_PROMPT_TOKENS = 200
 # Tasks over which the means are plain means; after that, each new task weighs 1/WINDOW.
 WINDOW = 200
-# The API reads the means at most this often: they move slowly, and a read per
-# submission would be a round trip for nothing.
-_READ_EVERY_S = 1.0
 
 
 def estimate_tokens(task: str) -> int:
@@ -90,14 +90,18 @@ class UsageBook:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._observe = redis.register_script(scripts.OBSERVE_USAGE)
-        self._read_at = -_READ_EVERY_S
-        self._last: dict[str, ModelUsage] = {}
 
     async def observe(
-        self, model: str, input_tokens: int, output_tokens: int, llm_calls: int, task: str
+        self,
+        tenant: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        llm_calls: int,
+        task: str,
     ) -> None:
-        """One task that ran in full on `model` (no call answered from the cache, which
-        would make it look cheaper than a new task will be)."""
+        """One task of the tenant's that ran in full on `model` (no call answered from the
+        cache, which would make it look cheaper than a new task will be)."""
         figures = ModelUsage(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
@@ -105,20 +109,16 @@ class UsageBook:
             task_tokens=estimate_tokens(task),
         ).model_dump(exclude={"tasks"})
         args = [WINDOW, *(item for pair in figures.items() for item in pair)]
-        await self._observe(keys=[usage_key(model)], args=args)
+        await self._observe(keys=[usage_key(tenant, model)], args=args)
 
-    async def read(self, models: list[ModelSpec]) -> dict[str, ModelUsage]:
-        now = time.monotonic()
-        if now - self._read_at < _READ_EVERY_S:
-            return self._last
+    async def read(self, tenant: str, models: list[ModelSpec]) -> dict[str, ModelUsage]:
+        """Model name -> the tenant's observed usage, for the models it has any on."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for spec in models:
-                pipe.hgetall(usage_key(spec.name))
+                pipe.hgetall(usage_key(tenant, spec.name))
             replies: list[dict[str, str]] = await pipe.execute()
-        self._last = {
+        return {
             spec.name: ModelUsage.decode({text(k): text(v) for k, v in raw.items()})
             for spec, raw in zip(models, replies, strict=True)
             if raw
         }
-        self._read_at = now
-        return self._last

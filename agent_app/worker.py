@@ -245,7 +245,7 @@ class Worker:
         if record.budget_limited:
             return record  # chosen with the requirement relaxed already
         budget = await self.ledger.status(record.tenant, reservations=False)
-        observed = await self.usage.read(s.models)
+        observed = await self.usage.read(record.tenant, s.models)
         expected = expected_costs(
             s.models, observed, record.request.task, s.expected_completion_tokens
         )
@@ -275,7 +275,12 @@ class Worker:
         final already, so a failure here is only logged."""
         try:
             await self.usage.observe(
-                ctx.model, result.input_tokens, result.output_tokens, result.llm_calls, ctx.task
+                ctx.tenant,
+                ctx.model,
+                result.input_tokens,
+                result.output_tokens,
+                result.llm_calls,
+                ctx.task,
             )
         except RedisError as exc:
             log.warning("task usage not recorded", error=type(exc).__name__)
