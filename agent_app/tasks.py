@@ -46,23 +46,21 @@ class TaskStore:
         self._create_from_result = redis.register_script(scripts.CREATE_FROM_RESULT)
         self._admit = redis.register_script(scripts.ADMIT)
 
-    async def create(self, record: TaskRecord, stream: str | None = None) -> None:
-        """Writes a new task record and, given `stream`, enqueues the task in the same
-        transaction: Redis failing between two separate writes would leave a record that
-        no worker ever sees, and a client retrying with its Idempotency-Key would be told
-        that this never-queued task was accepted."""
+    async def create(self, record: TaskRecord) -> None:
+        """Writes a task record as it is, unqueued and with nothing reserved: for tasks put
+        on the stream by other means (tests, replays). The API admits tasks (`admit`)."""
         key = task_key(record.id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, items=record.hset_args())
             pipe.expire(key, self._ttl_s)
-            if stream is not None:
-                pipe.xadd(stream, stream_entry(record.id, record.tenant))
             await pipe.execute()
 
     async def admit(self, record: TaskRecord, stream: str, reservation: Reservation) -> Admission:
-        """Writes and queues a new task as `create` does, with its expected cost reserved,
-        if that fits the tenant's budget beside its spend and its other reservations;
-        nothing is written otherwise. Check and writes are one step (`scripts.ADMIT`)."""
+        """Writes a new task record and queues it on `stream`, with its expected cost
+        reserved, if that fits the tenant's budget beside its spend and its other
+        reservations; nothing is written otherwise. Check and writes are one step
+        (`scripts.ADMIT`): Redis failing between separate writes would leave a record no
+        worker ever sees, or budget reserved for a task that does not exist."""
         reply = await self._admit(
             keys=[
                 reservation.ledger_key,
