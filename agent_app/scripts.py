@@ -149,12 +149,15 @@ local reserved = redis.call('HGET', KEYS[2], '@TOTAL@') or '0'
 if tonumber(spent) + tonumber(reserved) + tonumber(ARGV[4]) > tonumber(ARGV[3]) + 1e-12 then
   return {0, spent, reserved}
 end
+-- The entry first: a script's writes before an error stay written, and a refused XADD
+-- (an ACL rule, a stream of the wrong type) must leave no record behind that a retry
+-- with the same Idempotency-Key would take for a queued task.
+redis.call('XADD', KEYS[4], '*', 'task_id', ARGV[2], 'tenant', ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
 redis.call('HINCRBYFLOAT', KEYS[2], '@TOTAL@', ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('HSET', KEYS[3], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[3], ARGV[5])
-redis.call('XADD', KEYS[4], '*', 'task_id', ARGV[2], 'tenant', ARGV[1])
 return {1}
 """)
 
