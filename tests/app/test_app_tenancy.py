@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 import redis
+from redis.asyncio import Redis
 
-from app.appkit import Client, DevLLM, Service
+from agent_app.settings import DEFAULT_MODELS
+from agent_app.usage import UsageBook, expected_costs
+from app.appkit import REDIS_PASSWORD, Client, DevLLM, RedisServer, Service, run_async
 
 # These tests start or use a real redis-server.
 pytestmark = pytest.mark.redis
@@ -61,3 +64,30 @@ def test_llm_call_cache_reveals_nothing_across_tenants(
     # Entries are filed under their tenant's name.
     tenants = {key.split(":")[2] for key in clean_redis.scan_iter("agent:cache:*")}
     assert tenants == {"acme", "globex"}
+
+
+def test_cost_estimates_move_only_with_the_tenants_own_tasks(
+    redis_server: RedisServer, clean_redis: redis.Redis
+) -> None:
+    """A task's `selection` shows its expected cost, estimated from observed usage: means
+    shared between tenants would move with another tenant's work."""
+
+    async def scenario() -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+        r = Redis.from_url(redis_server.url, password=REDIS_PASSWORD, decode_responses=True)
+        book = UsageBook(r)
+        task = "compute 12 * 12"
+        before = expected_costs(
+            DEFAULT_MODELS, await book.read("globex", DEFAULT_MODELS), task, 300
+        )
+        for _ in range(5):
+            await book.observe("acme", "large", 4000, 900, 4, "a much longer task " * 20)
+        globex = expected_costs(
+            DEFAULT_MODELS, await book.read("globex", DEFAULT_MODELS), task, 300
+        )
+        acme = expected_costs(DEFAULT_MODELS, await book.read("acme", DEFAULT_MODELS), task, 300)
+        await r.aclose()
+        return before, globex, acme
+
+    before, globex, acme = run_async(scenario())
+    assert globex == before
+    assert acme != before
