@@ -245,6 +245,9 @@ class Worker:
         if record.budget_limited:
             return record  # chosen with the requirement relaxed already
         budget = await self.ledger.status(record.tenant, reservations=False)
+        # Spent meanwhile: the check before the first call stops the task as it is.
+        if not budget.limited or budget.exhausted:
+            return record
         observed = await self.usage.read(record.tenant, s.models)
         expected = expected_costs(
             s.models, observed, record.request.task, s.expected_completion_tokens
@@ -254,10 +257,10 @@ class Worker:
             record.selection.required_quality,
             budget.remaining_usd,
             expected,
-            limited=budget.limited,
+            limited=True,
             quality_relief=s.limited_quality_relief,
         )
-        if not budget.limited or expected[selection.model] >= expected[record.model]:
+        if expected[selection.model] >= expected[record.model]:
             return record
         change = Outcome(
             status="running", model=selection.model, selection=selection, budget_limited=True
