@@ -1,7 +1,8 @@
 """Every Lua script the app runs in Redis. A script is one atomic step: the task record's
 writes that must not interleave with another worker's live here, side by side, so the
 rule they share (a record with `finished_at` is final and never written again) is
-visible in one place."""
+visible in one place; so do the budget's (a reservation made with the task's admission,
+charged by its calls, released with its final write: see `cost`)."""
 
 from __future__ import annotations
 
