@@ -12,8 +12,8 @@ from opentelemetry.trace import StatusCode
 from redis.asyncio import Redis
 
 from agent_app.cache import ResponseCache, ResultCache, cache_key, result_cache_key
-from agent_app.cost import BudgetLedger, call_cost
-from agent_app.keys import history_key, task_key
+from agent_app.cost import BudgetExhaustedError, BudgetLedger, call_cost
+from agent_app.keys import history_key
 from agent_app.llm import ChatResult, LLMClient, LLMError
 from agent_app.logging import get_logger
 from agent_app.metrics import Metrics
@@ -110,7 +110,14 @@ class Agent:
             span.set_attribute("gen_ai.request.model", ctx.model)
             span.set_attribute("agent.task.id", ctx.task_id)
             span.set_attribute("agent.tenant", ctx.tenant)
-            result = await self._run(ctx)
+            result = AgentResult(status="completed", answer=None, redactions=ctx.redactions)
+            try:
+                await self._run(ctx, result)
+            except BudgetExhaustedError as exc:
+                # Final, not retried: the budget will not come back this period. What the
+                # task did until then (steps, tokens) stays on it.
+                result.status, result.error = "failed", str(exc)
+                self._metrics.budget_actions.labels(**self._metrics.rel(action="stop")).inc()
             if result.status != "completed":
                 span.set_status(StatusCode.ERROR, result.error or result.status)
             log.info(
@@ -123,8 +130,7 @@ class Agent:
             )
             return result
 
-    async def _run(self, ctx: TaskContext) -> AgentResult:
-        result = AgentResult(status="completed", answer=None, redactions=ctx.redactions)
+    async def _run(self, ctx: TaskContext, result: AgentResult) -> None:
         system = _SYSTEM_PROMPTS.get(ctx.variant, _SYSTEM_PROMPTS["control"])
         history = await self._history(ctx)
 
@@ -153,7 +159,7 @@ class Agent:
                 result.answer = answer
                 result.steps.append(AnswerStep(content=answer))
                 await self._remember(ctx, result)
-                return result
+                return
             messages.append(
                 {
                     "role": "assistant",
@@ -185,7 +191,6 @@ class Agent:
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
         result.status = "failed"
         result.error = f"no final answer within the step limit of {self._settings.max_steps}"
-        return result
 
     def _clean(self, result: AgentResult, text: str | None, where: str) -> str:
         return self._count(result, redact(text or ""), where)
@@ -226,16 +231,20 @@ class Agent:
         tools: list[dict[str, Any]] | None,
     ) -> ChatResult:
         result.llm_calls += 1
-        key = cache_key(ctx.model, messages, tools)
+        key = cache_key(ctx.tenant, ctx.model, messages, tools)
         cached = await self._cache.get(key)
         if cached is not None:
             result.cached_calls += 1
             return cached
+        # Checked before every call, not once per task: a task that waited in the queue or
+        # for its tenant's slot, or ran alongside others of the tenant, may find the budget
+        # spent by now. A cached answer costs nothing and needs no check.
+        await self._ledger.check(ctx.tenant)
         asked = ctx.model
         reply = await self._chat_or_fall_back(ctx, messages, tools)
         if ctx.model != asked:
             # Answered by a fallback model: cached as that model's answer.
-            key = cache_key(ctx.model, messages, tools)
+            key = cache_key(ctx.tenant, ctx.model, messages, tools)
         result.input_tokens += reply.prompt_tokens
         result.output_tokens += reply.completion_tokens
         usd = call_cost(
@@ -243,7 +252,7 @@ class Agent:
         )
         self._metrics.cost.labels(**self._metrics.rel(model=ctx.model)).inc(usd)
         async with self._redis.pipeline(transaction=True) as pipe:
-            self._ledger.charge(pipe, ctx.tenant, usd, task_key(ctx.task_id))
+            await self._ledger.charge(pipe, ctx.tenant, ctx.task_id, usd)
             self._cache.put(pipe, key, reply, ctx.cache_ttl_s)
             await pipe.execute()
         return reply

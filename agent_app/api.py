@@ -30,6 +30,7 @@ from agent_app.servers import EmbeddedServer, server_config
 from agent_app.service import TaskService
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
+from agent_app.usage import UsageBook
 
 log = get_logger(__name__)
 
@@ -49,6 +50,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         results=ResultCache(runtime.metrics),
         completions=completions,
         detector=build_detector(settings),
+        usage=UsageBook(runtime.redis),
     )
     circuits = functools.partial(
         _every_circuit_open, BreakerBoard(runtime.redis, settings), len(settings.models)

@@ -1,5 +1,9 @@
-"""Caches in Redis: LLM responses, keyed by a hash of the model and the normalised
-request, and whole task results, which the API answers a repeated task from."""
+"""Caches in Redis: LLM responses, keyed by tenant and a hash of the model and the
+normalised request, and whole task results, which the API answers a repeated task from.
+
+Both are per tenant. A hit is visible to the tenant that gets it (`tokens.cached_calls`,
+a lower `cost_usd`, a faster answer), so an entry shared between tenants would tell one
+that another sent the same text."""
 
 from __future__ import annotations
 
@@ -33,14 +37,14 @@ def _normalise(value: Any) -> Any:
 
 
 def cache_key(
-    model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    tenant: str, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
 ) -> str:
     payload = json.dumps(
         {"model": model, "messages": _normalise(messages), "tools": _normalise(tools or [])},
         sort_keys=True,
         separators=(",", ":"),
     )
-    return keys.response_cache_key(hashlib.sha256(payload.encode()).hexdigest())
+    return keys.response_cache_key(tenant, hashlib.sha256(payload.encode()).hexdigest())
 
 
 class ResponseCache:

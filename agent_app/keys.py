@@ -33,6 +33,23 @@ def ledger_key(period: str) -> str:
     return f"{PREFIX}:budget:{period}"
 
 
+def reservations_key(tenant: str) -> str:
+    """A tenant's budget reservations (a hash): task id -> USD set aside for the admitted
+    task and not yet charged, and `RESERVED_TOTAL` -> their sum. Not per period: the work
+    they stand for is charged to whichever period it runs in."""
+    return f"{PREFIX}:reserved:{tenant}"
+
+
+# The field of `reservations_key` holding the sum; never a task id (those are hex).
+RESERVED_TOTAL = "_total"
+
+
+def usage_key(tenant: str, model: str) -> str:
+    """Token usage observed per task of a tenant's on a model (a hash, see
+    `records.ModelUsage`), from which its next task's cost there is estimated."""
+    return f"{PREFIX}:usage:{tenant}:{model}"
+
+
 def slots_key(tenant: str) -> str:
     """The concurrency slots a limited tenant's tasks hold (a sorted set of leases)."""
     return f"{PREFIX}:slots:{tenant}"
@@ -43,9 +60,10 @@ def breaker_key(model: str) -> str:
     return f"{PREFIX}:breaker:{model}"
 
 
-def response_cache_key(digest: str) -> str:
-    """A cached LLM response, by the digest of its normalised request."""
-    return f"{PREFIX}:cache:{digest}"
+def response_cache_key(tenant: str, digest: str) -> str:
+    """A tenant's cached LLM response, by the digest of its normalised request. Per tenant
+    (see `cache`), and under the tenant's name so its entries can be found and dropped."""
+    return f"{PREFIX}:cache:{tenant}:{digest}"
 
 
 def result_key(digest: str) -> str:

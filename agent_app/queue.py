@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from agent_app import scripts
-from agent_app.keys import done_channel, task_key
+from agent_app.keys import done_channel, reservations_key, task_key
 from agent_app.records import Outcome
 from agent_app.runtime import text
 from agent_app.settings import Settings
@@ -103,23 +103,27 @@ class TaskQueue:
             pipe.xdel(self.stream, entry_id)
             await pipe.execute()
 
-    async def finish(self, entry_id: str, task_id: str, outcome: Outcome) -> bool:
-        """Writes the task's final result, announces it and acknowledges the entry; False
-        if the task already had a final result, which is then kept."""
+    async def finish(self, entry_id: str, task_id: str, tenant: str, outcome: Outcome) -> bool:
+        """Writes the task's final result, announces it, acknowledges the entry and releases
+        the task's budget reservation; False if the task already had a final result, which
+        is then kept."""
         written = await self._finish(
-            keys=[task_key(task_id), self.stream],
+            keys=[task_key(task_id), self.stream, reservations_key(tenant)],
             args=[self.group, entry_id, self.done_channel, task_id, *_final(outcome)],
         )
         return bool(written)
 
-    async def dead_letter(self, entry_id: str, task_id: str, fields: dict[str, str]) -> bool:
-        """Marks the task dead-lettered and moves its entry to the dead-letter stream, unless
-        the task already has a final result; False then, and the entry is only acknowledged."""
+    async def dead_letter(
+        self, entry_id: str, task_id: str, tenant: str, fields: dict[str, str]
+    ) -> bool:
+        """Marks the task dead-lettered, moves its entry to the dead-letter stream and
+        releases its budget reservation, unless the task already has a final result; False
+        then, and the entry is only acknowledged."""
         final = _final(Outcome(status="dead_lettered", error=fields.get("error")))
         entry = [item for pair in fields.items() for item in pair]
         written = await self._dead_letter(
-            keys=[task_key(task_id), self.stream, self.dead_stream],
-            args=[self.group, entry_id, len(final), *final, *entry],
+            keys=[task_key(task_id), self.stream, self.dead_stream, reservations_key(tenant)],
+            args=[self.group, entry_id, len(final), *final, *entry, task_id],
         )
         return bool(written)
 

@@ -108,12 +108,17 @@ class Tokens(BaseModel):
 
 class Outcome(HashModel):
     """What a worker writes to a task record: progress while it runs, its outcome when
-    final (`finished_at` set then, see `TaskQueue.finish`)."""
+    final (`finished_at` set then, see `TaskQueue.finish`). A queued task that starts with
+    its tenant near the budget is moved to a cheaper model (`model`, `selection`)."""
 
     status: Status
-    worker: str | None = None
-    # The model that ran the task, when a fallback replaced the selected one.
+    # The model the task runs on when it is no longer the one selected at submission: a
+    # cheaper one (the tenant near its budget) or a fallback (the selected one's circuit
+    # open).
     model: str | None = None
+    selection: Selection | None = None
+    budget_limited: bool | None = None
+    worker: str | None = None
     result: str | None = None
     error: str | None = None
     steps: list[Step] | None = None
@@ -136,6 +141,19 @@ class CachedAnswer(HashModel):
     def saving(cls, answer: str, steps: list[Step], redactions: int, llm_calls: int) -> Self:
         tokens = Tokens(input=0, output=0, total=0, cached_calls=llm_calls)
         return cls(result=answer, steps=steps, redactions=redactions, tokens=tokens)
+
+
+class ModelUsage(HashModel):
+    """Usage observed per task of one tenant on one model (`usage.UsageBook`): running
+    means over the tasks that ran in full there (`tasks` of them), stored at
+    `keys.usage_key(tenant, model)`."""
+
+    tasks: int = 0
+    input_tokens: float = 0.0
+    output_tokens: float = 0.0
+    llm_calls: float = 0.0
+    # The task text's own size (`usage.estimate_tokens`), to scale the input to a new task.
+    task_tokens: float = 0.0
 
 
 class TaskRecord(HashModel):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, field_serializer
 
-from agent_app.cost import call_cost
 from agent_app.settings import ModelSpec
-
-# Plan, at least one tool round and an answer: the usual shape of a task.
-EXPECTED_CALLS = 3
 
 
 class Candidate(BaseModel):
@@ -32,19 +30,17 @@ class Selection(BaseModel):
         return round(value, 8)
 
 
-def estimate_tokens(text: str) -> int:
-    return len(text) // 4 + 1
-
-
 def select_model(
     models: list[ModelSpec],
     required_quality: float,
     remaining_usd: float,
-    prompt_tokens: int,
-    completion_tokens: int,
+    expected_usd: Mapping[str, float],
     limited: bool = False,
     quality_relief: float = 0.0,
 ) -> Selection:
+    """`expected_usd`: the task's expected cost per model name (`usage.expected_costs`).
+    When no model fits `remaining_usd`, the cheapest is returned with a reason saying so,
+    and the caller decides (admission refuses the task)."""
     requirement = required_quality
     if limited:
         # Rounded so that 0.8 - 0.2 compares equal to a model rated 0.6.
@@ -56,7 +52,7 @@ def select_model(
         else ""
     )
     costed = sorted(
-        ((call_cost(m, prompt_tokens, completion_tokens) * EXPECTED_CALLS, m) for m in models),
+        ((expected_usd[m.name], m) for m in models),
         key=lambda pair: (pair[0], -pair[1].quality),
     )
     candidates = [

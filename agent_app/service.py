@@ -19,12 +19,20 @@ from agent_app.queue import TaskQueue
 from agent_app.records import TaskRecord
 from agent_app.redaction import redact
 from agent_app.releases import assign_variant
-from agent_app.selection import estimate_tokens, select_model
+from agent_app.selection import select_model
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
+from agent_app.usage import UsageBook, expected_costs
 from agent_app.validation import IDEMPOTENCY_KEY, InjectionVerdict, TaskRequest
 
 log = get_logger(__name__)
+
+# Admission tries: each retry follows another submission's reservation, so contention ends
+# quickly; past this many the client is asked to retry.
+_ADMIT_TRIES = 8
+# A task refused because the rest of the budget is reserved can be admitted once queued or
+# running tasks settle for less than they reserved, or finish: seconds, usually.
+_COMMITTED_RETRY_AFTER_S = 10
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class TaskService:
     results: ResultCache
     completions: Completions
     detector: Detector
+    usage: UsageBook
 
     async def submit(
         self,
@@ -73,14 +82,9 @@ class TaskService:
                 task_id = earlier
         # After the idempotency check, so replaying an accepted task still works at 100%.
         budget = await self._budget(tenant)
-        record = self._new_record(task_id, tenant, body, verdict, budget)
-        if redactions:
-            record = record.model_copy(update={"redactions": redactions})
-        if body.session_id is None:
-            answered = await self._answer_from_results(record)
-            if answered is not None:
-                return Submitted(answered, 200)
-        await self.store.create(record, stream=self.queue.stream)
+        record = await self._admit(task_id, tenant, body, verdict, budget, redactions)
+        if record.final:  # answered from the result cache
+            return Submitted(record, 200)
         log.info("task accepted", task_id=task_id, tenant=tenant, model=record.model)
         if not wait:
             return Submitted(record, 202)
@@ -160,9 +164,71 @@ class TaskService:
         if budget.exhausted:
             m.budget_actions.labels(**m.rel(action="reject")).inc()
             raise ApiError(429, budget.message(), headers={"Retry-After": str(_until_next_month())})
-        if budget.limited:
-            m.budget_actions.labels(**m.rel(action="cheaper_model")).inc()
         return budget
+
+    async def _admit(
+        self,
+        task_id: str,
+        tenant: str,
+        body: TaskRequest,
+        verdict: InjectionVerdict,
+        budget: BudgetStatus,
+        redactions: int,
+    ) -> TaskRecord:
+        """The task queued with its expected cost reserved (`TaskStore.admit`), or answered
+        from the result cache (final then). The model is chosen on the budget neither
+        spent nor reserved; when another submission reserved part of it in between, the
+        choice is made again on the new figures."""
+        s, m = self.settings, self.metrics
+        expected = expected_costs(
+            s.models,
+            await self.usage.read(tenant, s.models),
+            body.task,
+            s.expected_completion_tokens,
+        )
+        for attempt in range(_ADMIT_TRIES):
+            record = self._new_record(task_id, tenant, body, verdict, budget, expected)
+            if redactions:
+                record = record.model_copy(update={"redactions": redactions})
+            if attempt == 0 and body.session_id is None:
+                answered = await self._answer_from_results(record)
+                if answered is not None:
+                    self._count(record)
+                    return answered
+            cost = record.selection.expected_cost_usd
+            if cost > budget.remaining_usd:
+                m.budget_actions.labels(**m.rel(action="reject")).inc()
+                raise ApiError(
+                    429,
+                    budget.committed_message(cost),
+                    headers={"Retry-After": str(_COMMITTED_RETRY_AFTER_S)},
+                )
+            admission = await self.store.admit(
+                record, self.queue.stream, self.ledger.reservation(budget, cost)
+            )
+            if admission.admitted:
+                self._count(record)
+                return record
+            budget = self.ledger.status_of(
+                tenant, admission.spent_usd, budget.period, admission.reserved_usd
+            )
+            if budget.exhausted:
+                break
+        m.budget_actions.labels(**m.rel(action="reject")).inc()
+        message = (
+            budget.message()
+            if budget.exhausted
+            else f"tenant {tenant!r}: the budget is being reserved by concurrent submissions; retry"
+        )
+        retry_after = _until_next_month() if budget.exhausted else _COMMITTED_RETRY_AFTER_S
+        raise ApiError(429, message, headers={"Retry-After": str(retry_after)})
+
+    def _count(self, record: TaskRecord) -> None:
+        m = self.metrics
+        m.model_selections.labels(**m.rel(model=record.model)).inc()
+        m.tasks_submitted.labels(**m.rel(variant=record.variant)).inc()
+        if record.budget_limited:
+            m.budget_actions.labels(**m.rel(action="cheaper_model")).inc()
 
     def _new_record(
         self,
@@ -171,20 +237,18 @@ class TaskService:
         body: TaskRequest,
         verdict: InjectionVerdict,
         budget: BudgetStatus,
+        expected: dict[str, float],
     ) -> TaskRecord:
-        s, m = self.settings, self.metrics
+        s = self.settings
         selection = select_model(
             s.models,
             body.quality if body.quality is not None else s.default_quality,
             budget.remaining_usd,
-            estimate_tokens(body.task) + 200,
-            s.expected_completion_tokens,
+            expected,
             limited=budget.limited,
             quality_relief=s.limited_quality_relief,
         )
-        m.model_selections.labels(**m.rel(model=selection.model)).inc()
         variant = assign_variant(s.experiment_name, tenant, s.experiment_variants)
-        m.tasks_submitted.labels(**m.rel(variant=variant)).inc()
         return TaskRecord(
             id=task_id,
             tenant=tenant,

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from agent_app import scripts
+from agent_app.cost import Reservation
 from agent_app.keys import task_key
 from agent_app.logging import get_logger
 from agent_app.records import Outcome, TaskRecord
@@ -27,6 +28,15 @@ class Started(NamedTuple):
     spent_usd: float = 0.0
 
 
+class Admission(NamedTuple):
+    """Whether `TaskStore.admit` wrote the task; if not, the spend and reservations it
+    found, to choose again from."""
+
+    admitted: bool
+    spent_usd: float = 0.0
+    reserved_usd: float = 0.0
+
+
 class TaskStore:
     def __init__(self, redis: Redis, ttl_s: int) -> None:
         self._redis = redis
@@ -34,19 +44,42 @@ class TaskStore:
         self._start = redis.register_script(scripts.START)
         self._update = redis.register_script(scripts.UPDATE)
         self._create_from_result = redis.register_script(scripts.CREATE_FROM_RESULT)
+        self._admit = redis.register_script(scripts.ADMIT)
 
-    async def create(self, record: TaskRecord, stream: str | None = None) -> None:
-        """Writes a new task record and, given `stream`, enqueues the task in the same
-        transaction: Redis failing between two separate writes would leave a record that
-        no worker ever sees, and a client retrying with its Idempotency-Key would be told
-        that this never-queued task was accepted."""
+    async def create(self, record: TaskRecord) -> None:
+        """Writes a task record as it is, unqueued and with nothing reserved: for tasks put
+        on the stream by other means (tests, replays). The API admits tasks (`admit`)."""
         key = task_key(record.id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, items=record.hset_args())
             pipe.expire(key, self._ttl_s)
-            if stream is not None:
-                pipe.xadd(stream, stream_entry(record.id, record.tenant))
             await pipe.execute()
+
+    async def admit(self, record: TaskRecord, stream: str, reservation: Reservation) -> Admission:
+        """Writes a new task record and queues it on `stream`, with its expected cost
+        reserved, if that fits the tenant's budget beside its spend and its other
+        reservations; nothing is written otherwise. Check and writes are one step
+        (`scripts.ADMIT`): Redis failing between separate writes would leave a record no
+        worker ever sees, or budget reserved for a task that does not exist."""
+        reply = await self._admit(
+            keys=[
+                reservation.ledger_key,
+                reservation.reservations_key,
+                task_key(record.id),
+                stream,
+            ],
+            args=[
+                reservation.tenant,
+                record.id,
+                repr(reservation.budget_usd),
+                repr(reservation.usd),
+                self._ttl_s,
+                *record.hset_args(),
+            ],
+        )
+        if int(reply[0]) == 0:
+            return Admission(False, float(reply[1]), float(reply[2]))
+        return Admission(True)
 
     async def create_from_result(self, record: TaskRecord, result_key: str) -> TaskRecord | None:
         """Writes `record`, final from the start, with its answer taken from the stored

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import SpanProcessor
 from redis.exceptions import RedisError, ResponseError
 
-from agent_app.agent import Agent, TaskContext
+from agent_app.agent import Agent, AgentResult, TaskContext
 from agent_app.cache import ResponseCache, ResultCache
 from agent_app.cost import BudgetLedger, current_period
 from agent_app.keys import ledger_key
@@ -28,11 +28,13 @@ from agent_app.queue import Entry, TaskQueue
 from agent_app.records import Outcome, TaskRecord
 from agent_app.routes import health, metrics
 from agent_app.runtime import BreakerBoard, Runtime
+from agent_app.selection import select_model
 from agent_app.servers import EmbeddedServer, server_config
 from agent_app.settings import Settings
 from agent_app.tasks import TaskStore
 from agent_app.tools import default_registry
 from agent_app.tracing import tracer
+from agent_app.usage import UsageBook, expected_costs
 
 log = get_logger(__name__)
 
@@ -50,6 +52,7 @@ class Worker:
         self.store = TaskStore(runtime.redis, s.task_ttl_s)
         self.ledger = BudgetLedger(runtime.redis, s)
         self.board = BreakerBoard(runtime.redis, s)
+        self.usage = UsageBook(runtime.redis)
         self._tracer = tracer(runtime.provider)
         self.llm = LLMClient(s, runtime.metrics, self._tracer, self.board.publish)
         self.http = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
@@ -251,8 +254,12 @@ class Worker:
             await self._dead_letter(entry_id, task_id, record, attempt - 1)
             return
         started = time.perf_counter()
+        # A task admitted earlier counts only the spend (its reservation is part of the
+        # rest): it stops if the budget is spent, and gets the cost-limiting actions if
+        # the tenant is near it now, whatever it was when the task was submitted.
         budget = self.ledger.status_of(tenant, spent_usd, period)
         if budget.exhausted:
+            m.budget_actions.labels(**m.rel(action="stop")).inc()
             await self._final(
                 entry_id, task_id, record, started, Outcome(status="failed", error=budget.message())
             )
@@ -264,26 +271,28 @@ class Worker:
             limit = self.slots.hold(tenant, task_id)
             m.budget_actions.labels(**m.rel(action="lower_concurrency")).inc()
             m.budget_actions.labels(**m.rel(action="longer_cache_ttl")).inc()
-        ctx = TaskContext(
-            task_id=task_id,
-            tenant=tenant,
-            session_id=record.session_id or task_id,
-            own_session=not record.session_id,
-            task=record.request.task,
-            model=record.model,
-            variant=record.variant,
-            cache_ttl_s=ttl,
-            redactions=record.redactions or 0,
-            fallbacks=tuple(
-                c.model
-                for c in record.selection.candidates
-                if c.meets_quality and c.fits_budget and c.model != record.model
-            ),
-        )
-        await self._avoid_open_circuit(ctx)
-        log.info("task started", attempt=attempt, model=ctx.model)
         try:
             async with limit:
+                if budget.limited:
+                    record = await self._cheaper_model(task_id, record)
+                ctx = TaskContext(
+                    task_id=task_id,
+                    tenant=tenant,
+                    session_id=record.session_id or task_id,
+                    own_session=not record.session_id,
+                    task=record.request.task,
+                    model=record.model,
+                    variant=record.variant,
+                    cache_ttl_s=ttl,
+                    redactions=record.redactions or 0,
+                    fallbacks=tuple(
+                        c.model
+                        for c in record.selection.candidates
+                        if c.meets_quality and c.fits_budget and c.model != record.model
+                    ),
+                )
+                await self._avoid_open_circuit(ctx)
+                log.info("task started", attempt=attempt, model=ctx.model)
                 result = await self.agent.run(ctx)
         except Exception as exc:
             error = f"attempt {attempt}: {exc}"
@@ -307,6 +316,60 @@ class Worker:
                 model=ctx.model if ctx.model != record.model else None,
             ),
         )
+        if result.status == "completed" and result.cached_calls == 0 and result.llm_calls:
+            await self._observe(ctx, result)
+
+    async def _cheaper_model(self, task_id: str, record: TaskRecord) -> TaskRecord:
+        """A task chosen a model for before its tenant neared the budget (queued then, or
+        waiting for the tenant's slot since) is moved to the model a task submitted now
+        would get, if that is cheaper. Done once the slot is held, on the spend as it is
+        then."""
+        s, m = self.settings, self.runtime.metrics
+        if record.budget_limited:
+            return record  # chosen with the requirement relaxed already
+        budget = await self.ledger.status(record.tenant, reservations=False)
+        # Spent meanwhile: the check before the first call stops the task as it is.
+        if not budget.limited or budget.exhausted:
+            return record
+        observed = await self.usage.read(record.tenant, s.models)
+        expected = expected_costs(
+            s.models, observed, record.request.task, s.expected_completion_tokens
+        )
+        selection = select_model(
+            s.models,
+            record.selection.required_quality,
+            budget.remaining_usd,
+            expected,
+            limited=True,
+            quality_relief=s.limited_quality_relief,
+        )
+        if expected[selection.model] >= expected[record.model]:
+            return record
+        change = Outcome(
+            status="running", model=selection.model, selection=selection, budget_limited=True
+        )
+        await self.store.update(task_id, change)
+        m.budget_actions.labels(**m.rel(action="cheaper_model")).inc()
+        m.model_selections.labels(**m.rel(model=selection.model)).inc()
+        log.info("queued task moved to a cheaper model", model=selection.model, was=record.model)
+        return record.model_copy(
+            update={"model": selection.model, "selection": selection, "budget_limited": True}
+        )
+
+    async def _observe(self, ctx: TaskContext, result: AgentResult) -> None:
+        """Feeds the usage estimates (`usage`) with a task that ran in full; the task is
+        final already, so a failure here is only logged."""
+        try:
+            await self.usage.observe(
+                ctx.tenant,
+                ctx.model,
+                result.input_tokens,
+                result.output_tokens,
+                result.llm_calls,
+                ctx.task,
+            )
+        except RedisError as exc:
+            log.warning("task usage not recorded", error=type(exc).__name__)
 
     async def _avoid_open_circuit(self, ctx: TaskContext) -> None:
         """Starts the task on a fallback when its model's circuit is open here or, as
@@ -335,7 +398,7 @@ class Worker:
         m = self.runtime.metrics
         status = outcome.status
         written = await self.queue.finish(
-            entry_id, task_id, outcome.model_copy(update={"worker": self.consumer})
+            entry_id, task_id, record.tenant, outcome.model_copy(update={"worker": self.consumer})
         )
         if written:
             m.tasks.labels(**m.rel(status=status, variant=record.variant)).inc()
@@ -358,6 +421,7 @@ class Worker:
         written = await self.queue.dead_letter(
             entry_id,
             task_id,
+            record.tenant,
             {
                 "task_id": task_id,
                 "tenant": record.tenant,

@@ -27,6 +27,7 @@ from agent_app.releases import Release
 from agent_app.selection import select_model
 from agent_app.settings import DEFAULT_MODELS, Settings
 from agent_app.tracing import build_provider, tracer
+from agent_app.usage import expected_costs
 from agent_app.validation import TaskRequest
 
 T = TypeVar("T")
@@ -66,7 +67,9 @@ def new_task(task_id: str, tenant: str, task: str, model: str = "small") -> Task
         status="queued",
         request=TaskRequest(task=task),
         model=model,
-        selection=select_model(DEFAULT_MODELS, 0.5, 100.0, 10, 10),
+        selection=select_model(
+            DEFAULT_MODELS, 0.5, 100.0, expected_costs(DEFAULT_MODELS, {}, task, 300)
+        ),
         injection=check_injection(task, 0.4, 0.8),
         variant="control",
         created_at=time.time(),

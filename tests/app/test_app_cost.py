@@ -180,20 +180,31 @@ def test_tasks_depending_on_more_than_their_request_always_run(
     assert second["attempts"] == 1
 
 
+def _costs(models: list[ModelSpec], prompt: int, completion: int) -> dict[str, float]:
+    """Expected task costs of three calls of the given size on each model."""
+    return {m.name: 3 * call_cost(m, prompt, completion) for m in models}
+
+
 def test_selection_picks_cheapest_model_meeting_quality() -> None:
-    chosen = select_model(DEFAULT_MODELS, 0.7, 100.0, 500, 300)
+    chosen = select_model(DEFAULT_MODELS, 0.7, 100.0, _costs(DEFAULT_MODELS, 500, 300))
     assert chosen.model == "medium"
     assert "cheapest" in chosen.reason
-    assert select_model(DEFAULT_MODELS, 0.9, 100.0, 500, 300).model == "large"
-    assert select_model(DEFAULT_MODELS, 0.1, 100.0, 500, 300).model == "small"
+    assert (
+        select_model(DEFAULT_MODELS, 0.9, 100.0, _costs(DEFAULT_MODELS, 500, 300)).model == "large"
+    )
+    assert (
+        select_model(DEFAULT_MODELS, 0.1, 100.0, _costs(DEFAULT_MODELS, 500, 300)).model == "small"
+    )
 
 
 def test_selection_respects_remaining_budget() -> None:
-    large_cost = select_model(DEFAULT_MODELS, 0.9, 100.0, 500, 300).expected_cost_usd
-    chosen = select_model(DEFAULT_MODELS, 0.9, large_cost / 2, 500, 300)
+    large_cost = select_model(
+        DEFAULT_MODELS, 0.9, 100.0, _costs(DEFAULT_MODELS, 500, 300)
+    ).expected_cost_usd
+    chosen = select_model(DEFAULT_MODELS, 0.9, large_cost / 2, _costs(DEFAULT_MODELS, 500, 300))
     assert chosen.model == "medium"
     assert "best that fits" in chosen.reason
-    broke = select_model(DEFAULT_MODELS, 0.9, 0.0, 500, 300)
+    broke = select_model(DEFAULT_MODELS, 0.9, 0.0, _costs(DEFAULT_MODELS, 500, 300))
     assert broke.model == "small"
     assert "no model fits" in broke.reason
 
@@ -203,7 +214,9 @@ def test_selection_relief_when_limited() -> None:
         *DEFAULT_MODELS,
         ModelSpec(name="tiny", input_usd_per_1k=0.0, output_usd_per_1k=0.0, quality=0.1),
     ]
-    assert select_model(models, 0.8, 100.0, 100, 100).model == "medium"
-    limited = select_model(models, 0.8, 100.0, 100, 100, limited=True, quality_relief=0.2)
+    assert select_model(models, 0.8, 100.0, _costs(models, 100, 100)).model == "medium"
+    limited = select_model(
+        models, 0.8, 100.0, _costs(models, 100, 100), limited=True, quality_relief=0.2
+    )
     assert limited.model == "small"
     assert limited.required_quality == 0.6

@@ -325,7 +325,8 @@ def test_an_entry_read_as_the_stop_comes_is_released_unstarted(
         runner = asyncio.create_task(worker.run(stop))
         await asyncio.sleep(0.3)  # in its one-second blocking read by now
         stop.set()
-        await store.create(new_task("late", "acme", "compute 1 + 1"), worker.queue.stream)
+        await store.create(new_task("late", "acme", "compute 1 + 1"))
+        await worker.queue.enqueue("late", "acme")
         await asyncio.wait_for(runner, 30)
         pending: Any = await runtime.redis.xpending_range(
             worker.queue.stream, worker.queue.group, min="-", max="+", count=10

@@ -237,11 +237,14 @@ def test_late_failure_of_a_duplicate_attempt_changes_nothing(
         assert (first.attempt, first.spent_usd) == (1, 0.25)
         assert (await store.start("t1", "worker-b", ledger)).attempt == 2
         assert await queue.finish(
-            entry_b, "t1", Outcome(status="completed", result="42", worker="worker-b")
+            entry_b, "t1", "acme", Outcome(status="completed", result="42", worker="worker-b")
         )
         reopened = await store.update("t1", Outcome(status="retrying", error="attempt 1: late"))
         dead = await queue.dead_letter(
-            entry_a, "t1", {"task_id": "t1", "tenant": "acme", "error": "late", "attempts": "1"}
+            entry_a,
+            "t1",
+            "acme",
+            {"task_id": "t1", "tenant": "acme", "error": "late", "attempts": "1"},
         )
         record: Any = await r.hgetall("agent:task:t1")
         dead_entries = await r.xlen(queue.dead_stream)
