@@ -6,6 +6,7 @@ from policies.rule import Rule
 from policies.rules import (
     aws,
     budget,
+    egress,
     env_secrets,
     gpu,
     images,
@@ -25,6 +26,7 @@ RULES: list[Rule] = [
     *env_secrets.RULES,
     *probes.RULES,
     *network.RULES,
+    *egress.RULES,
     *aws.RULES,
     *budget.RULES,
 ]

@@ -232,7 +232,7 @@ def _egress(config: StackConfig, provider: k8s.Provider, opts: pulumi.ResourceOp
         needs[LLM_NAME] = [Internet(ports=[443])]
     for app, destinations in needs.items():
         WorkloadEgress(
-            f"{app}-egress",
+            app,
             WorkloadEgressArgs(
                 namespace=config.namespace, app=app, to=destinations, provider=provider
             ),

@@ -33,6 +33,11 @@ def samples() -> list[ResourceView]:
         resource("aws:elasticache/replicationGroup:ReplicationGroup", "redis", {"nodeType": "x"}),
         resource("aws:secretsmanager/secret:Secret", "keys", {"kmsKeyId": "k"}),
         resource("kubernetes:core/v1:ConfigMap", "settings", {"data": {"A": "b"}}),
+        resource(
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+            "egress",
+            {"spec": {"egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}},
+        ),
     ]
     return found
 
@@ -87,6 +92,7 @@ APPLIES: dict[str, set[str]] = {
     "no-public-load-balancer": {"kubernetes:core/v1:Service", "kubernetes:helm.sh/v3:Release"},
     "eks-cluster-hardening": {"aws:eks/cluster:Cluster"},
     "elasticache-hardening": {"aws:elasticache/replicationGroup:ReplicationGroup"},
+    "no-instance-metadata-egress": {"kubernetes:networking.k8s.io/v1:NetworkPolicy"},
     "secretsmanager-kms": set(),  # an unknown key id is a key: counts as set, by design
 }
 

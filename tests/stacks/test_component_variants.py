@@ -219,3 +219,37 @@ def test_cost_output_is_the_packs_reading_of_the_resources(
     assert output["expectedUsd"] == pack.expected_total > 0
     assert output["worstCaseUsd"] == pack.worst_total
     assert output["unpriced"] == [f"{p.resource}: {p.message}" for p in pack.problems]
+
+
+def test_one_fetch_allowlist_is_the_apps_and_the_workers_egress() -> None:
+    agent = {
+        "imageTag": "0.1.0",
+        "version": "0.1.0",
+        "fetchAllowlist": ["https://docs.example.com/guides/", "http://wiki.example.org:8080/"],
+    }
+    sim = simulate(
+        "local",
+        overrides={
+            "agent-platform:agent": agent,
+            "agent-platform:llm": {
+                "mode": "external",
+                "model": "gpt-4o-mini",
+                "baseUrl": "https://llm.example.com/v1",
+            },
+        },
+        secret_overrides={"agent-platform:modelApiKey": "sk-external"},
+    )
+    settings = sim.named("kubernetes:core/v1:ConfigMap", "agent-settings").inputs["data"]
+    assert settings["AGENT_FETCH_ALLOWLIST"] == (
+        "https://docs.example.com/guides/,http://wiki.example.org:8080/"
+    )
+    policy = sim.named("kubernetes:networking.k8s.io/v1:NetworkPolicy", "agent-worker-egress")
+    public = [
+        rule
+        for rule in policy.inputs["spec"]["egress"]
+        if rule["to"][0].get("ipBlock", {}).get("cidr") == "0.0.0.0/0"
+    ]
+    # The hosted model on 443, then the allowlist's ports; public addresses only.
+    assert [[p["port"] for p in rule["ports"]] for rule in public] == [[443], [443, 8080]]
+    for rule in public:
+        assert "169.254.0.0/16" in rule["to"][0]["ipBlock"]["except"]

@@ -567,3 +567,39 @@ def test_the_worker_starts_with_the_environment_its_pod_gets(
     assert app.shutdown_grace_s * 1000 < app.claim_idle_ms
     # The worker exits within its grace plus a few seconds; Kubernetes kills it after this.
     assert pod["terminationGracePeriodSeconds"] >= app.shutdown_grace_s + 10
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_workload_has_the_egress_it_needs_and_no_more(
+    simulated: Simulate, stack: str
+) -> None:
+    sim = simulated(stack)
+    ns = sim.config.namespace
+    policies = {
+        p.inputs["metadata"]["name"]: p.inputs["spec"]
+        for p in sim.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if p.inputs["metadata"].get("namespace") == ns
+    }
+    assert policies["default-deny-egress"] == {"podSelector": {}, "policyTypes": ["Egress"]}
+
+    def destinations(app: str) -> list[tuple[str, list[int]]]:
+        found = []
+        for rule in policies[f"{app}-egress"]["egress"]:
+            where = ",".join(
+                peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                if "podSelector" in peer
+                else peer["ipBlock"]["cidr"]
+                for peer in rule["to"]
+            )
+            found.append((where, [p["port"] for p in rule["ports"]]))
+        return found
+
+    redis = ("redis", [6379]) if sim.config.redis.mode == "in-cluster" else ("10.50.0.0/16", [6379])
+    assert destinations("agent-api") == [redis]
+    worker = destinations("agent-worker")
+    assert worker[:2] == [redis, ("llm", [8000])]
+    # Only the fetch allowlist's ports reach public addresses.
+    assert worker[2:] == ([("0.0.0.0/0", [443])] if sim.config.agent.fetch_allowlist else [])
+    scraped = {where for where, _ in destinations("prometheus")}
+    assert {"agent-api", "agent-worker"} <= scraped
+    assert ("llm" in scraped) == (sim.config.llm.mode == "vllm")
