@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
+
+from pydantic import Field, field_validator
 
 from components.gpu_instances import GPU_INSTANCE_TYPES
 from components.quantity import parse_quantity
@@ -37,8 +40,31 @@ class GpuTaintConfig(GpuResourceConfig):
 
 
 class GpuPlacementConfig(GpuTaintConfig):
-    node_label_key: str = "agent-platform.io/node-pool"
-    node_label_value: str = "gpu"
+    # Node labels that mark GPU nodes, each with the pattern its value must match: the
+    # project's pool label, NVIDIA GPU feature discovery's, and Karpenter's GPU count.
+    gpu_node_labels: dict[str, str] = Field(
+        default_factory=lambda: {
+            "agent-platform.io/node-pool": "gpu",
+            "nvidia.com/gpu.present": "true",
+            "karpenter.k8s.aws/instance-gpu-count": "[1-9][0-9]*",
+        }
+    )
+
+    @field_validator("gpu_node_labels")
+    @classmethod
+    def _patterns_compile(cls, labels: dict[str, str]) -> dict[str, str]:
+        if not labels:
+            raise ValueError("name at least one GPU node label")
+        for key, pattern in labels.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{key}: invalid pattern {pattern!r} ({exc})") from None
+        return labels
+
+    def marks_gpu(self, key: Any, value: Any) -> bool:
+        pattern = self.gpu_node_labels.get(key) if isinstance(key, str) else None
+        return pattern is not None and isinstance(value, str) and bool(re.fullmatch(pattern, value))
 
 
 class GpuTaintReservedConfig(GpuTaintConfig):
@@ -129,7 +155,8 @@ def _tolerates_gpu_taint(toleration: Any, cfg: GpuTaintConfig) -> bool:
 
 
 def _selects_gpu_nodes(spec: Any, cfg: GpuPlacementConfig) -> bool:
-    if dig(spec, "nodeSelector", cfg.node_label_key) == cfg.node_label_value:
+    selector = dig(spec, "nodeSelector")
+    if isinstance(selector, dict) and any(cfg.marks_gpu(k, v) for k, v in selector.items()):
         return True
     terms = dig(
         spec,
@@ -148,12 +175,19 @@ def _term_selects(term: Any, cfg: GpuPlacementConfig) -> bool:
     expressions = dig(term, "matchExpressions")
     if not isinstance(expressions, list):
         return False
-    return any(
-        dig(e, "key") == cfg.node_label_key
-        and dig(e, "operator") == "In"
-        and dig(e, "values") == [cfg.node_label_value]
-        for e in expressions
-    )
+    return any(_expression_selects(e, cfg) for e in expressions)
+
+
+def _expression_selects(expression: Any, cfg: GpuPlacementConfig) -> bool:
+    key, operator, values = (dig(expression, f) for f in ("key", "operator", "values"))
+    if not isinstance(values, list) or not values:
+        return False
+    if operator == "In":
+        return all(cfg.marks_gpu(key, v) for v in values)
+    # A count label above zero (Karpenter's instance-gpu-count Gt 0).
+    if operator == "Gt" and isinstance(values[0], str) and values[0].isdigit():
+        return cfg.marks_gpu(key, str(int(values[0]) + 1))
+    return False
 
 
 def check_gpu_placement(resource: ResourceView, cfg: GpuPlacementConfig) -> list[Violation]:
@@ -187,9 +221,9 @@ def check_gpu_placement(resource: ResourceView, cfg: GpuPlacementConfig) -> list
             violation(
                 PLACEMENT,
                 resource,
-                f"requests {gpus} GPU(s) but does not select GPU nodes; set "
-                f"{base}.nodeSelector['{cfg.node_label_key}'] = '{cfg.node_label_value}' (or a "
-                "required nodeAffinity term on that label).",
+                f"requests {gpus} GPU(s) but does not select GPU nodes; set a "
+                f"{base}.nodeSelector (or a required nodeAffinity term) on one of the GPU "
+                f"node labels: {', '.join(f'{k}={v}' for k, v in cfg.gpu_node_labels.items())}.",
             )
         )
     return found

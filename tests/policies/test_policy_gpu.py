@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from policy_fixtures import container, only, pod_spec, real, resource, workload
 
 from costing.view import UNKNOWN, ResourceView
@@ -111,10 +112,68 @@ def test_gpu_pod_without_toleration() -> None:
 def test_gpu_pod_without_node_selection() -> None:
     found = only(check_gpu_placement(gpu_workload(node_selector={}), GpuPlacementConfig()))
     assert found.message == (
-        "Deployment 'vllm': requests 1 GPU(s) but does not select GPU nodes; set "
-        "spec.template.spec.nodeSelector['agent-platform.io/node-pool'] = 'gpu' (or a "
-        "required nodeAffinity term on that label)."
+        "Deployment 'vllm': requests 1 GPU(s) but does not select GPU nodes; set a "
+        "spec.template.spec.nodeSelector (or a required nodeAffinity term) on one of the GPU "
+        "node labels: agent-platform.io/node-pool=gpu, nvidia.com/gpu.present=true, "
+        "karpenter.k8s.aws/instance-gpu-count=[1-9][0-9]*."
     )
+
+
+@pytest.mark.parametrize(
+    ("node_selector", "affinity"),
+    [
+        # NVIDIA GPU feature discovery's label: the false positive the pack used to raise.
+        ({"nvidia.com/gpu.present": "true"}, None),
+        ({"karpenter.k8s.aws/instance-gpu-count": "1"}, None),
+        (
+            None,
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": "karpenter.k8s.aws/instance-gpu-count",
+                                        "operator": "Gt",
+                                        "values": ["0"],
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+        ),
+    ],
+    ids=["gpu-feature-discovery", "karpenter-count", "karpenter-gt-0"],
+)
+def test_standard_gpu_node_labels_select_gpu_nodes(node_selector: Any, affinity: Any) -> None:
+    view = gpu_workload(node_selector=node_selector or {}, affinity=affinity)
+    assert real(check_gpu_placement(view, GpuPlacementConfig())) == []
+
+
+@pytest.mark.parametrize(
+    "node_selector",
+    [{"nvidia.com/gpu.present": "false"}, {"karpenter.k8s.aws/instance-gpu-count": "0"}],
+)
+def test_a_label_that_says_no_gpu_does_not_count(node_selector: dict[str, str]) -> None:
+    view = gpu_workload(node_selector=node_selector)
+    assert (
+        "does not select GPU nodes" in only(check_gpu_placement(view, GpuPlacementConfig())).message
+    )
+
+
+def test_the_gpu_node_labels_are_configurable() -> None:
+    cfg = GpuPlacementConfig(gpu_node_labels={"example.com/accelerator": "a10g|l4"})
+    assert (
+        real(
+            check_gpu_placement(gpu_workload(node_selector={"example.com/accelerator": "l4"}), cfg)
+        )
+        == []
+    )
+    with pytest.raises(ValueError, match="invalid pattern"):
+        GpuPlacementConfig(gpu_node_labels={"k": "("})
 
 
 def test_unknown_tolerations_are_undecided() -> None:
