@@ -271,8 +271,13 @@ class AgentService(pulumi.ComponentResource):
             EnvVarArgs(name="AGENT_RELEASE_TRACK", value=track.track),
             *(EnvVarArgs(name=variable, value=str(port)) for variable, (_, port) in ports.items()),
             EnvVarArgs(name="AGENT_REDIS_PASSWORD", value_from=from_secret(REDIS_PASSWORD_KEY)),
-            EnvVarArgs(name="AGENT_LLM_API_KEY", value_from=from_secret(LLM_API_KEY_KEY)),
-            EnvVarArgs(name="AGENT_API_KEYS_SHA256", value_from=from_secret(API_KEYS_KEY)),
+            # Each gets only the secret it uses: the API checks tenants' keys, the workers
+            # call the model (whose key the API never needs).
+            (
+                EnvVarArgs(name="AGENT_LLM_API_KEY", value_from=from_secret(LLM_API_KEY_KEY))
+                if app == WORKER_NAME
+                else EnvVarArgs(name="AGENT_API_KEYS_SHA256", value_from=from_secret(API_KEYS_KEY))
+            ),
             EnvVarArgs(
                 name="POD_NAME",
                 value_from=EnvVarSourceArgs(

@@ -59,7 +59,14 @@ from components.kube import (
     selector,
     spread_over_zones_and_nodes,
 )
-from components.values import ArgsModel, InputStr, PositiveInt, Resources, VolumeClaim
+from components.values import (
+    ArgsModel,
+    InputStr,
+    PositiveInt,
+    Resources,
+    SecretKeyRef,
+    VolumeClaim,
+)
 
 LLM_NAME = "llm"
 LLM_PORT = 8000
@@ -167,6 +174,9 @@ class LlmServiceArgs(ArgsModel):
     # that counts the agent's waiting tasks (what wakes vLLM from zero).
     prometheus_url: InputStr | None = None
     queued_tasks_query: str | None = None
+    # vLLM answers only requests that carry this key (VLLM_API_KEY); the agent's workers
+    # read the same Secret key.
+    api_key: SecretKeyRef | None = None
 
     @model_validator(mode="after")
     def _what_the_mode_needs(self) -> Self:
@@ -174,6 +184,8 @@ class LlmServiceArgs(ArgsModel):
             raise ValueError(f"mode {self.config.mode!r} runs in the cluster and needs a provider")
         if self.config.mode == "devllm" and self.app_image is None:
             raise ValueError("devllm runs the app image: app_image is required")
+        if self.config.mode == "vllm" and self.api_key is None:
+            raise ValueError("vllm serves only clients with its key: api_key is required")
         if self.config.autoscaling is not None and self.prometheus_url is None:
             raise ValueError("autoscaling reads vLLM's metrics: prometheus_url is required")
         if (
@@ -218,7 +230,11 @@ class LlmService(pulumi.ComponentResource):
         opts = child_options(self, component_opts, provider=args.provider)
         ns = args.namespace
         app_labels = labels(LLM_NAME, "llm", **{"agent-platform.io/llm-mode": config.mode})
-        parts = self._vllm(config) if config.mode == "vllm" else self._devllm(args.app_image)
+        parts = (
+            self._vllm(config, args.api_key)
+            if config.mode == "vllm"
+            else self._devllm(args.app_image)
+        )
         volumes = list(parts.volumes)
         if config.mode == "vllm":
             # Every replica reads the same weights; EFS-backed ReadWriteMany in EKS.
@@ -388,7 +404,7 @@ class LlmService(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _vllm(config: LlmConfig) -> _PodParts:
+    def _vllm(config: LlmConfig, api_key: SecretKeyRef | None) -> _PodParts:
         gpus = str(config.gpus_per_replica)
         hub_env = [
             EnvVarArgs(name="HF_HOME", value=HF_HOME),
@@ -449,6 +465,20 @@ class LlmService(pulumi.ComponentResource):
                 *hub_env,
                 EnvVarArgs(name="HF_HUB_OFFLINE", value="1"),
                 EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
+                *(
+                    [
+                        EnvVarArgs(
+                            name="VLLM_API_KEY",
+                            value_from=EnvVarSourceArgs(
+                                secret_key_ref=SecretKeySelectorArgs(
+                                    name=api_key.name, key=api_key.key
+                                )
+                            ),
+                        )
+                    ]
+                    if api_key
+                    else []
+                ),
             ],
             ports=[ContainerPortArgs(name="http", container_port=LLM_PORT)],
             resources=config.resources.as_kubernetes(extended={GPU_RESOURCE: gpus}),

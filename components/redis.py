@@ -54,7 +54,7 @@ from components.kube import (
     secret,
     selector,
 )
-from components.values import ArgsModel, InputStr, PositiveInt, Resources, VolumeClaim
+from components.values import ArgsModel, InputStr, PositiveInt, Resources, SecretKeyRef, VolumeClaim
 
 REDIS_PORT = 6379
 REDIS_APP = "redis"
@@ -89,13 +89,6 @@ class RedisConfig(ArgsModel):
     # ElastiCache.
     node_type: str = "cache.t4g.medium"
     num_cache_clusters: PositiveInt = 2
-
-
-class SecretKeyRef(ArgsModel):
-    """Where clients read a value: a key of a Kubernetes Secret in the namespace."""
-
-    name: InputStr
-    key: str
 
 
 class RedisArgs(ArgsModel):

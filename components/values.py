@@ -113,3 +113,10 @@ class VolumeClaim(ArgsModel):
     name: str
     size_gi: PositiveInt
     access_modes: tuple[str, ...] = ("ReadWriteOnce",)
+
+
+class SecretKeyRef(ArgsModel):
+    """Where a pod reads a value: a key of a Kubernetes Secret in its namespace."""
+
+    name: InputStr
+    key: str

@@ -186,8 +186,10 @@ class StackConfig(ArgsModel):
         if self.llm.mode == "vllm" and not self.gpu_pools:
             problems.append(("llm.mode", "'vllm' needs at least one entry in gpuPools"))
         problems += self._llm_scaling_problems()
-        if self.llm.mode == "external" and self.secrets.model_api_key is None:
-            problems.append(("modelApiKey", "required when llm.mode is 'external'"))
+        if self.llm.mode in ("external", "vllm") and self.secrets.model_api_key is None:
+            problems.append(
+                ("modelApiKey", f"required when llm.mode is '{self.llm.mode}' (the model's key)")
+            )
         if self.autoscaling.keda and not self.operators.keda.enabled:
             problems.append(("autoscaling.keda", "needs operators.keda.enabled: true"))
         if self.ingress.enabled and not self.operators.ingress_nginx.enabled:

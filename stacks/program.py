@@ -44,7 +44,7 @@ from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
 from components.operators import ClusterOperators, ClusterOperatorsArgs
 from components.prometheus_rules import QUEUE_JOB, AlertThresholds
-from components.redis import REDIS_PORT, Redis, RedisArgs, SecretKeyRef
+from components.redis import REDIS_PORT, Redis, RedisArgs
 from components.secrets import (
     API_KEYS_KEY,
     LLM_API_KEY_KEY,
@@ -52,6 +52,7 @@ from components.secrets import (
     PlatformSecrets,
     PlatformSecretsArgs,
 )
+from components.values import SecretKeyRef
 from costing.pricing import price
 from stacks.config import ConfigError, Environment, StackConfig, from_pulumi
 from stacks.outputs import StackExports
@@ -147,6 +148,7 @@ def _monitoring_and_llm(
     config: StackConfig,
     provider: k8s.Provider,
     app_image: str,
+    llm_key: SecretKeyRef,
     opts: pulumi.ResourceOptions,
 ) -> tuple[Monitoring, LlmService]:
     """Prometheus, and the LLM it watches (and, when vLLM autoscales, steers)."""
@@ -177,6 +179,7 @@ def _monitoring_and_llm(
             provider=provider,
             app_image=app_image,
             prometheus_url=monitoring.prometheus_url if scaled_llm else None,
+            api_key=llm_key if config.llm.mode == "vllm" else None,
             # The backlog of tasks no worker has taken, exported once (by the API).
             queued_tasks_query=f'sum(agent_queue_depth{{job="{QUEUE_JOB}"}})'
             if scaled_llm
@@ -327,7 +330,8 @@ def build(config: StackConfig) -> StackExports:
 
     secret_values = {
         REDIS_PASSWORD_KEY: pulumi.Output.secret(config.secrets.redis_password.get_secret_value()),
-        # Models served in the cluster take no key; the SDK still wants a non-empty one.
+        # vLLM and external models take the stack's key; the dev server none (the SDK
+        # still wants a non-empty one).
         LLM_API_KEY_KEY: pulumi.Output.secret(
             config.secrets.model_api_key.get_secret_value()
             if config.secrets.model_api_key
@@ -371,7 +375,13 @@ def build(config: StackConfig) -> StackExports:
         ),
         opts=in_namespace,
     )
-    monitoring, llm = _monitoring_and_llm(config, target.provider, stable_image, opts=in_namespace)
+    monitoring, llm = _monitoring_and_llm(
+        config,
+        target.provider,
+        stable_image,
+        SecretKeyRef(name=secrets.secret_name, key=LLM_API_KEY_KEY),
+        opts=in_namespace,
+    )
 
     bill += [*redis.bill, *llm.bill, *monitoring.bill]
 

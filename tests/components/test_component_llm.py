@@ -10,8 +10,10 @@ from component_mocks import evaluate, priced_both_ways, provider
 
 from components.kube import GPU_POOL_LABEL, GPU_RESOURCE
 from components.llm_service import LlmConfig, LlmService, LlmServiceArgs
+from components.values import SecretKeyRef
 
 LLM = "agent-platform:llm:LlmService"
+KEY = SecretKeyRef(name="agent-secrets", key="llm-api-key")
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
 
@@ -20,7 +22,8 @@ def test_vllm_runs_on_the_gpu_pool_with_a_shared_model_cache() -> None:
 
     def program() -> LlmService:
         return LlmService(
-            "llm", LlmServiceArgs(config=config, namespace="agents", provider=provider())
+            "llm",
+            LlmServiceArgs(config=config, namespace="agents", provider=provider(), api_key=KEY),
         )
 
     _, graph = evaluate(program)
@@ -103,7 +106,10 @@ def test_the_bill_is_the_model_cache(config: LlmConfig, volumes: list[str]) -> N
 
     def program() -> LlmService:
         args = LlmServiceArgs(
-            config=config, namespace="agents", provider=provider() if k8s else None
+            config=config,
+            namespace="agents",
+            provider=provider() if k8s else None,
+            api_key=KEY if config.mode == "vllm" else None,
         )
         return LlmService("llm", args)
 
@@ -135,6 +141,7 @@ def _scaled(min_replicas: int) -> tuple[LlmService, Any]:
                 config=config,
                 namespace="agents",
                 provider=provider(),
+                api_key=KEY,
                 prometheus_url="http://prometheus.agents:9090",
                 queued_tasks_query="max(agent_queue_depth)",
             ),
@@ -191,6 +198,9 @@ def test_vllm_starts_from_fetched_weights_and_is_scraped() -> None:
     env = {e["name"]: e.get("value") for e in server["env"]}
     # The server loads what the init container fetched and never reaches the hub.
     assert env["HF_HUB_OFFLINE"] == "1"
+    # vLLM refuses requests without the key the workers get from the same Secret.
+    (key,) = [e for e in server["env"] if e["name"] == "VLLM_API_KEY"]
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "agent-secrets", "key": "llm-api-key"}
     assert env["HF_HOME"] == "/models/hf"
     assert "HF_TOKEN" not in env
     args = server["args"]
@@ -226,8 +236,20 @@ def test_autoscaling_needs_vllm_and_its_metrics() -> None:
         {"mode": "vllm", "model": "m", "autoscaling": {"min_replicas": 0, "max_replicas": 2}}
     )
     with pytest.raises(ValueError, match="prometheus_url is required"):
-        LlmServiceArgs(config=scaled, namespace="agents", provider=k8s_provider)
+        LlmServiceArgs(config=scaled, namespace="agents", provider=k8s_provider, api_key=KEY)
     with pytest.raises(ValueError, match="minReplicas 0 needs queued_tasks_query"):
         LlmServiceArgs(
-            config=scaled, namespace="agents", provider=k8s_provider, prometheus_url="http://p"
+            config=scaled,
+            namespace="agents",
+            provider=k8s_provider,
+            api_key=KEY,
+            prometheus_url="http://p",
+        )
+
+
+def test_vllm_without_its_key_is_refused() -> None:
+    k8s_provider, _ = evaluate(provider)
+    with pytest.raises(ValueError, match="vllm serves only clients with its key"):
+        LlmServiceArgs(
+            config=LlmConfig(mode="vllm", model="m"), namespace="agents", provider=k8s_provider
         )

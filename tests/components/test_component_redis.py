@@ -7,7 +7,8 @@ import pytest
 from component_mocks import evaluate, priced_both_ways, provider
 from pulumi.runtime.rpc import is_rpc_secret
 
-from components.redis import Redis, RedisArgs, RedisConfig, SecretKeyRef
+from components.redis import Redis, RedisArgs, RedisConfig
+from components.values import SecretKeyRef
 
 REDIS = "agent-platform:redis:Redis"
 CLIENT_SECRET = SecretKeyRef(name="agent-secrets", key="redis-password")

@@ -365,15 +365,19 @@ def test_agent_pods_get_settings_and_secrets_by_reference(simulated: Simulate) -
     api = sim.named("kubernetes:apps/v1:Deployment", "agent-api-stable")
     (container,) = _pod_spec(api)["containers"]
     env = {e["name"]: e for e in container["env"]}
-    for name in ("AGENT_REDIS_PASSWORD", "AGENT_LLM_API_KEY", "AGENT_API_KEYS_SHA256"):
+    for name in ("AGENT_REDIS_PASSWORD", "AGENT_API_KEYS_SHA256"):
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "agent-secrets"
         assert "value" not in env[name]
+    # The model's key goes to the workers alone, the tenants' key hashes to the API alone.
+    assert "AGENT_LLM_API_KEY" not in env
     assert env["AGENT_RELEASE_TRACK"]["value"] == "stable"
     assert env["AGENT_PORT"]["value"] == "8080"
     worker = sim.named("kubernetes:apps/v1:Deployment", "agent-worker-stable")
     (worker_container,) = _pod_spec(worker)["containers"]
     worker_env = {e["name"]: e for e in worker_container["env"]}
     assert worker_env["AGENT_WORKER_PORT"]["value"] == "8081"
+    assert worker_env["AGENT_LLM_API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "llm-api-key"
+    assert "AGENT_API_KEYS_SHA256" not in worker_env
     assert worker_container["ports"] == [{"name": "http", "containerPort": 8081}]
     assert container["envFrom"] == [{"configMapRef": {"name": "agent-settings"}}]
     assert (
