@@ -189,7 +189,9 @@ class StackConfig(ArgsModel):
             problems.append(("cluster", f"required for the {env} environment"))
         if not self.on_aws and self.cluster is not None:
             problems.append(("cluster", "only for AWS environments (dev, prod); remove it"))
-        if self.cluster and not self.cluster.private_endpoint and not self.cluster.public_access_cidrs:
+        # (prod refuses a public endpoint at all: one problem there, below.)
+        public = self.cluster is not None and not self.cluster.private_endpoint
+        if public and env is not Environment.PROD and not self.cluster.public_access_cidrs:
             problems.append(
                 (
                     "cluster.publicAccessCidrs",
