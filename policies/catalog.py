@@ -5,6 +5,9 @@ from __future__ import annotations
 from policies.rule import Rule
 from policies.rules import (
     aws,
+    aws_encryption,
+    aws_network,
+    aws_nodes,
     budget,
     env_secrets,
     gpu,
@@ -26,6 +29,9 @@ RULES: list[Rule] = [
     *probes.RULES,
     *network.RULES,
     *aws.RULES,
+    *aws_network.RULES,
+    *aws_nodes.RULES,
+    *aws_encryption.RULES,
     *budget.RULES,
 ]
 
