@@ -144,7 +144,15 @@ class EksCluster(pulumi.ComponentResource):
                 "authentication_mode": "API",
                 "bootstrap_cluster_creator_admin_permissions": False,
             },
-            opts=child_options(self, opts, depends_on=[cluster_policy]),
+            # The flag acts at creation only and the provider replaces the cluster when it
+            # changes: a cluster created with it keeps its place (its bootstrap entry is
+            # removed by hand, see the README) instead of being rebuilt.
+            opts=pulumi.ResourceOptions.merge(
+                child_options(self, opts, depends_on=[cluster_policy]),
+                pulumi.ResourceOptions(
+                    ignore_changes=["accessConfig.bootstrapClusterCreatorAdminPermissions"]
+                ),
+            ),
         )
         admin_access = self._admins(name, cluster.name, args, child)
         aws.eks.Addon(
@@ -236,7 +244,6 @@ class EksCluster(pulumi.ComponentResource):
                 "nodeRoleArn": self.node_role_arn,
             }
         )
-
 
     def _admins(
         self,

@@ -6,9 +6,12 @@ The template names no AMI: EKS fills in the node group's `amiType` and its boots
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pulumi
+
+if TYPE_CHECKING:
+    import pulumi_aws as aws
 
 # The root volume managed node groups get without a template: the same size, now
 # encrypted. Node root volumes are not in the cost model (it says so).
@@ -17,7 +20,9 @@ ROOT_VOLUME_GIB = 20
 ROOT_DEVICE = "/dev/xvda"
 
 
-def hardened_launch_template(name: str, opts: pulumi.ResourceOptions) -> dict[str, Any]:
+def hardened_launch_template(
+    name: str, opts: pulumi.ResourceOptions
+) -> aws.eks.NodeGroupLaunchTemplateArgs:
     """Create the template; returns the node group's `launch_template` reference."""
     # Imported here: the local stack never imports the AWS SDK.
     import pulumi_aws as aws
@@ -48,4 +53,6 @@ def hardened_launch_template(name: str, opts: pulumi.ResourceOptions) -> dict[st
         update_default_version=True,
         opts=opts,
     )
-    return {"id": template.id, "version": template.latest_version.apply(str)}
+    return aws.eks.NodeGroupLaunchTemplateArgs(
+        id=template.id, version=template.latest_version.apply(str)
+    )

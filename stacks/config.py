@@ -69,8 +69,10 @@ class SystemPoolConfig(ArgsModel):
 # --- AWS hardening (issue 17 point 5): endpoint CIDRs, log retention, cluster admins ---
 # The retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = frozenset(
-    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
-    | {2922, 3288, 3653}
+    {
+        *(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731),
+        *(1096, 1827, 2192, 2557, 2922, 3288, 3653),
+    }
 )
 # An IAM role or user (access entries take no other principal).
 IamPrincipalArn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/\S+$")]
@@ -101,6 +103,8 @@ class ClusterConfig(ArgsModel):
     # Cluster admins through EKS access entries, besides the principal that deploys.
     admin_principal_arns: list[IamPrincipalArn] = Field(default_factory=list)
     system_pool: SystemPoolConfig = SystemPoolConfig()
+
+
 # --- end AWS hardening ---
 
 
@@ -190,8 +194,13 @@ class StackConfig(ArgsModel):
         if not self.on_aws and self.cluster is not None:
             problems.append(("cluster", "only for AWS environments (dev, prod); remove it"))
         # (prod refuses a public endpoint at all: one problem there, below.)
-        public = self.cluster is not None and not self.cluster.private_endpoint
-        if public and env is not Environment.PROD and not self.cluster.public_access_cidrs:
+        cluster = self.cluster
+        if (
+            cluster is not None
+            and not cluster.private_endpoint
+            and not cluster.public_access_cidrs
+            and env is not Environment.PROD
+        ):
             problems.append(
                 (
                     "cluster.publicAccessCidrs",

@@ -106,7 +106,9 @@ def test_access_entries_replace_the_creators_permanent_admin() -> None:
         "authenticationMode": "API",
         "bootstrapClusterCreatorAdminPermissions": False,
     }
-    entries = sorted(r.inputs["principalArn"] for r in graph.of_type("aws:eks/accessEntry:AccessEntry"))
+    entries = sorted(
+        r.inputs["principalArn"] for r in graph.of_type("aws:eks/accessEntry:AccessEntry")
+    )
     assert entries == [DEPLOYER, extra]
     associations = graph.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
     assert sorted(a.inputs["principalArn"] for a in associations) == entries

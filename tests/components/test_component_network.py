@@ -95,7 +95,9 @@ def test_flow_logs_go_to_an_encrypted_log_group_that_only_their_role_writes() ->
     assert flow.inputs["trafficType"] == "ALL"
     assert flow.inputs["logDestinationType"] == "cloud-watch-logs"
     group = graph.named("aws:cloudwatch/logGroup:LogGroup", "agents-dev-flow-logs").inputs
-    assert flow.inputs["logDestination"] == "arn:aws:sim:us-east-1:123456789012:agents-dev-flow-logs"
+    assert (
+        flow.inputs["logDestination"] == "arn:aws:sim:us-east-1:123456789012:agents-dev-flow-logs"
+    )
     assert group["kmsKeyId"] == KEY
     assert group["retentionInDays"] == 14
     role = graph.named("aws:iam/role:Role", "agents-dev-flow-logs").inputs

@@ -120,7 +120,7 @@ def test_each_mode_gets_what_it_needs() -> None:
             multi_az=True,
             kms_key_arn=KEY,
         )
-    with pytest.raises(ValueError, match="ElastiCache needs .* and kms_key_arn"):
+    with pytest.raises(ValueError, match=r"ElastiCache needs .* and kms_key_arn"):
         RedisArgs(
             config=RedisConfig(mode="elasticache"),
             password=_password(),
