@@ -190,6 +190,7 @@ class Network(pulumi.ComponentResource):
             retention_in_days=args.log_retention_days,
             opts=child,
         )
+        account = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).account_id
         role = aws.iam.Role(
             f"{name}-flow-logs",
             assume_role_policy=json.dumps(
@@ -200,6 +201,8 @@ class Network(pulumi.ComponentResource):
                             "Effect": "Allow",
                             "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
                             "Action": "sts:AssumeRole",
+                            # Only for this account's flow logs (no confused deputy).
+                            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
                         }
                     ],
                 }

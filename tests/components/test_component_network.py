@@ -107,6 +107,7 @@ def test_flow_logs_go_to_an_encrypted_log_group_that_only_their_role_writes() ->
             "Effect": "Allow",
             "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
             "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}},
         }
     ]
     policy = graph.named("aws:iam/rolePolicy:RolePolicy", "agents-dev-flow-logs").inputs
