@@ -1,5 +1,7 @@
-"""An EKS cluster: KMS-encrypted secrets, control-plane logging, an OIDC provider for
-IRSA, a system node group, and a Kubernetes provider built from its kubeconfig."""
+"""An EKS cluster: KMS-encrypted secrets, control-plane logging to a KMS-encrypted log
+group, access entries for its administrators, the `vpc-cni` add-on enforcing
+NetworkPolicies, an OIDC provider for IRSA, a system node group on a hardened launch
+template, and a Kubernetes provider built from its kubeconfig."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from pydantic import Field, model_validator
 
 from components.billing import Billable, ControlPlane, NodePool
 from components.kube import child_options
+from components.node_template import hardened_launch_template
+from components.stack_key import DELETION_WINDOW_DAYS, account_key_policy
 from components.values import ArgsModel, InputStr, PositiveInt, Scaling
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -21,6 +25,12 @@ NODE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
     "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 )
+# The EKS-managed vpc-cni add-on, pinned (a version built for Kubernetes 1.29-1.32):
+# EKS's own CNI, already on every node, whose node agent enforces NetworkPolicies with
+# eBPF once enableNetworkPolicy is set. Without it every NetworkPolicy is a no-op.
+VPC_CNI_VERSION = "v1.19.2-eksbuild.1"
+VPC_CNI_CONFIGURATION = {"enableNetworkPolicy": "true"}
+CLUSTER_ADMIN_POLICY = "cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
 Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
@@ -36,8 +46,15 @@ class EksClusterArgs(ArgsModel):
     private_endpoint: bool
     system_instance_type: str
     system_scaling: Scaling
-    public_access_cidrs: Sequence[str] = ("0.0.0.0/0",)
-    log_retention_days: PositiveInt = 30
+    # Who may reach a public endpoint; no default, so nothing is open to the world
+    # unless a stack says so.
+    public_access_cidrs: Sequence[str] = ()
+    # The stack's KMS key: the control-plane log group is encrypted with it.
+    logs_key_arn: InputStr
+    log_retention_days: PositiveInt
+    # IAM principals given cluster admin through access entries, besides the principal
+    # that deploys (which needs it to manage the cluster's Kubernetes objects).
+    admin_principal_arns: Sequence[str] = ()
 
     @model_validator(mode="after")
     def _a_reachable_endpoint(self) -> Self:
@@ -82,13 +99,16 @@ class EksCluster(pulumi.ComponentResource):
             f"{name}-secrets",
             description=f"Envelope encryption of Kubernetes Secrets in {name}",
             enable_key_rotation=True,
-            deletion_window_in_days=30,
+            deletion_window_in_days=DELETION_WINDOW_DAYS,
+            policy=account_key_policy(args.region, cloudwatch_logs=False),
             opts=child,
         )
-        # EKS writes control-plane logs to this group; creating it ourselves sets retention.
+        # EKS writes control-plane logs to this group; creating it ourselves sets its
+        # retention and its key.
         aws.cloudwatch.LogGroup(
             f"{name}-control-plane",
             name=f"/aws/eks/{name}/cluster",
+            kms_key_id=args.logs_key_arn,
             retention_in_days=args.log_retention_days,
             opts=child,
         )
@@ -118,11 +138,33 @@ class EksCluster(pulumi.ComponentResource):
             },
             encryption_config={"provider": {"key_arn": secrets_key.arn}, "resources": ["secrets"]},
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
+            # Access entries only: who administers the cluster is declared below, and
+            # the principal that created it keeps no hidden, permanent admin.
             access_config={
-                "authentication_mode": "API_AND_CONFIG_MAP",
-                "bootstrap_cluster_creator_admin_permissions": True,
+                "authentication_mode": "API",
+                "bootstrap_cluster_creator_admin_permissions": False,
             },
-            opts=child_options(self, opts, depends_on=[cluster_policy]),
+            # The flag acts at creation only and the provider replaces the cluster when it
+            # changes: a cluster created with it keeps its place (its bootstrap entry is
+            # removed by hand, see the README) instead of being rebuilt.
+            opts=pulumi.ResourceOptions.merge(
+                child_options(self, opts, depends_on=[cluster_policy]),
+                pulumi.ResourceOptions(
+                    ignore_changes=["accessConfig.bootstrapClusterCreatorAdminPermissions"]
+                ),
+            ),
+        )
+        admin_access = self._admins(name, cluster.name, args, child)
+        aws.eks.Addon(
+            f"{name}-vpc-cni",
+            cluster_name=cluster.name,
+            addon_name="vpc-cni",
+            addon_version=VPC_CNI_VERSION,
+            configuration_values=json.dumps(VPC_CNI_CONFIGURATION),
+            # EKS installs vpc-cni unmanaged with every cluster; the add-on takes it over.
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            opts=child,
         )
 
         issuer = cluster.identities.apply(
@@ -149,6 +191,8 @@ class EksCluster(pulumi.ComponentResource):
             f"{name}-system",
             cluster_name=cluster.name,
             node_role_arn=node_role.arn,
+            ami_type="AL2023_x86_64_STANDARD",
+            launch_template=hardened_launch_template(f"{name}-system", child),
             subnet_ids=list(args.private_subnet_ids),
             instance_types=[args.system_instance_type],
             capacity_type="ON_DEMAND",
@@ -180,7 +224,12 @@ class EksCluster(pulumi.ComponentResource):
                 lambda values: _kubeconfig(values[0], values[1], values[2], args.region)
             )
         )
-        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
+        # Kubernetes objects wait for the deployer's access entry to be associated.
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            opts=child_options(self, opts, depends_on=admin_access),
+        )
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer = issuer
         self.node_role_arn = node_role.arn
@@ -195,6 +244,45 @@ class EksCluster(pulumi.ComponentResource):
                 "nodeRoleArn": self.node_role_arn,
             }
         )
+
+    def _admins(
+        self,
+        name: str,
+        cluster_name: pulumi.Output[str],
+        args: EksClusterArgs,
+        child: pulumi.ResourceOptions,
+    ) -> list[pulumi.Resource]:
+        """Cluster admin through access entries, for the deploying principal and the
+        configured ones: removing a principal from config takes its access away."""
+        import pulumi_aws as aws
+
+        caller = aws.get_caller_identity()
+        partition = aws.get_partition().partition
+        # An assumed role's session ARN names the session; the entry names the role.
+        deployer = aws.iam.get_session_context(arn=caller.arn).issuer_arn
+        principals = [deployer, *(a for a in args.admin_principal_arns if a != deployer)]
+        associations: list[pulumi.Resource] = []
+        for principal in principals:
+            # Named by the principal, so that listing another one replaces nothing.
+            short = principal.rsplit("/", 1)[-1]
+            entry = aws.eks.AccessEntry(
+                f"{name}-admin-{short}",
+                cluster_name=cluster_name,
+                principal_arn=principal,
+                type="STANDARD",
+                opts=child,
+            )
+            associations.append(
+                aws.eks.AccessPolicyAssociation(
+                    f"{name}-admin-{short}",
+                    cluster_name=cluster_name,
+                    principal_arn=entry.principal_arn,
+                    policy_arn=f"arn:{partition}:eks::aws:{CLUSTER_ADMIN_POLICY}",
+                    access_scope={"type": "cluster"},
+                    opts=child,
+                )
+            )
+        return associations
 
 
 def _kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str) -> str:

@@ -47,6 +47,7 @@ from components.kube import (
     prometheus_scrapes,
     selector,
 )
+from components.node_template import hardened_launch_template
 from components.simulated_nodes import SimulatedNodes, SimulatedNodesArgs, SimulatedPool, Taint
 from components.values import ArgsModel, InputStr, Scaling
 
@@ -288,6 +289,7 @@ class GpuNodePool(pulumi.ComponentResource):
         # and the local stack never imports the AWS SDK (a tenth of a second per run).
         import pulumi_aws as aws
 
+        child = child_options(self, opts)
         node_group = aws.eks.NodeGroup(
             f"{name}-nodes",
             cluster_name=group.cluster_name,
@@ -295,6 +297,8 @@ class GpuNodePool(pulumi.ComponentResource):
             node_role_arn=group.node_role_arn,
             subnet_ids=list(group.subnet_ids),
             ami_type="AL2023_x86_64_NVIDIA",
+            # IMDSv2 only, hop limit 1, encrypted root volume.
+            launch_template=hardened_launch_template(f"{name}-nodes", child),
             instance_types=list(pool.instance_types),
             capacity_type=pool.capacity_type,
             scaling_config={
@@ -307,8 +311,7 @@ class GpuNodePool(pulumi.ComponentResource):
             taints=[{"key": GPU_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}],
             # The cluster autoscaler moves desiredSize; config only sets its bounds.
             opts=pulumi.ResourceOptions.merge(
-                child_options(self, opts),
-                pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"]),
+                child, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"])
             ),
         )
         return node_group.node_group_name

@@ -1,9 +1,11 @@
 """The AWS network an EKS cluster lives in: a VPC over several AZs with public and
-private subnets, and NAT for the private ones."""
+private subnets, NAT for the private ones, flow logs to a KMS-encrypted CloudWatch log
+group, and the VPC's default security group stripped of every rule."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import TYPE_CHECKING, Annotated
 
 import pulumi
@@ -11,7 +13,7 @@ from pydantic import AfterValidator, Field
 
 from components.billing import Billable, NatGateway
 from components.kube import child_options
-from components.values import ArgsModel
+from components.values import ArgsModel, InputStr, PositiveInt
 
 if TYPE_CHECKING:
     import pulumi_aws as aws
@@ -35,6 +37,10 @@ class NetworkArgs(ArgsModel):
     # One NAT gateway per AZ keeps an AZ outage from cutting the others off; a single
     # one is cheaper and enough outside prod.
     nat_gateway_per_az: bool
+    # The stack's KMS key, which the flow log group is encrypted with, and how long
+    # the group keeps flow records.
+    logs_key_arn: InputStr
+    log_retention_days: PositiveInt
 
 
 class Network(pulumi.ComponentResource):
@@ -42,7 +48,8 @@ class Network(pulumi.ComponentResource):
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
     availability_zones: list[str]
-    # What the NAT gateways are billed by.
+    # What the NAT gateways are billed by. The flow logs' CloudWatch ingestion is
+    # billed too; the cost model lists CloudWatch logs as not priced.
     bill: list[Billable]
 
     def __init__(
@@ -142,6 +149,19 @@ class Network(pulumi.ComponentResource):
             )
             private.append(subnet)
 
+        self._flow_logs(name, vpc.id, args, child)
+        # Nothing uses the VPC's default security group (EKS, ElastiCache and the load
+        # balancers get their own); with no rules, anything put in it by mistake is cut
+        # off instead of talking to everything else in it.
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default",
+            vpc_id=vpc.id,
+            ingress=[],
+            egress=[],
+            tags={"Name": f"{name}-default (no rules)"},
+            opts=child,
+        )
+
         self.vpc_id = vpc.id
         self.public_subnet_ids = [s.id for s in public]
         self.private_subnet_ids = [s.id for s in private]
@@ -151,6 +171,80 @@ class Network(pulumi.ComponentResource):
                 "publicSubnetIds": self.public_subnet_ids,
                 "privateSubnetIds": self.private_subnet_ids,
             }
+        )
+
+    def _flow_logs(
+        self,
+        name: str,
+        vpc_id: pulumi.Output[str],
+        args: NetworkArgs,
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        """Every accepted and rejected flow of the VPC, to a log group of its own."""
+        import pulumi_aws as aws
+
+        group = aws.cloudwatch.LogGroup(
+            f"{name}-flow-logs",
+            name=f"/agent-platform/{name}/vpc-flow-logs",
+            kms_key_id=args.logs_key_arn,
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        account = aws.get_caller_identity(opts=pulumi.InvokeOptions(parent=self)).account_id
+        role = aws.iam.Role(
+            f"{name}-flow-logs",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                            # Only for this account's flow logs (no confused deputy).
+                            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                        }
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        # Writes to this group's streams only.
+        aws.iam.RolePolicy(
+            f"{name}-flow-logs",
+            role=role.id,
+            policy=group.arn.apply(
+                lambda arn: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": [
+                                    "logs:CreateLogStream",
+                                    "logs:PutLogEvents",
+                                    "logs:DescribeLogGroups",
+                                    "logs:DescribeLogStreams",
+                                ],
+                                "Resource": [arn, f"{arn}:*"],
+                            }
+                        ],
+                    }
+                )
+            ),
+            opts=child,
+        )
+        aws.ec2.FlowLog(
+            f"{name}-flow-logs",
+            vpc_id=vpc_id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=group.arn,
+            iam_role_arn=role.arn,
+            # Ten minutes, the default: a tenth of the records of one-minute windows.
+            max_aggregation_interval=600,
+            tags={"Name": f"{name}-flow-logs"},
+            opts=child,
         )
 
     @staticmethod

@@ -105,6 +105,8 @@ class RedisArgs(ArgsModel):
     vpc_id: InputStr | None = None
     node_security_group_id: InputStr | None = None
     multi_az: bool = False
+    # ElastiCache only: the stack's KMS key, which the data at rest is encrypted with.
+    kms_key_arn: InputStr | None = None
     # In-cluster only: delete the data claim with the StatefulSet (a target whose volumes
     # are simulated, so that a destroy leaves nothing). Elsewhere the claim outlives it,
     # as Kubernetes does by default: a replaced StatefulSet finds its data again.
@@ -120,8 +122,15 @@ class RedisArgs(ArgsModel):
         ):
             raise ValueError("in-cluster Redis needs the Kubernetes providers")
         if self.config.mode == "elasticache":
-            if not self.subnet_ids or self.vpc_id is None or self.node_security_group_id is None:
-                raise ValueError("ElastiCache needs subnet_ids, vpc_id and node_security_group_id")
+            if (
+                not self.subnet_ids
+                or self.vpc_id is None
+                or self.node_security_group_id is None
+                or self.kms_key_arn is None
+            ):
+                raise ValueError(
+                    "ElastiCache needs subnet_ids, vpc_id, node_security_group_id and kms_key_arn"
+                )
             if self.multi_az and self.config.num_cache_clusters < 2:
                 raise ValueError("Multi-AZ ElastiCache needs num_cache_clusters >= 2")
         return self
@@ -370,6 +379,8 @@ class Redis(pulumi.ComponentResource):
             automatic_failover_enabled=args.config.num_cache_clusters > 1,
             multi_az_enabled=args.multi_az,
             at_rest_encryption_enabled=True,
+            # The stack's key, not the AWS-managed default: its policy and use are ours.
+            kms_key_id=args.kms_key_arn,
             transit_encryption_enabled=True,
             auth_token=secret(args.password),
             subnet_group_name=subnets.name,

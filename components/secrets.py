@@ -76,13 +76,16 @@ class PlatformSecrets(pulumi.ComponentResource):
         # imports the AWS SDK (its import is a tenth of a second per run).
         import pulumi_aws as aws
 
+        from components.stack_key import account_key_policy
         from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
 
+        assert args.region is not None  # checked by PlatformSecretsArgs
         child = child_options(self, opts)
         key = aws.kms.Key(
             f"{name}-secrets-manager",
             description="Encrypts the agent platform's Secrets Manager secrets",
             enable_key_rotation=True,
+            policy=account_key_policy(args.region, cloudwatch_logs=False),
             opts=child,
         )
         remote_names: dict[str, pulumi.Output[str]] = {}

@@ -200,7 +200,8 @@ class Pricer:
                 f"{p.nat_gateway_assumed_gb_per_month:g} GB a month through each NAT gateway",
                 "load balancers' hourly charge only (no LCU)",
                 "persistent volumes as EBS gp3",
-                "not priced: node root volumes, data transfer, CloudWatch logs, KMS, ECR",
+                "not priced: node root volumes, data transfer, CloudWatch logs (control plane, "
+                "VPC flow logs), KMS keys, ECR",
             ],
         )
 

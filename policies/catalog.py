@@ -5,6 +5,9 @@ from __future__ import annotations
 from policies.rule import Rule
 from policies.rules import (
     aws,
+    aws_encryption,
+    aws_network,
+    aws_nodes,
     budget,
     egress,
     env_secrets,
@@ -28,6 +31,9 @@ RULES: list[Rule] = [
     *network.RULES,
     *egress.RULES,
     *aws.RULES,
+    *aws_network.RULES,
+    *aws_nodes.RULES,
+    *aws_encryption.RULES,
     *budget.RULES,
 ]
 

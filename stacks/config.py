@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     Field,
     HttpUrl,
     SecretStr,
@@ -66,6 +67,27 @@ class SystemPoolConfig(ArgsModel):
     scaling: Scaling = Scaling(min_size=2, desired_size=2, max_size=4)
 
 
+# --- AWS hardening (issue 17 point 5): endpoint CIDRs, log retention, cluster admins ---
+# The retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = frozenset(
+    {
+        *(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731),
+        *(1096, 1827, 2192, 2557, 2922, 3288, 3653),
+    }
+)
+# An IAM role or user (access entries take no other principal).
+IamPrincipalArn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/\S+$")]
+
+
+def _a_cloudwatch_retention(value: int) -> int:
+    if value not in LOG_RETENTION_DAYS:
+        raise ValueError(f"CloudWatch Logs keeps logs for one of {sorted(LOG_RETENTION_DAYS)} days")
+    return value
+
+
+LogRetentionDays = Annotated[int, Field(strict=True), AfterValidator(_a_cloudwatch_retention)]
+
+
 class ClusterConfig(ArgsModel):
     """The AWS network and EKS cluster (dev and prod)."""
 
@@ -74,10 +96,17 @@ class ClusterConfig(ArgsModel):
     vpc_cidr: VpcCidr
     kubernetes_version: KubernetesVersion = "1.31"
     private_endpoint: bool = False
-    public_access_cidrs: list[ipaddress.IPv4Network] = Field(
-        default_factory=lambda: [ipaddress.IPv4Network("0.0.0.0/0")]
-    )
+    # Who may reach a public API endpoint: no default, never the whole internet unless
+    # a stack writes it down (and the policy pack refuses that too).
+    public_access_cidrs: list[ipaddress.IPv4Network] = Field(default_factory=list)
+    # How long the stack's log groups (control plane, VPC flow logs) keep their logs.
+    log_retention_days: LogRetentionDays
+    # Cluster admins through EKS access entries, besides the principal that deploys.
+    admin_principal_arns: list[IamPrincipalArn] = Field(default_factory=list)
     system_pool: SystemPoolConfig = SystemPoolConfig()
+
+
+# --- end AWS hardening ---
 
 
 class AgentConfig(ArgsModel):
@@ -173,6 +202,21 @@ class StackConfig(ArgsModel):
             problems.append(("cluster", f"required for the {env} environment"))
         if not self.on_aws and self.cluster is not None:
             problems.append(("cluster", "only for AWS environments (dev, prod); remove it"))
+        # (prod refuses a public endpoint at all: one problem there, below.)
+        cluster = self.cluster
+        if (
+            cluster is not None
+            and not cluster.private_endpoint
+            and not cluster.public_access_cidrs
+            and env is not Environment.PROD
+        ):
+            problems.append(
+                (
+                    "cluster.publicAccessCidrs",
+                    "a public API endpoint needs the CIDRs that may reach it (there is no "
+                    "default); list them, or set cluster.privateEndpoint: true",
+                )
+            )
         if not self.on_aws and self.gpu_pools and not (self.local and self.local.simulated):
             problems.append(
                 (

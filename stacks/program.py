@@ -80,6 +80,8 @@ class _Target:
     kubeconfig: pulumi.Output[str]
     cluster: EksCluster | None = None
     network: Network | None = None
+    # The stack's KMS key (AWS only): log groups and ElastiCache encrypt with it.
+    key_arn: pulumi.Output[str] | None = None
 
 
 def hashed_api_keys(tenant_keys: dict[str, str]) -> str:
@@ -102,10 +104,18 @@ def _target(config: StackConfig) -> _Target:
 
     from components.eks_cluster import EksCluster, EksClusterArgs
     from components.network import Network, NetworkArgs
+    from components.stack_key import StackKey, StackKeyArgs
 
     assert config.cluster is not None  # StackConfig requires it on AWS
     spec = config.cluster
     name = f"agents-{config.environment}"
+    key = StackKey(
+        name,
+        StackKeyArgs(
+            region=spec.region,
+            description=f"{name}: CloudWatch log groups and ElastiCache at rest",
+        ),
+    )
     network = Network(
         name,
         NetworkArgs(
@@ -113,6 +123,8 @@ def _target(config: StackConfig) -> _Target:
             cidr=spec.vpc_cidr,
             availability_zones=spec.availability_zones,
             nat_gateway_per_az=config.environment is Environment.PROD,
+            logs_key_arn=key.key_arn,
+            log_retention_days=spec.log_retention_days,
         ),
     )
     eks = EksCluster(
@@ -126,9 +138,14 @@ def _target(config: StackConfig) -> _Target:
             system_instance_type=spec.system_pool.instance_type,
             system_scaling=spec.system_pool.scaling,
             public_access_cidrs=[str(c) for c in spec.public_access_cidrs],
+            logs_key_arn=key.key_arn,
+            log_retention_days=spec.log_retention_days,
+            admin_principal_arns=spec.admin_principal_arns,
         ),
     )
-    return _Target(eks.provider, eks.provider, eks.cluster_name, eks.kubeconfig, eks, network)
+    return _Target(
+        eks.provider, eks.provider, eks.cluster_name, eks.kubeconfig, eks, network, key.key_arn
+    )
 
 
 def _cost_output(bill: list[Billable]) -> dict[str, Any]:
@@ -369,6 +386,7 @@ def build(config: StackConfig) -> StackExports:
             if target.cluster
             else None,
             multi_az=config.environment is Environment.PROD,
+            kms_key_arn=target.key_arn,
             delete_claim_with_statefulset=local.simulated,
             # KEDA's redis-streams scaler reads the task stream.
             client_namespaces=[KEDA_NAMESPACE] if config.autoscaling.keda else [],

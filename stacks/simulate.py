@@ -86,6 +86,14 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str
             "vpcConfig": {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": "sg-cluster"},
             "arn": f"arn:aws:eks:{region}:123456789012:cluster/{name}",
         }
+    if type_ == "aws:ec2/launchTemplate:LaunchTemplate":
+        return {
+            "latestVersion": 1,
+            "name": f"{inputs.get('namePrefix', '')}{name}-sim",
+            "arn": f"arn:aws:ec2:{region}:123456789012:launch-template/lt-{name}",
+        }
+    if type_ == "aws:kms/key:Key":
+        return {"arn": f"arn:aws:kms:{region}:123456789012:key/{name}", "keyId": name}
     if type_ == "aws:elasticache/replicationGroup:ReplicationGroup":
         return {"primaryEndpointAddress": f"{name}.cache.amazonaws.com", "port": 6379}
     if type_ == "aws:ecr/repository:Repository":
@@ -132,7 +140,21 @@ _INVOKE_RESULTS: dict[str, dict[str, Any]] = {
     },
     "aws:index/getCallerIdentity:getCallerIdentity": {
         "accountId": "123456789012",
-        "arn": "arn:aws:iam::123456789012:root",
+        "arn": "arn:aws:sts::123456789012:assumed-role/agent-platform-deploy/ci",
+    },
+    "aws:index/getPartition:getPartition": {
+        "partition": "aws",
+        "dnsSuffix": "amazonaws.com",
+        "id": "aws",
+    },
+    # The deploying principal: a role assumed by CI, as a real deploy runs.
+    "aws:iam/getSessionContext:getSessionContext": {
+        "arn": "arn:aws:sts::123456789012:assumed-role/agent-platform-deploy/ci",
+        "issuerArn": "arn:aws:iam::123456789012:role/agent-platform-deploy",
+        "issuerId": "AROASIMULATED",
+        "issuerName": "agent-platform-deploy",
+        "sessionName": "ci",
+        "id": "arn:aws:sts::123456789012:assumed-role/agent-platform-deploy/ci",
     },
 }
 

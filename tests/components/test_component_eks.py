@@ -4,15 +4,18 @@ Kubernetes provider from its kubeconfig."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from component_mocks import evaluate, priced_both_ways
 from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
 
-from components.eks_cluster import EksCluster, EksClusterArgs
+from components.eks_cluster import VPC_CNI_VERSION, EksCluster, EksClusterArgs
 from components.values import Scaling
 
 EKS = "agent-platform:cluster:EksCluster"
+KEY = "arn:aws:kms:us-east-1:123456789012:key/stack"
+DEPLOYER = "arn:aws:iam::123456789012:role/agent-platform-deploy"
 
 
 def _args(**overrides: object) -> EksClusterArgs:
@@ -24,6 +27,8 @@ def _args(**overrides: object) -> EksClusterArgs:
         "private_endpoint": True,
         "system_instance_type": "m6i.large",
         "system_scaling": Scaling(min_size=2, desired_size=2, max_size=4),
+        "logs_key_arn": KEY,
+        "log_retention_days": 365,
     }
     return EksClusterArgs.model_validate({**values, **overrides})
 
@@ -63,6 +68,9 @@ def test_the_cluster_needs_node_subnets_and_a_reachable_endpoint() -> None:
         _args(private_subnet_ids=[])
     with pytest.raises(ValueError, match="a public endpoint needs at least one public_access"):
         _args(private_endpoint=False, public_access_cidrs=[])
+    # No CIDRs by default: a public endpoint open to the world is never implied.
+    with pytest.raises(ValueError, match="a public endpoint needs at least one public_access"):
+        _args(private_endpoint=False)
     with pytest.raises(ValueError, match=r"kubernetes_version\n  String should match pattern"):
         _args(kubernetes_version="v1.31")
 
@@ -75,3 +83,64 @@ def test_the_bill_is_the_control_plane_and_the_system_pool_from_the_args() -> No
         ("EKS control plane 'agents-prod'", 1, 1),
         ("Node group 'agents-prod-system' (m6i.large, ON_DEMAND)", 2, 4),
     ]
+
+
+def test_the_control_plane_logs_are_encrypted_and_every_key_has_an_explicit_policy() -> None:
+    _, graph = evaluate(lambda: EksCluster("agents-prod", _args()))
+    logs = graph.named("aws:cloudwatch/logGroup:LogGroup", "agents-prod-control-plane").inputs
+    assert logs["kmsKeyId"] == KEY
+    assert logs["retentionInDays"] == 365
+    key = graph.named("aws:kms/key:Key", "agents-prod-secrets").inputs
+    assert key["enableKeyRotation"] is True
+    [statement] = json.loads(key["policy"])["Statement"]
+    assert statement["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
+
+
+def test_access_entries_replace_the_creators_permanent_admin() -> None:
+    extra = "arn:aws:iam::123456789012:role/platform-oncall"
+    # The deployer listed again gets one entry, not a conflicting second one.
+    args = _args(admin_principal_arns=[extra, DEPLOYER])
+    _, graph = evaluate(lambda: EksCluster("agents-prod", args))
+    cluster = graph.named("aws:eks/cluster:Cluster", "agents-prod").inputs
+    assert cluster["accessConfig"] == {
+        "authenticationMode": "API",
+        "bootstrapClusterCreatorAdminPermissions": False,
+    }
+    entries = sorted(
+        r.inputs["principalArn"] for r in graph.of_type("aws:eks/accessEntry:AccessEntry")
+    )
+    assert entries == [DEPLOYER, extra]
+    associations = graph.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert sorted(a.inputs["principalArn"] for a in associations) == entries
+    for association in associations:
+        assert association.inputs["policyArn"] == (
+            "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+        )
+        assert association.inputs["accessScope"] == {"type": "cluster"}
+
+
+def test_network_policies_are_enforced_by_the_pinned_vpc_cni_add_on() -> None:
+    _, graph = evaluate(lambda: EksCluster("agents-prod", _args()))
+    (addon,) = graph.of_type("aws:eks/addon:Addon")
+    assert addon.inputs["addonName"] == "vpc-cni"
+    assert addon.inputs["clusterName"] == "agents-prod"
+    assert addon.inputs["addonVersion"] == VPC_CNI_VERSION
+    assert re.fullmatch(r"v\d+\.\d+\.\d+-eksbuild\.\d+", VPC_CNI_VERSION)
+    assert json.loads(addon.inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}
+
+
+def test_the_system_pool_starts_from_a_template_requiring_imdsv2() -> None:
+    _, graph = evaluate(lambda: EksCluster("agents-prod", _args()))
+    system = graph.named("aws:eks/nodeGroup:NodeGroup", "agents-prod-system").inputs
+    assert system["amiType"] == "AL2023_x86_64_STANDARD"
+    assert system["launchTemplate"] == {"id": "agents-prod-system-id", "version": "1"}
+    template = graph.named("aws:ec2/launchTemplate:LaunchTemplate", "agents-prod-system").inputs
+    assert template["metadataOptions"] == {
+        "httpEndpoint": "enabled",
+        "httpTokens": "required",
+        "httpPutResponseHopLimit": 1,
+    }
+    [root] = template["blockDeviceMappings"]
+    assert root["ebs"]["encrypted"] == "true"
+    # EKS supplies the AMI for the node group's amiType.
+    assert "imageId" not in template

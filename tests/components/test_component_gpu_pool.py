@@ -49,6 +49,7 @@ def test_a_tainted_node_group_with_its_device_plugin_and_exporter() -> None:
     pool, graph = evaluate(program)
     component = graph.component(POOL)
     assert graph.kinds(component) == [
+        ("aws:ec2/launchTemplate:LaunchTemplate", "gpu-inference-nodes"),
         ("aws:eks/nodeGroup:NodeGroup", "gpu-inference-nodes"),
         ("kubernetes:apps/v1:DaemonSet", "gpu-inference-dcgm-exporter"),
         ("kubernetes:apps/v1:DaemonSet", "gpu-inference-device-plugin"),
@@ -57,6 +58,12 @@ def test_a_tainted_node_group_with_its_device_plugin_and_exporter() -> None:
     assert nodes["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
     assert nodes["capacityType"] == "SPOT"
     assert nodes["labels"][GPU_POOL_NAME_LABEL] == "inference"
+    # Started from the hardened template: IMDSv2 only, hop limit 1, encrypted root.
+    assert nodes["launchTemplate"] == {"id": "gpu-inference-nodes-id", "version": "1"}
+    template = graph.named("aws:ec2/launchTemplate:LaunchTemplate", "gpu-inference-nodes").inputs
+    assert template["metadataOptions"]["httpTokens"] == "required"
+    assert template["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    assert [m["ebs"]["encrypted"] for m in template["blockDeviceMappings"]] == ["true"]
     for daemon in graph.of_type("kubernetes:apps/v1:DaemonSet"):
         pod = daemon.inputs["spec"]["template"]["spec"]
         assert daemon.inputs["metadata"]["namespace"] == "gpu-system"

@@ -12,6 +12,7 @@ from components.values import SecretKeyRef
 
 REDIS = "agent-platform:redis:Redis"
 CLIENT_SECRET = SecretKeyRef(name="agent-secrets", key="redis-password")
+KEY = "arn:aws:kms:us-east-1:123456789012:key/stack"
 
 
 def _password() -> pulumi.Output[str]:
@@ -72,6 +73,7 @@ def test_elasticache_is_multi_az_encrypted_and_reachable_from_the_nodes_only() -
                 vpc_id="vpc-1",
                 node_security_group_id="sg-nodes",
                 multi_az=True,
+                kms_key_arn=KEY,
             ),
         )
 
@@ -86,6 +88,9 @@ def test_elasticache_is_multi_az_encrypted_and_reachable_from_the_nodes_only() -
     assert group["multiAzEnabled"] is True
     assert group["automaticFailoverEnabled"] is True
     assert group["transitEncryptionEnabled"] is True
+    # At rest with the stack's key, not the AWS-managed default.
+    assert group["atRestEncryptionEnabled"] is True
+    assert group["kmsKeyId"] == KEY
     assert is_rpc_secret(group["authToken"])
     (ingress,) = graph.named("aws:ec2/securityGroup:SecurityGroup", "queue-sg").inputs["ingress"]
     assert ingress["securityGroups"] == ["sg-nodes"]
@@ -114,6 +119,16 @@ def test_each_mode_gets_what_it_needs() -> None:
             vpc_id="vpc-1",
             node_security_group_id="sg-nodes",
             multi_az=True,
+            kms_key_arn=KEY,
+        )
+    with pytest.raises(ValueError, match=r"ElastiCache needs .* and kms_key_arn"):
+        RedisArgs(
+            config=RedisConfig(mode="elasticache"),
+            password=_password(),
+            client_password_secret=CLIENT_SECRET,
+            subnet_ids=["subnet-a"],
+            vpc_id="vpc-1",
+            node_security_group_id="sg-nodes",
         )
     with pytest.raises(ValueError, match=r"storage_gi\n  Input should be greater than 0"):
         RedisConfig(mode="in-cluster", storage_gi=0)
@@ -142,6 +157,7 @@ def test_the_bill_is_the_data_volume_or_the_cache_nodes(mode: str, item: str) ->
                 subnet_ids=[] if in_cluster else ["subnet-a"],
                 vpc_id=None if in_cluster else "vpc-1",
                 node_security_group_id=None if in_cluster else "sg-nodes",
+                kms_key_arn=None if in_cluster else KEY,
             ),
         )
 

@@ -605,6 +605,7 @@ SETTING_OUT_OF_RANGE: dict[str, list[Any]] = {
 TABLE_OUT_OF_RANGE: dict[str, Any] = {
     "exemptions": {"dcgm-exporter-*": ["runAsRoot"]},
     "allowed_host_paths": {"nvidia-device-plugin-*": ["var/lib/kubelet"]},
+    "gpu_node_labels": {"nvidia.com/gpu.present": "(true"},
 }
 BAD_LEVELS: list[Any] = [
     "loud",

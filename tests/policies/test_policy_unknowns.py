@@ -38,6 +38,23 @@ def samples() -> list[ResourceView]:
             "egress",
             {"spec": {"egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}},
         ),
+        # The AWS hardening rules' resources.
+        resource("aws:ec2/vpc:Vpc", "vpc", {"cidrBlock": "10.0.0.0/16"}),
+        resource("aws:ec2/flowLog:FlowLog", "flow", {"vpcId": "v", "trafficType": "ALL"}),
+        resource("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", "default", {"ingress": []}),
+        resource("aws:eks/addon:Addon", "vpc-cni", {"addonName": "vpc-cni"}),
+        resource(
+            "aws:ec2/launchTemplate:LaunchTemplate",
+            "nodes",
+            {"metadataOptions": {"httpTokens": "required"}, "blockDeviceMappings": [{}]},
+        ),
+        resource(
+            "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass",
+            "gpu",
+            {"spec": {"metadataOptions": {"httpTokens": "required"}}},
+        ),
+        resource("aws:kms/key:Key", "stack", {"enableKeyRotation": True, "policy": "{}"}),
+        resource("aws:cloudwatch/logGroup:LogGroup", "logs", {"retentionInDays": 14}),
     ]
     return found
 
@@ -94,6 +111,17 @@ APPLIES: dict[str, set[str]] = {
     "elasticache-hardening": {"aws:elasticache/replicationGroup:ReplicationGroup"},
     "no-instance-metadata-egress": {"kubernetes:networking.k8s.io/v1:NetworkPolicy"},
     "secretsmanager-kms": set(),  # an unknown key id is a key: counts as set, by design
+    "eks-public-endpoint-restricted": {"aws:eks/cluster:Cluster"},
+    "node-group-hardening": {
+        "aws:eks/nodeGroup:NodeGroup",
+        "aws:ec2/launchTemplate:LaunchTemplate",
+        "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass",
+    },
+    # An unknown policy or key id is one computed in the same update: counts as set; the
+    # rotation flag and the retention must be known.
+    "kms-key-hardening": {"aws:kms/key:Key"},
+    "log-group-hardening": {"aws:cloudwatch/logGroup:LogGroup"},
+    "elasticache-cmk": {"aws:elasticache/replicationGroup:ReplicationGroup"},
 }
 
 

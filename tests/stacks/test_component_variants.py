@@ -191,6 +191,7 @@ COST_VARIANTS = {
                 "kubernetesVersion": "1.31",
                 "privateEndpoint": True,
                 "publicAccessCidrs": [],
+                "logRetentionDays": 365,
                 "systemPool": {
                     "instanceType": "m8g.large",
                     "scaling": {"minSize": 3, "desiredSize": 3, "maxSize": 6},

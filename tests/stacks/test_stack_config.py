@@ -300,3 +300,55 @@ def test_workers_scale_to_zero_only_where_the_stack_allows_it() -> None:
 )
 def test_worker_floor_is_checked_under_its_key(autoscaling: dict[str, Any], problem: str) -> None:
     assert _problems({"agent-platform:autoscaling": autoscaling}) == [problem]
+
+
+def _dev_cluster_problems(**changes: Any) -> list[str]:
+    raw, secret_keys = stack_file_config("dev")
+    cluster = json.loads(raw["agent-platform:cluster"])
+    for key, value in changes.items():
+        if value is None:
+            cluster.pop(key)
+        else:
+            cluster[key] = value
+    raw["agent-platform:cluster"] = json.dumps(cluster)
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(raw, secret_keys)
+    return caught.value.problems
+
+
+def test_a_public_endpoint_has_no_default_cidrs() -> None:
+    # Before, leaving publicAccessCidrs out opened dev's API endpoint to 0.0.0.0/0.
+    assert _dev_cluster_problems(publicAccessCidrs=None) == [
+        "agent-platform:cluster.publicAccessCidrs: a public API endpoint needs the CIDRs that "
+        "may reach it (there is no default); list them, or set cluster.privateEndpoint: true"
+    ]
+    assert _dev_cluster_problems(publicAccessCidrs=["not-a-cidr"]) == [
+        "agent-platform:cluster.publicAccessCidrs[0]: Input is not a valid IPv4 network "
+        "(got 'not-a-cidr')"
+    ]
+
+
+def test_dev_names_its_endpoint_cidrs_and_a_log_retention() -> None:
+    raw, secret_keys = stack_file_config("dev")
+    cluster = load_stack_config(raw, secret_keys).cluster
+    assert cluster is not None
+    assert [str(c) for c in cluster.public_access_cidrs] == ["203.0.113.0/24"]
+    assert cluster.log_retention_days == 14
+
+
+def test_log_retention_is_set_per_stack_and_one_cloudwatch_accepts() -> None:
+    assert _dev_cluster_problems(logRetentionDays=None) == [
+        "agent-platform:cluster.logRetentionDays: required key is missing"
+    ]
+    [problem] = _dev_cluster_problems(logRetentionDays=10)
+    assert problem.startswith(
+        "agent-platform:cluster.logRetentionDays: CloudWatch Logs keeps logs for one of [1, 3,"
+    )
+    assert problem.endswith("(got 10)")
+
+
+def test_cluster_admins_are_iam_roles_or_users() -> None:
+    assert _dev_cluster_problems(adminPrincipalArns=["team-admins"]) == [
+        "agent-platform:cluster.adminPrincipalArns[0]: String should match pattern "
+        "'^arn:aws[a-z-]*:iam::\\d{12}:(role|user)/\\S+$' (got 'team-admins')"
+    ]
