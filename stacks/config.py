@@ -29,6 +29,7 @@ from components.autoscaling import AutoscalingConfig
 from components.canary import CanaryConfig
 from components.eks_cluster import KubernetesVersion, Region
 from components.gpu_node_pool import GpuPoolConfig
+from components.karpenter import KarpenterConfig
 from components.llm_service import LlmConfig
 from components.local_cluster import LocalClusterArgs
 from components.monitoring import MonitoringConfig
@@ -141,6 +142,8 @@ class StackConfig(ArgsModel):
     local: LocalClusterArgs | None = None
     cluster: ClusterConfig | None = None
     gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
+    # Karpenter (issue 16 point 4): GPU pools as NodePools instead of managed node groups.
+    karpenter: KarpenterConfig = KarpenterConfig()
     redis: RedisConfig
     agent: AgentConfig
     autoscaling: AutoscalingConfig
@@ -155,6 +158,15 @@ class StackConfig(ArgsModel):
     @property
     def on_aws(self) -> bool:
         return self.environment is not Environment.LOCAL
+
+    def _aws_only(self) -> list[tuple[str, str]]:
+        """What a local stack asks for that only an AWS environment has."""
+        problems = []
+        if self.karpenter.enabled:
+            problems.append(("karpenter.enabled", "Karpenter launches EC2 nodes: dev or prod only"))
+        if self.redis.mode == "elasticache":
+            problems.append(("redis.mode", "'elasticache' needs an AWS environment"))
+        return problems
 
     def consistency_problems(self) -> list[tuple[str, str]]:
         """Rules across sections, as (config key, what is wrong)."""
@@ -172,8 +184,8 @@ class StackConfig(ArgsModel):
                     "plane: set local.target to cluster and declare local.nodes",
                 )
             )
-        if self.redis.mode == "elasticache" and not self.on_aws:
-            problems.append(("redis.mode", "'elasticache' needs an AWS environment"))
+        if not self.on_aws:
+            problems += self._aws_only()
         if self.llm.mode == "vllm" and not self.gpu_pools:
             problems.append(("llm.mode", "'vllm' needs at least one entry in gpuPools"))
         if self.llm.mode == "external" and self.secrets.model_api_key is None:
