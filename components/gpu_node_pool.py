@@ -156,6 +156,8 @@ class GpuNodePoolArgs(ArgsModel):
     # GPUs the stack's workloads hold at rest on this pool: a Karpenter pool's expected
     # size in the cost estimate (a managed group's is its desiredSize).
     expected_gpus: NonNegativeInt = 0
+    # Karpenter tries NodePools of higher weight first (1..100); None for no preference.
+    weight: Annotated[int, Field(ge=1, le=100, strict=True)] | None = None
 
 
 class GpuNodePool(pulumi.ComponentResource):
@@ -390,6 +392,7 @@ class GpuNodePool(pulumi.ComponentResource):
                     "budgets": [{"nodes": "1"}],
                 },
                 "limits": pool.limits(),
+                **({"weight": args.weight} if args.weight is not None else {}),
             },
             opts=pulumi.ResourceOptions.merge(
                 crd_opts, pulumi.ResourceOptions(depends_on=[node_class])

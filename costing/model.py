@@ -62,16 +62,23 @@ def estimate(
         for r in resources
     ]
     pricer = Pricer(prices or load_prices(), on_cloud=any(v.type == EKS_CLUSTER for v in views))
-    # The GPU workloads' demand at rest is what the first Karpenter GPU pool holds, as
-    # the program declares it (stacks/program.py).
-    demand = gpu_demand_at_rest(views)
+    # The GPU workloads' demand at rest is held by the Karpenter NodePool Karpenter tries
+    # first (highest spec.weight, then name), as the program declares it.
+    preferred = _preferred_node_pool(views)
+    demand = gpu_demand_at_rest(views) if preferred else 0.0
     for view in views:
-        reader = _Reader(view, pricer, demand)
+        reader = _Reader(view, pricer, demand if view is preferred else 0.0)
         for part in reader.parts():
             pricer.add(part, view.urn)
-            if isinstance(part, ProvisionedNodes):
-                demand = 0.0
     return pricer.estimate()
+
+
+def _preferred_node_pool(views: list[ResourceView]) -> ResourceView | None:
+    def order(pool: ResourceView) -> tuple[float, str]:
+        weight = pool.get("spec", "weight")
+        return (-weight if isinstance(weight, int | float) else 0, pool.display_name)
+
+    return min((v for v in views if v.type == NODE_POOL), key=order, default=None)
 
 
 class _Reader:

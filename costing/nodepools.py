@@ -126,7 +126,10 @@ def read_limits(pool: ResourceView) -> tuple[tuple[str, float], ...]:
 def _gpus_per_pod(workload: ResourceView) -> float:
     pod = workload.get("spec", "template", "spec")
     total = Decimal(0)
-    for container in [*(dig(pod, "containers") or []), *(dig(pod, "initContainers") or [])]:
+    # Only known containers count: an unknown one lowers the expected size at preview,
+    # never the worst case, which the NodePool's limits fix.
+    found = [dig(pod, "containers"), dig(pod, "initContainers")]
+    for container in [c for listed in found if isinstance(listed, list) for c in listed]:
         value = dig(container, "resources", "limits", GPU)
         if value is None or value is UNKNOWN:
             value = dig(container, "resources", "requests", GPU)

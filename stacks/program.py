@@ -215,8 +215,10 @@ def build(config: StackConfig) -> StackExports:
                     nodes=nodes,
                     system_namespace=GPU_SYSTEM_NAMESPACE,
                     provider=target.provider,
-                    # GPU pods select any GPU pool; the estimate holds them on the first.
+                    # GPU pods select any GPU pool: Karpenter tries the pools in the
+                    # stack file's order, so the first holds the GPUs in use at rest.
                     expected_gpus=_gpus_at_rest(config) if index == 0 else 0,
+                    weight=100 - index,
                 ),
                 opts=pulumi.ResourceOptions(depends_on=[gpu_namespace]),
             )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from policy_fixtures import container, only, pod_spec, real, resource, workload
 
 from costing.view import UNKNOWN, ResourceView
@@ -170,10 +171,105 @@ def test_gpu_pools_over_cap() -> None:
     found = only(check_gpu_pool_capacity(pools, GpuPoolCapConfig(max_total_gpus=8)))
     assert found.resource == "NodeGroup 'big'"
     assert found.message == (
-        "NodeGroup 'big': GPU node pools at scalingConfig.maxSize total 16 GPUs, above the cap "
-        "8 (max_total_gpus): NodeGroup 'gpu' 2 x 4 = 8; NodeGroup 'big' 1 x 8 = 8. Lower "
-        "scalingConfig.maxSize or raise max_total_gpus in the stack's policy config."
+        "NodeGroup 'big': GPU node pools at scalingConfig.maxSize (managed node groups) and "
+        "spec.limits (Karpenter NodePools) total 16 GPUs, above the cap 8 (max_total_gpus): "
+        "NodeGroup 'gpu' 2 x 4 = 8; NodeGroup 'big' 1 x 8 = 8. Lower scalingConfig.maxSize or "
+        "the NodePool's spec.limits, or raise max_total_gpus in the stack's policy config."
     )
+
+
+def node_pool(
+    name: str = "gpu-inference",
+    limits: Any = None,
+    families: Any = ("g5",),
+    types: Any = None,
+) -> ResourceView:
+    """A Karpenter NodePool as components/gpu_node_pool.py declares one."""
+    requirements: list[dict[str, Any]] = []
+    if families is not None:
+        requirements.append(
+            {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": list(families)}
+        )
+    if types is not None:
+        requirements.append(
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": list(types)}
+        )
+    requirements.append({"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]})
+    spec: dict[str, Any] = {
+        "template": {"spec": {"requirements": requirements}},
+        "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized"},
+    }
+    if limits is not None:
+        spec["limits"] = limits
+    return resource(
+        "kubernetes:karpenter.sh/v1:NodePool", name, {"metadata": {"name": name}, "spec": spec}
+    )
+
+
+def test_a_node_pool_within_the_cap_passes() -> None:
+    pool = node_pool(limits={"nvidia.com/gpu": "4", "cpu": "64"}, types=["g5.xlarge", "g5.2xlarge"])
+    assert check_gpu_pool_capacity([pool], GpuPoolCapConfig(max_total_gpus=4)) == []
+
+
+def test_a_node_pool_whose_limit_exceeds_the_gpu_cap_fails() -> None:
+    pool = node_pool(limits={"nvidia.com/gpu": "12", "cpu": "1000"}, types=["g5.12xlarge"])
+    found = only(check_gpu_pool_capacity([pool], GpuPoolCapConfig(max_total_gpus=8)))
+    assert found.resource == "NodePool 'gpu-inference'"
+    assert found.message == (
+        "NodePool 'gpu-inference': GPU node pools at scalingConfig.maxSize (managed node "
+        "groups) and spec.limits (Karpenter NodePools) total 12 GPUs, above the cap 8 "
+        "(max_total_gpus): NodePool 'gpu-inference' at spec.limits 3 x g5.12xlarge = 12. Lower "
+        "scalingConfig.maxSize or the NodePool's spec.limits, or raise max_total_gpus in the "
+        "stack's policy config."
+    )
+
+
+def test_node_pools_and_node_groups_count_together() -> None:
+    pools = [
+        node_group("gpu", "g5.xlarge", 3),
+        node_pool(limits={"nvidia.com/gpu": 2.0}, families=["g6"], types=["g6.xlarge"]),
+    ]
+    assert check_gpu_pool_capacity(pools, GpuPoolCapConfig(max_total_gpus=5)) == []
+    assert only(check_gpu_pool_capacity(pools, GpuPoolCapConfig(max_total_gpus=4))).message.count(
+        "total 5 GPUs"
+    )
+
+
+def test_the_cpu_limit_bounds_the_gpus_too() -> None:
+    # g5.2xlarge has 8 vCPUs: 16 cores admit 2 nodes, so 2 GPUs, whatever the GPU limit.
+    pool = node_pool(limits={"nvidia.com/gpu": "8", "cpu": "16"}, types=["g5.2xlarge"])
+    assert check_gpu_pool_capacity([pool], GpuPoolCapConfig(max_total_gpus=2)) == []
+    assert real(check_gpu_pool_capacity([pool], GpuPoolCapConfig(max_total_gpus=1)))
+
+
+def test_a_node_pool_of_an_unknown_instance_family_is_a_violation() -> None:
+    pool = node_pool(limits={"nvidia.com/gpu": "1"}, families=["g9"])
+    found = only(check_gpu_pool_capacity([pool], GpuPoolCapConfig()))
+    assert found.message == (
+        "NodePool 'gpu-inference': its GPUs cannot be counted: spec.template.spec.requirements "
+        "admits instance family(ies) ['g9'] that the platform's GPU catalogue "
+        "(components/gpu_instances.py) does not list, so their GPUs and price cannot be counted."
+    )
+
+
+@pytest.mark.parametrize(
+    ("limits", "families", "message"),
+    [
+        (None, ("g5",), "spec.limits is missing: the NodePool may grow without end"),
+        ({"pods": "100"}, ("g5",), "spec.limits bounds no resource its nodes carry"),
+        ({"nvidia.com/gpu": UNKNOWN}, ("g5",), "spec.limits.nvidia.com/gpu is unknown"),
+        ({"nvidia.com/gpu": "2"}, None, "names no karpenter.k8s.aws/instance-family"),
+    ],
+)
+def test_a_node_pool_that_cannot_be_bounded_is_a_violation(
+    limits: Any, families: Any, message: str | None
+) -> None:
+    found = only(
+        check_gpu_pool_capacity([node_pool(limits=limits, families=families)], GpuPoolCapConfig())
+    )
+    assert found.resource == "NodePool 'gpu-inference'"
+    if message is not None:
+        assert message in found.message
 
 
 def test_unknown_instance_type_cannot_be_counted() -> None:

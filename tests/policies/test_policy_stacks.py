@@ -64,7 +64,7 @@ def test_prod_over_budget_is_caught_with_the_breakdown() -> None:
     lines = violation.message.split("\n")[2:]
     assert lines == [f"  - {item.line()}" for item in cost.items]
     assert any(line.startswith("  - EKS control plane") for line in lines)
-    assert any("Node group" in line and "g5.2xlarge" in line for line in lines)
+    assert any("Karpenter NodePool" in line and "g5.2xlarge" in line for line in lines)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -103,7 +103,25 @@ def test_harness_command_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path
     assert "policy pack FAILED" in out
 
 
-def test_a_bigger_gpu_pool_puts_prod_over_budget_and_over_the_gpu_cap() -> None:
+@pytest.mark.parametrize(
+    ("karpenter", "line", "counted"),
+    [
+        (
+            True,
+            "Karpenter NodePool 'gpu-gpu' (g5.12xlarge at limits cpu=192, nvidia.com/gpu=16, "
+            "ON_DEMAND): 1 nodes x $4,140.56 = $4,140.56 (worst case 4 = $16,562.24)",
+            "NodePool 'gpu-gpu' at spec.limits 4 x g5.12xlarge = 16",
+        ),
+        (
+            False,
+            "Node group 'gpu-gpu-nodes' (g5.12xlarge, ON_DEMAND): 2 nodes x $4,140.56",
+            "NodeGroup 'gpu-gpu-nodes' 4 x 4 = 16",
+        ),
+    ],
+)
+def test_a_bigger_gpu_pool_puts_prod_over_budget_and_over_the_gpu_cap(
+    karpenter: bool, line: str, counted: str
+) -> None:
     pools = [
         {
             "name": "gpu",
@@ -112,16 +130,19 @@ def test_a_bigger_gpu_pool_puts_prod_over_budget_and_over_the_gpu_cap() -> None:
             "scaling": {"minSize": 1, "desiredSize": 2, "maxSize": 4},
         }
     ]
-    grown = simulated_views("prod", overrides={"agent-platform:gpuPools": pools})
+    overrides = {
+        "agent-platform:gpuPools": pools,
+        "agent-platform:karpenter": {"enabled": karpenter},
+    }
+    grown = simulated_views("prod", overrides=overrides)
     report = evaluate(grown, configure(RULES, load_raw("prod")))
     by_rule = {v.rule: v for v in report.mandatory}
     assert "estimated cost (expected $" in by_rule["monthly-budget"].message
-    assert "Node group 'gpu-gpu-nodes' (g5.12xlarge, ON_DEMAND): 2 nodes x $4,140.56" in (
-        by_rule["monthly-budget"].message
-    )
+    assert line in by_rule["monthly-budget"].message
     assert by_rule["gpu-node-pool-capacity"].message.endswith(
-        "total 16 GPUs, above the cap 8 (max_total_gpus): NodeGroup 'gpu-gpu-nodes' 4 x 4 = 16. "
-        "Lower scalingConfig.maxSize or raise max_total_gpus in the stack's policy config."
+        f"total 16 GPUs, above the cap 8 (max_total_gpus): {counted}. Lower "
+        "scalingConfig.maxSize or the NodePool's spec.limits, or raise max_total_gpus in the "
+        "stack's policy config."
     )
 
 

@@ -202,3 +202,12 @@ def test_a_stack_file_whose_config_is_not_a_mapping(
     monkeypatch.setattr(stacks.simulate, "REPO_ROOT", tmp_path)
     with pytest.raises(ConfigError, match=r"Pulumi\.broken\.yaml: `config` must map"):
         stack_file_config("broken")
+
+
+def test_karpenter_is_for_aws_stacks_with_a_pinned_ami() -> None:
+    problems = _problems({"agent-platform:karpenter": {"enabled": True}})
+    assert problems == [
+        "agent-platform:karpenter.enabled: Karpenter launches EC2 nodes: dev or prod only"
+    ]
+    [problem] = _dev_with({"agent-platform:karpenter": {"enabled": True, "amiAlias": "al2023"}})
+    assert problem.startswith("agent-platform:karpenter.amiAlias: String should match pattern")
