@@ -12,7 +12,7 @@ never a node without GPUs or a $0 line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -23,6 +23,7 @@ from costing.view import UNKNOWN, ResourceView, dig
 
 NODE_POOL: Final = "kubernetes:karpenter.sh/v1:NodePool"
 SCALED_OBJECT: Final = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+HPA: Final = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 INSTANCE_TYPE: Final = "node.kubernetes.io/instance-type"
 INSTANCE_FAMILY: Final = "karpenter.k8s.aws/instance-family"
 CAPACITY_TYPE: Final = "karpenter.sh/capacity-type"
@@ -138,29 +139,93 @@ def _gpus_per_pod(workload: ResourceView) -> float:
     return float(total)
 
 
-def gpu_demand_at_rest(views: Iterable[ResourceView]) -> float:
-    """GPUs the workloads hold when idle: each GPU Deployment or StatefulSet at the
-    minimum of the ScaledObject that scales it (KEDA's default minimum is 0), else at
-    its `spec.replicas` (default 1)."""
+@dataclass(frozen=True)
+class ScaledWorkload:
+    """A Deployment or StatefulSet at the bounds of what scales it, with what one pod
+    requests (CPU in cores, memory in GiB) and the GPUs it holds."""
+
+    label: str
+    at_rest: float
+    at_max: float
+    cpu: float
+    memory_gib: float
+    gpus: float
+
+    def line(self) -> str:
+        def n(value: float) -> str:
+            return f"{value:g}"
+
+        gpus = f", {n(self.gpus * self.at_max)} GPU(s)" if self.gpus else ""
+        return (
+            f"{self.label} at max {n(self.at_max)} replicas (at rest {n(self.at_rest)}): "
+            f"{n(self.cpu * self.at_max)} vCPU, {n(round(self.memory_gib * self.at_max, 2))} GiB"
+            f" requested{gpus}"
+        )
+
+
+# Each autoscaler's (min field, default, max field, default), as its API applies them.
+_AUTOSCALERS = {
+    SCALED_OBJECT: ("minReplicaCount", 0, "maxReplicaCount", 100),
+    HPA: ("minReplicas", 1, "maxReplicas", None),
+}
+
+
+def _requested(pod: Any, resource: str) -> float:
+    total = Decimal(0)
+    for container in dig(pod, "containers") or []:
+        value = dig(container, "resources", "requests", resource)
+        if value is not None and value is not UNKNOWN:
+            total += parse_quantity(value)
+    return float(total)
+
+
+def scaled_workloads(views: Iterable[ResourceView]) -> list[ScaledWorkload]:
+    """The workloads an autoscaler scales, and those that hold GPUs, at rest and at the
+    autoscaler's maximum (a fixed workload at its `spec.replicas`, default 1)."""
     views = list(views)
-    minimums: Mapping[tuple[Any, Any], Any] = {
-        (v.namespace, v.get("spec", "scaleTargetRef", "name")): v.get("spec", "minReplicaCount")
-        for v in views
-        if v.type == SCALED_OBJECT
-    }
-    demand = 0.0
+    bounds: dict[tuple[Any, Any], tuple[Any, Any]] = {}
+    for v in views:
+        if v.type in _AUTOSCALERS:
+            low_field, low_default, high_field, high_default = _AUTOSCALERS[v.type]
+            low, high = v.get("spec", low_field), v.get("spec", high_field)
+            bounds[(v.namespace, v.get("spec", "scaleTargetRef", "name"))] = (
+                low_default if low is None else low,
+                high_default if high is None else high,
+            )
+    found = []
     for view in views:
         if view.type not in _GPU_WORKLOADS:
             continue
-        gpus = _gpus_per_pod(view)
-        if not gpus:
-            continue
         key = (view.namespace, view.display_name)
-        if key in minimums:
-            replicas = 0 if minimums[key] is None else minimums[key]
-        else:
-            replicas = view.get("spec", "replicas")
-            replicas = 1 if replicas is None else replicas
-        if isinstance(replicas, int | float):
-            demand += gpus * replicas
-    return demand
+        gpus = _gpus_per_pod(view)
+        if key not in bounds and not gpus:
+            continue
+        replicas = view.get("spec", "replicas")
+        fixed = 1 if replicas is None else replicas
+        low, high = bounds.get(key, (fixed, fixed))
+        if not all(isinstance(b, int | float) for b in (low, high)):
+            continue  # unknown at preview; the autoscaler-bounds rule reports it
+        pod = view.get("spec", "template", "spec")
+        found.append(
+            ScaledWorkload(
+                label=view.label,
+                at_rest=float(low),
+                at_max=float(high),
+                cpu=_requested(pod, "cpu"),
+                memory_gib=_requested(pod, "memory") / 2**30,
+                gpus=gpus,
+            )
+        )
+    return found
+
+
+def gpu_demand_at_max(views: Iterable[ResourceView]) -> float:
+    """GPUs the workloads hold with every autoscaler at its maximum."""
+    return sum(w.gpus * w.at_max for w in scaled_workloads(views))
+
+
+def gpu_demand_at_rest(views: Iterable[ResourceView]) -> float:
+    """GPUs the workloads hold when idle: each GPU Deployment or StatefulSet at the
+    minimum of what scales it (KEDA's default minimum is 0), else at its `spec.replicas`
+    (default 1)."""
+    return sum(w.gpus * w.at_rest for w in scaled_workloads(views))

@@ -8,7 +8,12 @@ from typing import Any, Literal
 from components.gpu_instances import GPU_INSTANCE_TYPES, nodes_at_limits
 from components.quantity import parse_quantity
 from costing.kinds import NODE_GROUP
-from costing.nodepools import NODE_POOL, NodePoolError, read_node_pool
+from costing.nodepools import (
+    NODE_POOL,
+    NodePoolError,
+    read_node_pool,
+    scaled_workloads,
+)
 from costing.prices import PriceTable, UnknownInstanceTypeError, load_prices
 from costing.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.rule import Count, ResourceRule, Rule, RuleConfig, StackRule
@@ -310,6 +315,8 @@ def check_gpu_pool_capacity(
             gpus = per_node * int(max_size or 0)
             total += gpus
             pools.append(f"{pool.label} {int(max_size or 0)} x {per_node} = {gpus}")
+    if pools:
+        found += _demand_beyond_capacity(resources, total)
     if total > cfg.max_total_gpus and pools:
         last = next(r for r in reversed(resources) if r.type in (NODE_GROUP, NODE_POOL))
         found.append(
@@ -324,6 +331,29 @@ def check_gpu_pool_capacity(
             )
         )
     return found
+
+
+def _demand_beyond_capacity(resources: Sequence[ResourceView], capacity: int) -> list[Violation]:
+    """The chain holds: the GPU workloads at their autoscalers' maxima fit in the pools."""
+    holders = [w for w in scaled_workloads(resources) if w.gpus]
+    demand = sum(w.gpus * w.at_max for w in holders)
+    if demand <= capacity:
+        return []
+    by_label = {r.label: r for r in resources}
+    named = "; ".join(
+        f"{w.label} at max {w.at_max:g} replicas x {w.gpus:g} = {w.gpus * w.at_max:g}"
+        for w in holders
+    )
+    return [
+        violation(
+            POOL_CAP,
+            by_label[holders[-1].label],
+            f"GPU workloads at their autoscalers' maxima hold {demand:g} GPUs ({named}), more "
+            f"than the GPU node pools admit ({capacity}); the replicas beyond stay Pending. "
+            "Lower the autoscaler's maximum, or raise the pools' maxSize (a NodePool's "
+            "spec.limits) within max_total_gpus.",
+        )
+    ]
 
 
 RULES: list[Rule] = [
@@ -354,7 +384,8 @@ RULES: list[Rule] = [
     StackRule(
         POOL_CAP,
         "All GPU node pools at their maximum size (managed node groups) or their limits "
-        "(Karpenter NodePools) stay within the stack's GPU cap.",
+        "(Karpenter NodePools) stay within the stack's GPU cap, and hold the GPU workloads "
+        "at their autoscalers' maxima.",
         "mandatory",
         GpuPoolCapConfig,
         check_gpu_pool_capacity,

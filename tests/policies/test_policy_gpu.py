@@ -303,3 +303,34 @@ def test_per_pool_gpu_infrastructure_matches_by_pattern() -> None:
     assert only(check_gpu_taint_reserved(impostor, GpuTaintReservedConfig())).resource == (
         "Deployment 'nvidia-device-plugin2'"
     )
+
+
+def scaled_object(target: str, maximum: Any) -> ResourceView:
+    return resource(
+        "kubernetes:keda.sh/v1alpha1:ScaledObject",
+        target,
+        {
+            "metadata": {"name": target, "namespace": "agents"},
+            "spec": {
+                "scaleTargetRef": {"name": target},
+                "minReplicaCount": 1,
+                "maxReplicaCount": maximum,
+            },
+        },
+    )
+
+
+@pytest.mark.parametrize(("maximum", "fits"), [(4, True), (5, False)])
+def test_the_gpu_workloads_at_their_maximum_fit_in_the_pools(maximum: int, fits: bool) -> None:
+    pools = [node_pool(limits={"nvidia.com/gpu": "4"}, types=["g5.xlarge"])]
+    stack = [*pools, gpu_workload(), scaled_object("vllm", maximum)]
+    found = real(check_gpu_pool_capacity(stack, GpuPoolCapConfig(max_total_gpus=8)))
+    if fits:
+        assert found == []
+    else:
+        assert [v.message for v in found] == [
+            "Deployment 'vllm': GPU workloads at their autoscalers' maxima hold 5 GPUs "
+            "(Deployment 'vllm' at max 5 replicas x 1 = 5), more than the GPU node pools admit "
+            "(4); the replicas beyond stay Pending. Lower the autoscaler's maximum, or raise the "
+            "pools' maxSize (a NodePool's spec.limits) within max_total_gpus."
+        ]

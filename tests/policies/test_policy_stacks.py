@@ -152,7 +152,32 @@ def test_cost_command_prints_table_and_json(capsys: pytest.CaptureFixture[str]) 
     table = capsys.readouterr().out
     total = estimate(views("prod"))
     assert f"${total.expected_total:,.2f}" in table
+    # The GPU pool at its limits, and the chain's workloads at their autoscalers' maxima.
+    assert "Karpenter NodePool 'gpu-gpu' (g5.2xlarge at limits cpu=32, nvidia.com/gpu=4" in table
+    maxima = table.split("At the autoscalers' maxima (priced through the nodes above):\n")[1]
+    assert (
+        "  - Deployment 'llm' at max 2 replicas (at rest 2): 4 vCPU, 24 GiB requested, 2 GPU(s)"
+        in maxima
+    )
+    assert (
+        "  - Deployment 'agent-worker' at max 20 replicas (at rest 3): 10 vCPU, 10 GiB requested"
+        in maxima
+    )
     assert cost_main(["--stack", "prod", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["stack"] == "prod"
     assert data["expected_monthly_usd"] == pytest.approx(total.expected_total, abs=0.01)
+    assert [line for line in data["at_max"] if "'llm'" in line] == [
+        "Deployment 'llm' at max 2 replicas (at rest 2): 4 vCPU, 24 GiB requested, 2 GPU(s)"
+    ]
+
+
+def test_more_llm_replicas_than_the_gpu_pool_holds_fail_the_gpu_rule() -> None:
+    llm = {"mode": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct", "replicas": 6}
+    grown = simulated_views("prod", overrides={"agent-platform:llm": llm})
+    report = evaluate(grown, configure(RULES, load_raw("prod")))
+    [found] = [v for v in report.mandatory if v.rule == "gpu-node-pool-capacity"]
+    assert found.message.startswith(
+        "Deployment 'llm': GPU workloads at their autoscalers' maxima hold 6 GPUs "
+        "(Deployment 'llm' at max 6 replicas x 1 = 6), more than the GPU node pools admit (4)"
+    )
