@@ -1,7 +1,7 @@
 """Karpenter: nodes launched for pending pods, on EKS (dev and prod).
 
 The controller is the pinned Helm chart behind the stack file's `karpenter.enabled`, with
-an IAM role for its ServiceAccount (IRSA) that may launch and terminate only instances
+an IAM role for its ServiceAccount (IRSA) that may create and terminate only instances
 tagged for this cluster, and pass only the nodes' role. It runs on the managed system
 node group (never on a node it manages), so the system pool stays a managed node group.
 
@@ -137,9 +137,11 @@ class Karpenter(pulumi.ComponentResource):
 
 
 def controller_policy(cluster_name: str, node_role_arn: str) -> str:
-    """What the controller may do in AWS: launch and terminate only instances it tags
-    for this cluster, read the EC2 catalogue and prices, pass only the nodes' role, and
-    manage the instance profiles it makes for that role."""
+    """What the controller may do in AWS: create instances (and their volumes, network
+    interfaces, launch templates) only tagged for this cluster, from any image, subnet and
+    security group; terminate only instances so tagged; read the EC2 catalogue and
+    prices; pass only the nodes' role; manage the instance profiles it makes for it.
+    Karpenter tags what it creates with `kubernetes.io/cluster/<cluster>: owned`."""
     owned = f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}"
     tagged = f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}"
     return json.dumps(
@@ -147,15 +149,47 @@ def controller_policy(cluster_name: str, node_role_arn: str) -> str:
             "Version": "2012-10-17",
             "Statement": [
                 {
-                    "Sid": "LaunchForThisCluster",
+                    "Sid": "LaunchOnlyTaggedForThisCluster",
                     "Effect": "Allow",
-                    "Action": [
-                        "ec2:RunInstances",
-                        "ec2:CreateFleet",
-                        "ec2:CreateLaunchTemplate",
-                        "ec2:CreateTags",
+                    "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
+                    "Resource": [
+                        "arn:aws:ec2:*:*:fleet/*",
+                        "arn:aws:ec2:*:*:instance/*",
+                        "arn:aws:ec2:*:*:volume/*",
+                        "arn:aws:ec2:*:*:network-interface/*",
+                        "arn:aws:ec2:*:*:launch-template/*",
+                        "arn:aws:ec2:*:*:spot-instances-request/*",
                     ],
+                    "Condition": {"StringEquals": {owned: "owned"}},
+                },
+                {
+                    "Sid": "LaunchFromExistingImagesAndSubnets",
+                    "Effect": "Allow",
+                    "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+                    "Resource": [
+                        "arn:aws:ec2:*::image/*",
+                        "arn:aws:ec2:*::snapshot/*",
+                        "arn:aws:ec2:*:*:security-group/*",
+                        "arn:aws:ec2:*:*:subnet/*",
+                        "arn:aws:ec2:*:*:launch-template/*",
+                        "arn:aws:ec2:*:*:capacity-reservation/*",
+                    ],
+                },
+                {
+                    "Sid": "TagOnlyWhatItLaunches",
+                    "Effect": "Allow",
+                    "Action": "ec2:CreateTags",
                     "Resource": "*",
+                    "Condition": {
+                        "StringEquals": {
+                            owned: "owned",
+                            "ec2:CreateAction": [
+                                "RunInstances",
+                                "CreateFleet",
+                                "CreateLaunchTemplate",
+                            ],
+                        }
+                    },
                 },
                 {
                     "Sid": "TerminateOnlyThisClustersNodes",

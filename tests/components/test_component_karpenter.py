@@ -63,7 +63,11 @@ def test_the_controller_is_the_pinned_chart_with_its_own_role_on_the_system_pool
         graph.named("aws:iam/rolePolicy:RolePolicy", "karpenter-identity-policy").inputs["policy"]
     )
     statements = {s["Sid"]: s for s in policy["Statement"]}
-    # It may pass only the nodes' role, and terminate only this cluster's instances.
+    # It creates instances only tagged for this cluster, terminates only those, and may
+    # pass only the nodes' role.
+    assert statements["LaunchOnlyTaggedForThisCluster"]["Condition"] == {
+        "StringEquals": {"aws:RequestTag/kubernetes.io/cluster/agents-dev": "owned"}
+    }
     assert statements["PassOnlyTheNodeRole"]["Resource"] == NODE_ROLE
     assert statements["TerminateOnlyThisClustersNodes"]["Condition"] == {
         "StringEquals": {"aws:ResourceTag/kubernetes.io/cluster/agents-dev": "owned"}
