@@ -35,6 +35,21 @@ class NodePool:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProvisionedNodes:
+    """A Karpenter NodePool: nodes launched for pending pods, up to the NodePool's
+    `limits` (resource name -> amount, e.g. `nvidia.com/gpu` and `cpu`). Expected: the
+    nodes the GPU workloads need at rest (`expected_gpus`); worst case: the nodes the
+    limits allow."""
+
+    kind: str = "NodePool"
+    name: str
+    instance_types: tuple[str, ...]
+    spot: bool
+    limits: tuple[tuple[str, float], ...]
+    expected_gpus: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class NatGateway:
     kind: str = "NatGateway"
     name: str
@@ -72,7 +87,9 @@ class Volume:
     count: float = 1
 
 
-Billable = ControlPlane | NodePool | NatGateway | CacheNodes | LoadBalancer | Volume
+Billable = (
+    ControlPlane | NodePool | ProvisionedNodes | NatGateway | CacheNodes | LoadBalancer | Volume
+)
 
 
 def label(part: Billable) -> str:

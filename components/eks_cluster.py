@@ -81,6 +81,7 @@ class EksCluster(pulumi.ComponentResource):
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
+    node_role_name: pulumi.Output[str]
     node_security_group_id: pulumi.Output[str]
     # What the control plane and the system pool are billed by.
     bill: list[Billable]
@@ -233,6 +234,7 @@ class EksCluster(pulumi.ComponentResource):
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer = issuer
         self.node_role_arn = node_role.arn
+        self.node_role_name = node_role.name
         self.node_security_group_id = cluster.vpc_config.apply(
             lambda vpc: vpc.cluster_security_group_id or ""
         )

@@ -6,7 +6,12 @@ anything is created, and the policy pack can count GPUs per pool.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+# The extended resource the NVIDIA device plugin advertises.
+GPU = "nvidia.com/gpu"
 
 
 @dataclass(frozen=True)
@@ -39,3 +44,34 @@ _CATALOGUE = (
 )
 
 GPU_INSTANCE_TYPES: dict[str, GpuInstanceType] = {t.name: t for t in _CATALOGUE}
+
+
+def family(instance_type: str) -> str:
+    """`g5.2xlarge` -> `g5`: the value of Karpenter's instance-family label."""
+    return instance_type.split(".", 1)[0]
+
+
+def _capacity(shape: GpuInstanceType, resource: str) -> float:
+    if resource == GPU:
+        return shape.gpus
+    if resource == "cpu":
+        return shape.vcpus
+    if resource == "memory":
+        return shape.memory_gib * 2**30
+    return 0
+
+
+def nodes_at_limits(instance_type: str, limits: Iterable[tuple[str, float]]) -> int | None:
+    """How many nodes of `instance_type` the limits admit; None when no limit bounds them
+    (a NodePool without a limit on any resource its nodes carry grows without end)."""
+    shape = GPU_INSTANCE_TYPES[instance_type]
+    counts = [
+        math.floor(limit / capacity)
+        for resource, limit in limits
+        if (capacity := _capacity(shape, resource)) > 0
+    ]
+    return min(counts) if counts else None
+
+
+def nodes_for_gpus(instance_type: str, gpus: float) -> int:
+    return math.ceil(gpus / GPU_INSTANCE_TYPES[instance_type].gpus)

@@ -1,9 +1,17 @@
 """A pool of NVIDIA GPU nodes, tainted so that only pods that ask for a GPU land on it,
 with the device plugin and the DCGM exporter.
 
-On EKS the nodes are a managed node group; on the project's local control plane they are
-simulated nodes (KWOK) with the same labels, taint and capacity, derived from the same
-pool config, so the real scheduler places GPU pods as it would on EKS."""
+On EKS the nodes are either a Karpenter NodePool and EC2NodeClass (`KarpenterNodes`,
+when the stack runs Karpenter: nodes follow the pods) or a managed node group
+(`EksNodeGroup`: a fixed size between the pool's bounds, as nothing else scales it).
+Never both for one pool; components/karpenter.py says why. On the project's local
+control plane they are simulated nodes (KWOK) with the same labels, taint and capacity,
+derived from the same pool config, so the real scheduler places GPU pods as it would on
+EKS.
+
+A Karpenter pool's `limits` come from the pool's `scaling.maxSize`: `maxSize` nodes of
+its largest type, in GPUs and in vCPUs, so the GPU cap the policy pack checks holds
+whichever admitted type Karpenter picks."""
 
 from __future__ import annotations
 
@@ -33,8 +41,8 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from pulumi_kubernetes.networking.v1 import NetworkPolicy, NetworkPolicySpecArgs
 from pydantic import Field, field_validator
 
-from components.billing import Billable, NodePool
-from components.gpu_instances import GPU_INSTANCE_TYPES
+from components.billing import Billable, NodePool, ProvisionedNodes
+from components.gpu_instances import GPU, GPU_INSTANCE_TYPES, family
 from components.kube import (
     GPU_POOL_LABEL,
     GPU_POOL_NAME_LABEL,
@@ -49,7 +57,7 @@ from components.kube import (
 )
 from components.node_template import hardened_launch_template
 from components.simulated_nodes import SimulatedNodes, SimulatedNodesArgs, SimulatedPool, Taint
-from components.values import ArgsModel, InputStr, Scaling
+from components.values import ArgsModel, InputStr, NonNegativeInt, Scaling
 
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
@@ -77,6 +85,19 @@ class GpuPoolConfig(ArgsModel):
     def max_gpus(self) -> int:
         return self.scaling.max_size * max(GPU_INSTANCE_TYPES[t].gpus for t in self.instance_types)
 
+    @property
+    def max_vcpus(self) -> int:
+        return self.scaling.max_size * max(GPU_INSTANCE_TYPES[t].vcpus for t in self.instance_types)
+
+    @property
+    def instance_families(self) -> list[str]:
+        return sorted({family(t) for t in self.instance_types})
+
+    def limits(self) -> dict[str, str]:
+        """A Karpenter NodePool's limits: the GPUs and vCPUs of `maxSize` nodes of the
+        pool's largest type."""
+        return {GPU: str(self.max_gpus), "cpu": str(self.max_vcpus)}
+
     def node_labels(self) -> dict[str, str]:
         return {
             GPU_POOL_LABEL: GPU_POOL_VALUE,
@@ -91,6 +112,20 @@ class EksNodeGroup(ArgsModel):
     cluster_name: InputStr
     node_role_arn: InputStr
     subnet_ids: Annotated[Sequence[InputStr], Field(min_length=1)]
+
+
+class KarpenterNodes(ArgsModel):
+    """A Karpenter NodePool and its EC2NodeClass: nodes launched in the private subnets,
+    under the cluster's security group, as the nodes' role. `release` is the Karpenter
+    chart, which installs the CRDs these objects need."""
+
+    cluster_name: InputStr
+    node_role_name: InputStr
+    subnet_ids: Annotated[Sequence[InputStr], Field(min_length=1)]
+    security_group_ids: Annotated[Sequence[InputStr], Field(min_length=1)]
+    ami_alias: str
+    consolidate_after: str
+    release: pulumi.Resource
 
 
 class SimulatedNodeGroup(ArgsModel):
@@ -118,12 +153,17 @@ class SimulatedNodeGroup(ArgsModel):
 
 class GpuNodePoolArgs(ArgsModel):
     pool: GpuPoolConfig
-    nodes: EksNodeGroup | SimulatedNodeGroup
+    nodes: EksNodeGroup | KarpenterNodes | SimulatedNodeGroup
     system_namespace: InputStr
     provider: k8s.Provider
     # Where the Prometheus that scrapes the DCGM exporter runs; the pool's namespace
     # denies ingress by default.
     prometheus_namespace: str | None = None
+    # GPUs the stack's workloads hold at rest on this pool: a Karpenter pool's expected
+    # size in the cost estimate (a managed group's is its desiredSize).
+    expected_gpus: NonNegativeInt = 0
+    # Karpenter tries NodePools of higher weight first (1..100); None for no preference.
+    weight: Annotated[int, Field(ge=1, le=100, strict=True)] | None = None
 
 
 class GpuNodePool(pulumi.ComponentResource):
@@ -148,6 +188,17 @@ class GpuNodePool(pulumi.ComponentResource):
                     spot=pool.capacity_type == "SPOT",
                     desired=float(pool.scaling.desired_size),
                     maximum=float(pool.scaling.max_size),
+                )
+            ]
+        elif isinstance(args.nodes, KarpenterNodes):
+            self.node_group_name = self._karpenter(name, pool, args, opts)
+            self.bill = [
+                ProvisionedNodes(
+                    name=f"gpu-{pool.name}",
+                    instance_types=tuple(sorted(pool.instance_types)),
+                    spot=pool.capacity_type == "SPOT",
+                    limits=tuple(sorted((r, float(v)) for r, v in pool.limits().items())),
+                    expected_gpus=float(args.expected_gpus),
                 )
             ]
         else:
@@ -277,6 +328,98 @@ class GpuNodePool(pulumi.ComponentResource):
             )
         self.max_gpus = pool.max_gpus
         self.register_outputs({"nodeGroupName": self.node_group_name, "maxGpus": self.max_gpus})
+
+    def _karpenter(
+        self,
+        name: str,
+        pool: GpuPoolConfig,
+        args: GpuNodePoolArgs,
+        opts: pulumi.ResourceOptions | None,
+    ) -> pulumi.Output[str]:
+        nodes = args.nodes
+        assert isinstance(nodes, KarpenterNodes)
+        pool_name = f"gpu-{pool.name}"
+        # The chart installs the CRDs: these objects wait for it.
+        crd_opts = child_options(self, opts, provider=args.provider, depends_on=[nodes.release])
+        node_class = k8s.apiextensions.CustomResource(
+            f"{name}-node-class",
+            api_version="karpenter.k8s.aws/v1",
+            kind="EC2NodeClass",
+            metadata={"name": pool_name, "labels": labels(pool_name, "gpu-nodes")},
+            spec={
+                "role": nodes.node_role_name,
+                "amiSelectorTerms": [{"alias": nodes.ami_alias}],
+                "subnetSelectorTerms": [{"id": subnet} for subnet in nodes.subnet_ids],
+                "securityGroupSelectorTerms": [{"id": group} for group in nodes.security_group_ids],
+                # Room for the CUDA images and the runtime's layers; the weights live
+                # on the model-cache volume.
+                "blockDeviceMappings": [
+                    {
+                        "deviceName": "/dev/xvda",
+                        "ebs": {
+                            "volumeSize": "100Gi",
+                            "volumeType": "gp3",
+                            "encrypted": True,
+                            "deleteOnTermination": True,
+                        },
+                    }
+                ],
+                # IMDSv2 only, and not reachable from pods (one hop).
+                "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
+            },
+            opts=crd_opts,
+        )
+        capacity = "spot" if pool.capacity_type == "SPOT" else "on-demand"
+        k8s.apiextensions.CustomResource(
+            f"{name}-node-pool",
+            api_version="karpenter.sh/v1",
+            kind="NodePool",
+            metadata={"name": pool_name, "labels": labels(pool_name, "gpu-nodes")},
+            spec={
+                "template": {
+                    "metadata": {"labels": pool.node_labels()},
+                    "spec": {
+                        "nodeClassRef": {
+                            "group": "karpenter.k8s.aws",
+                            "kind": "EC2NodeClass",
+                            "name": pool_name,
+                        },
+                        "taints": [{"key": GPU_TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
+                        "requirements": [
+                            {
+                                "key": "karpenter.k8s.aws/instance-family",
+                                "operator": "In",
+                                "values": pool.instance_families,
+                            },
+                            {
+                                "key": "node.kubernetes.io/instance-type",
+                                "operator": "In",
+                                "values": sorted(pool.instance_types),
+                            },
+                            {
+                                "key": "karpenter.sh/capacity-type",
+                                "operator": "In",
+                                "values": [capacity],
+                            },
+                        ],
+                        # Nodes are replaced monthly, so they pick up the pinned AMI.
+                        "expireAfter": "720h",
+                    },
+                },
+                "disruption": {
+                    "consolidationPolicy": "WhenEmptyOrUnderutilized",
+                    "consolidateAfter": nodes.consolidate_after,
+                    # One GPU node at a time: a replica reloads its weights elsewhere.
+                    "budgets": [{"nodes": "1"}],
+                },
+                "limits": pool.limits(),
+                **({"weight": args.weight} if args.weight is not None else {}),
+            },
+            opts=pulumi.ResourceOptions.merge(
+                crd_opts, pulumi.ResourceOptions(depends_on=[node_class])
+            ),
+        )
+        return pulumi.Output.from_input(pool_name)
 
     def _node_group(
         self,

@@ -26,8 +26,10 @@ from pulumi_kubernetes.networking.v1 import (
     NetworkPolicySpecArgs,
 )
 
+from components.gpu_instances import GPU
+
 PART_OF = "agent-platform"
-GPU_RESOURCE = "nvidia.com/gpu"
+GPU_RESOURCE = GPU
 GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_POOL_LABEL = "agent-platform.io/node-pool"
 GPU_POOL_VALUE = "gpu"

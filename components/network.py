@@ -13,7 +13,7 @@ from pydantic import AfterValidator, Field
 
 from components.billing import Billable, NatGateway
 from components.kube import child_options
-from components.values import ArgsModel, InputStr, PositiveInt
+from components.values import ArgsModel, Cidr, InputStr, PositiveInt
 
 if TYPE_CHECKING:
     import pulumi_aws as aws
@@ -25,7 +25,7 @@ def _room_for_subnets(value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
     return value
 
 
-VpcCidr = Annotated[ipaddress.IPv4Network, AfterValidator(_room_for_subnets)]
+VpcCidr = Annotated[Cidr, AfterValidator(_room_for_subnets)]
 # EKS needs subnets in two zones at least.
 ZoneCount = Annotated[int, Field(ge=2, le=6, strict=True)]
 

@@ -7,11 +7,12 @@ each check is written once and a bad stack file is reported under its config key
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Self
 
 import pulumi
 from pulumi_kubernetes.core.v1 import ResourceRequirementsArgs
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from components.quantity import parse_quantity
@@ -120,3 +121,14 @@ class SecretKeyRef(ArgsModel):
 
     name: InputStr
     key: str
+
+
+def _cidr_text(value: object) -> object:
+    # ipaddress reads an int as an address (5 -> 0.0.0.5/32): a CIDR must be written out.
+    if isinstance(value, ipaddress.IPv4Network | str):
+        return value
+    raise ValueError("must be a CIDR written as text, such as 203.0.113.0/24")
+
+
+# An IPv4 CIDR from config text: never a number read as an address.
+Cidr = Annotated[ipaddress.IPv4Network, BeforeValidator(_cidr_text)]

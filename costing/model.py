@@ -20,6 +20,7 @@ from components.billing import (
     LoadBalancer,
     NatGateway,
     NodePool,
+    ProvisionedNodes,
     Volume,
 )
 from components.quantity import parse_quantity
@@ -35,6 +36,7 @@ from costing.kinds import (
     STATEFULSET,
     ingress_nginx_service,
 )
+from costing.nodepools import NODE_POOL, NodePoolError, gpu_demand_at_rest, read_node_pool
 from costing.prices import PriceTable, load_prices
 from costing.pricing import CostEstimate, Pricer, unlisted_node_type
 from costing.view import UNKNOWN, ResourceView, dig
@@ -60,18 +62,32 @@ def estimate(
         for r in resources
     ]
     pricer = Pricer(prices or load_prices(), on_cloud=any(v.type == EKS_CLUSTER for v in views))
+    # The GPU workloads' demand at rest is held by the Karpenter NodePool Karpenter tries
+    # first (highest spec.weight, then name), as the program declares it.
+    preferred = _preferred_node_pool(views)
+    demand = gpu_demand_at_rest(views) if preferred else 0.0
     for view in views:
-        for part in _Reader(view, pricer).parts():
+        reader = _Reader(view, pricer, demand if view is preferred else 0.0)
+        for part in reader.parts():
             pricer.add(part, view.urn)
     return pricer.estimate()
+
+
+def _preferred_node_pool(views: list[ResourceView]) -> ResourceView | None:
+    def order(pool: ResourceView) -> tuple[float, str]:
+        weight = pool.get("spec", "weight")
+        return (-weight if isinstance(weight, int | float) else 0, pool.display_name)
+
+    return min((v for v in views if v.type == NODE_POOL), key=order, default=None)
 
 
 class _Reader:
     """One resource's billable parts; what it cannot read is a problem on the pricer."""
 
-    def __init__(self, view: ResourceView, pricer: Pricer) -> None:
+    def __init__(self, view: ResourceView, pricer: Pricer, gpu_demand: float = 0.0) -> None:
         self.r = view
         self.pricer = pricer
+        self.gpu_demand = gpu_demand
 
     def _problem(self, message: str, resource: str | None = None) -> list[Billable]:
         self.pricer.problem(resource or self.r.label, message, self.r.urn)
@@ -93,8 +109,10 @@ class _Reader:
             return [self._load_balancer(kind, in_cluster=False)]
         # Kubernetes objects only cost cloud money on a cloud cluster: elsewhere they are
         # not read at all, so an unknown size there is no problem either.
-        if not on_cloud:
-            return []
+        return self._cluster_object() if on_cloud else []
+
+    def _cluster_object(self) -> list[Billable]:
+        r = self.r
         if r.type == SERVICE and r.get("spec", "type") == "LoadBalancer":
             annotations = r.get("metadata", "annotations")
             return [self._load_balancer(_service_lb_type(annotations), in_cluster=True)]
@@ -103,6 +121,8 @@ class _Reader:
             if service is not None and service[0] == "LoadBalancer":
                 return [self._load_balancer(_service_lb_type(service[1]), in_cluster=True)]
             return []
+        if r.type == NODE_POOL:
+            return self._node_pool_provisioned()
         if r.type == PVC:
             size = r.get("spec", "resources", "requests", "storage")
             return self._volume(r.kind, r.display_name, size, 1, "spec.resources.requests.storage")
@@ -126,6 +146,21 @@ class _Reader:
                 spot=r.get("capacityType") == "SPOT",
                 desired=float(desired),
                 maximum=float(maximum),
+            )
+        ]
+
+    def _node_pool_provisioned(self) -> list[Billable]:
+        try:
+            pool = read_node_pool(self.r)
+        except NodePoolError as error:
+            return self._problem(str(error))
+        return [
+            ProvisionedNodes(
+                name=self.r.display_name,
+                instance_types=pool.instance_types,
+                spot=pool.spot,
+                limits=pool.limits,
+                expected_gpus=self.gpu_demand,
             )
         ]
 

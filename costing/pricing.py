@@ -18,9 +18,11 @@ from components.billing import (
     LoadBalancer,
     NatGateway,
     NodePool,
+    ProvisionedNodes,
     Volume,
     label,
 )
+from components.gpu_instances import nodes_at_limits, nodes_for_gpus
 from costing.prices import PriceTable, UnknownInstanceTypeError, load_prices
 
 
@@ -170,6 +172,8 @@ class Pricer:
             self._item(f"EKS control plane '{part.name}'", part, "cluster", monthly, 1)
         elif isinstance(part, NodePool):
             self._node_pool(part, urn)
+        elif isinstance(part, ProvisionedNodes):
+            self._provisioned_nodes(part, urn)
         elif isinstance(part, NatGateway):
             p = self.prices
             monthly = (
@@ -225,13 +229,7 @@ class Pricer:
             # Several types: price at the dearest, which the pool may end up on.
             hourly = max(self.prices.hourly(t) for t in part.instance_types)
         except UnknownInstanceTypeError as exc:
-            self.problem(
-                label(part),
-                f"instanceTypes has {exc.instance_type!r}, which the price table "
-                f"({self.prices.region}, read on {self.prices.read_on}) does not list; add its "
-                "hourly price to costing/data/aws-prices-us-east-1.json.",
-                urn,
-            )
+            self.problem(label(part), _unlisted_instance_type(exc, self.prices), urn)
             return
         if part.spot:
             hourly *= 1 - self.prices.spot_discount
@@ -243,6 +241,39 @@ class Pricer:
             hourly * self.hours,
             part.desired,
             part.maximum,
+        )
+
+    def _provisioned_nodes(self, part: ProvisionedNodes, urn: str) -> None:
+        """A Karpenter NodePool at its limits, of the admitted type that costs most there;
+        expected: the nodes of that type the GPU workloads hold at rest."""
+        try:
+            hourly = {t: self.prices.hourly(t) for t in part.instance_types}
+        except UnknownInstanceTypeError as exc:
+            self.problem(label(part), _unlisted_instance_type(exc, self.prices), urn)
+            return
+        at_limits = {t: nodes_at_limits(t, part.limits) for t in part.instance_types}
+        bounded = {t: n for t, n in at_limits.items() if n is not None}
+        if len(bounded) < len(at_limits):
+            self.problem(
+                label(part),
+                "spec.limits bounds no resource its instance types carry, so it may grow "
+                "without end; set limits on nvidia.com/gpu and cpu.",
+                urn,
+            )
+            return
+        dearest = max(part.instance_types, key=lambda t: (bounded[t] * hourly[t], hourly[t]))
+        unit = hourly[dearest] * (1 - self.prices.spot_discount if part.spot else 1)
+        worst = bounded[dearest]
+        expected = min(nodes_for_gpus(dearest, part.expected_gpus), worst)
+        limits = ", ".join(f"{r}={_num(v)}" for r, v in part.limits)
+        self._item(
+            f"Karpenter NodePool '{part.name}' ({dearest} at limits {limits}, "
+            f"{'SPOT' if part.spot else 'ON_DEMAND'})",
+            part,
+            "nodes",
+            unit * self.hours,
+            float(expected),
+            float(worst),
         )
 
     def _cache_nodes(self, part: CacheNodes, urn: str) -> None:
@@ -275,6 +306,14 @@ class Pricer:
             self.prices.ebs_gp3_per_gib_month * part.size_gib,
             part.count,
         )
+
+
+def _unlisted_instance_type(exc: UnknownInstanceTypeError, prices: PriceTable) -> str:
+    return (
+        f"instanceTypes has {exc.instance_type!r}, which the price table "
+        f"({prices.region}, read on {prices.read_on}) does not list; add its "
+        "hourly price to costing/data/aws-prices-us-east-1.json."
+    )
 
 
 def unlisted_node_type(node_type: object) -> str:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from costing.model import estimate
+from costing.nodepools import scaled_workloads
 from policies.harness import simulated_views
 
 
@@ -24,12 +25,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preview", action="store_true", help="simulate a preview (unknowns)")
     args = parser.parse_args(argv)
 
-    result = estimate(simulated_views(args.stack, preview=args.preview))
+    views = simulated_views(args.stack, preview=args.preview)
+    result = estimate(views)
+    # The chain behind the node lines: what each autoscaled (or GPU) workload requests at
+    # its autoscaler's maximum, served by the node groups and NodePools priced above.
+    at_max = [w.line() for w in scaled_workloads(views)] if result.items else []
     if args.json:
-        print(json.dumps({"stack": args.stack, **result.as_json()}, indent=2))
+        print(json.dumps({"stack": args.stack, **result.as_json(), "at_max": at_max}, indent=2))
     else:
         print(f"Estimated monthly cost of stack '{args.stack}'\n")
         print(result.table())
+        if at_max:
+            print("\nAt the autoscalers' maxima (priced through the nodes above):")
+            print("\n".join(f"  - {line}" for line in at_max))
     return 1 if result.problems else 0
 
 

@@ -10,7 +10,6 @@ with one error that lists every problem under its config key, so nobody fixes th
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
@@ -31,6 +30,7 @@ from components.autoscaling import AutoscalingConfig
 from components.canary import CanaryConfig
 from components.eks_cluster import KubernetesVersion, Region
 from components.gpu_node_pool import GpuPoolConfig
+from components.karpenter import KarpenterConfig
 from components.llm_service import LlmConfig
 from components.local_cluster import LocalClusterArgs
 from components.monitoring import MonitoringConfig
@@ -38,7 +38,7 @@ from components.namespace import NamespaceName
 from components.network import VpcCidr, ZoneCount
 from components.operators import OperatorsConfig
 from components.redis import RedisConfig
-from components.values import ArgsModel, Resources, Scaling
+from components.values import ArgsModel, Cidr, Resources, Scaling
 
 NAMESPACE = "agent-platform"
 SECRET_KEYS = frozenset({"redisPassword", "appApiKeys", "modelApiKey"})
@@ -98,7 +98,7 @@ class ClusterConfig(ArgsModel):
     private_endpoint: bool = False
     # Who may reach a public API endpoint: no default, never the whole internet unless
     # a stack writes it down (and the policy pack refuses that too).
-    public_access_cidrs: list[ipaddress.IPv4Network] = Field(default_factory=list)
+    public_access_cidrs: list[Cidr] = Field(default_factory=list)
     # How long the stack's log groups (control plane, VPC flow logs) keep their logs.
     log_retention_days: LogRetentionDays
     # Cluster admins through EKS access entries, besides the principal that deploys.
@@ -179,6 +179,8 @@ class StackConfig(ArgsModel):
     local: LocalClusterArgs | None = None
     cluster: ClusterConfig | None = None
     gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
+    # Karpenter (issue 16 point 4): GPU pools as NodePools instead of managed node groups.
+    karpenter: KarpenterConfig = KarpenterConfig()
     redis: RedisConfig
     agent: AgentConfig
     autoscaling: AutoscalingConfig
@@ -193,6 +195,15 @@ class StackConfig(ArgsModel):
     @property
     def on_aws(self) -> bool:
         return self.environment is not Environment.LOCAL
+
+    def _aws_only(self) -> list[tuple[str, str]]:
+        """What a local stack asks for that only an AWS environment has."""
+        problems = []
+        if self.karpenter.enabled:
+            problems.append(("karpenter.enabled", "Karpenter launches EC2 nodes: dev or prod only"))
+        if self.redis.mode == "elasticache":
+            problems.append(("redis.mode", "'elasticache' needs an AWS environment"))
+        return problems
 
     def consistency_problems(self) -> list[tuple[str, str]]:
         """Rules across sections, as (config key, what is wrong)."""
@@ -225,8 +236,8 @@ class StackConfig(ArgsModel):
                     "plane: set local.target to cluster and declare local.nodes",
                 )
             )
-        if self.redis.mode == "elasticache" and not self.on_aws:
-            problems.append(("redis.mode", "'elasticache' needs an AWS environment"))
+        if not self.on_aws:
+            problems += self._aws_only()
         if self.llm.mode == "vllm" and not self.gpu_pools:
             problems.append(("llm.mode", "'vllm' needs at least one entry in gpuPools"))
         problems += self._llm_scaling_problems()

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     # The AWS-only components are imported where dev and prod use them: the local stack
     # then never imports the AWS SDK, whose import every `pulumi preview` would pay.
     from components.eks_cluster import EksCluster
+    from components.gpu_node_pool import EksNodeGroup, KarpenterNodes, SimulatedNodeGroup
     from components.network import Network
 
 TASK_STREAM = "agent:tasks"
@@ -267,6 +268,69 @@ def _port(url: str) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
+# --- Karpenter GPU pools (issue 16 points 4 and 5) -------------------------------------
+def _gpu_nodes(
+    config: StackConfig, target: _Target, local: LocalClusterArgs
+) -> EksNodeGroup | KarpenterNodes | SimulatedNodeGroup:
+    """Where the GPU pools' nodes come from: Karpenter or managed node groups on EKS,
+    simulated nodes on the local control plane."""
+    from components.gpu_node_pool import EksNodeGroup, SimulatedNodeGroup
+
+    if target.cluster is None or target.network is None:
+        # StackConfig allows local GPU pools only on the simulated control plane.
+        assert local.nodes is not None
+        return SimulatedNodeGroup(zones=local.nodes.zone_names)
+    if config.karpenter.enabled:
+        return _karpenter_nodes(config, target)
+    return EksNodeGroup(
+        cluster_name=target.cluster.cluster_name,
+        node_role_arn=target.cluster.node_role_arn,
+        subnet_ids=target.network.private_subnet_ids,
+    )
+
+
+def _karpenter_nodes(config: StackConfig, target: _Target) -> KarpenterNodes:
+    """The Karpenter controller, and where its GPU pools' nodes go."""
+    from components.gpu_node_pool import KarpenterNodes
+    from components.karpenter import Karpenter, KarpenterArgs
+
+    assert target.cluster is not None
+    assert target.network is not None
+    karpenter = Karpenter(
+        "karpenter",
+        KarpenterArgs(
+            config=config.karpenter,
+            cluster_name=target.cluster.cluster_name,
+            oidc_provider_arn=target.cluster.oidc_provider_arn,
+            oidc_issuer=target.cluster.oidc_issuer,
+            node_role_arn=target.cluster.node_role_arn,
+            provider=target.provider,
+        ),
+    )
+    return KarpenterNodes(
+        cluster_name=target.cluster.cluster_name,
+        node_role_name=target.cluster.node_role_name,
+        subnet_ids=target.network.private_subnet_ids,
+        security_group_ids=[target.cluster.node_security_group_id],
+        ami_alias=config.karpenter.ami_alias,
+        consolidate_after=config.karpenter.consolidate_after,
+        release=karpenter.release,
+    )
+
+
+def _gpus_at_rest(config: StackConfig) -> int:
+    """GPUs the LLM server holds when idle: what the cost model reads from its
+    Deployment (replicas, or its ScaledObject's minimum) times GPUs per replica."""
+    if config.llm.mode != "vllm":
+        return 0
+    llm = config.llm
+    at_rest = llm.autoscaling.min_replicas if llm.autoscaling else llm.replicas
+    return at_rest * llm.gpus_per_replica
+
+
+# --- end Karpenter ----------------------------------------------------------------------
+
+
 def build(config: StackConfig) -> StackExports:
     target = _target(config)
     bill: list[Billable] = []
@@ -278,24 +342,9 @@ def build(config: StackConfig) -> StackExports:
 
     local = config.local or LocalClusterArgs()
     if config.gpu_pools:
-        from components.gpu_node_pool import (
-            EksNodeGroup,
-            GpuNodePool,
-            GpuNodePoolArgs,
-            SimulatedNodeGroup,
-        )
+        from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 
-        nodes: EksNodeGroup | SimulatedNodeGroup
-        if target.cluster is not None and target.network is not None:
-            nodes = EksNodeGroup(
-                cluster_name=target.cluster.cluster_name,
-                node_role_arn=target.cluster.node_role_arn,
-                subnet_ids=target.network.private_subnet_ids,
-            )
-        else:
-            # StackConfig allows local GPU pools only on the simulated control plane.
-            assert local.nodes is not None
-            nodes = SimulatedNodeGroup(zones=local.nodes.zone_names)
+        nodes = _gpu_nodes(config, target, local)
         gpu_namespace = PlatformNamespace(
             GPU_SYSTEM_NAMESPACE,
             # The device plugin needs a hostPath and DCGM needs SYS_ADMIN.
@@ -303,7 +352,7 @@ def build(config: StackConfig) -> StackExports:
                 name=GPU_SYSTEM_NAMESPACE, provider=target.provider, pod_security="privileged"
             ),
         )
-        for pool in config.gpu_pools:
+        for index, pool in enumerate(config.gpu_pools):
             gpu_pool = GpuNodePool(
                 f"gpu-{pool.name}",
                 GpuNodePoolArgs(
@@ -312,6 +361,10 @@ def build(config: StackConfig) -> StackExports:
                     system_namespace=GPU_SYSTEM_NAMESPACE,
                     provider=target.provider,
                     prometheus_namespace=config.namespace,
+                    # GPU pods select any GPU pool: Karpenter tries the pools in the
+                    # stack file's order, so the first holds the GPUs in use at rest.
+                    expected_gpus=_gpus_at_rest(config) if index == 0 else 0,
+                    weight=100 - index,
                 ),
                 opts=pulumi.ResourceOptions(depends_on=[gpu_namespace]),
             )

@@ -10,6 +10,7 @@ depend on secret values, only on their being secret.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,6 +110,21 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str
     return {}
 
 
+# EC2 ids have a shape that the objects naming them are checked against (Karpenter's
+# EC2NodeClass takes `subnet-[0-9a-z]+`): the mocks give ids of that shape.
+_EC2_ID_PREFIXES = {
+    "aws:ec2/subnet:Subnet": "subnet-",
+    "aws:ec2/securityGroup:SecurityGroup": "sg-",
+}
+
+
+def _physical_id(type_: str, name: str) -> str:
+    prefix = _EC2_ID_PREFIXES.get(type_)
+    if prefix is None:
+        return f"{name}-id"
+    return prefix + hashlib.sha256(name.encode()).hexdigest()[:17]
+
+
 class PlatformMocks(pulumi.runtime.Mocks):
     def __init__(self, preview: bool) -> None:
         self.preview = preview
@@ -121,7 +137,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         if not self.preview:
             state.update(_computed_outputs(args.typ, args.name, args.inputs))
-        return f"{args.name}-id", state
+        return _physical_id(args.typ, args.name), state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[Any]]:
         return _INVOKE_RESULTS.get(args.token, {}), []

@@ -8,9 +8,15 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from components.gpu_instances import GPU_INSTANCE_TYPES
+from components.gpu_instances import GPU_INSTANCE_TYPES, nodes_at_limits
 from components.quantity import parse_quantity
 from costing.kinds import NODE_GROUP
+from costing.nodepools import (
+    NODE_POOL,
+    NodePoolError,
+    read_node_pool,
+    scaled_workloads,
+)
 from costing.prices import PriceTable, UnknownInstanceTypeError, load_prices
 from costing.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.rule import Count, ResourceRule, Rule, RuleConfig, StackRule
@@ -269,6 +275,32 @@ def _gpus_per_node(prices: PriceTable, instance_type: str) -> int:
     return gpu.gpus if gpu else 0
 
 
+def _node_pool_gpus(pool: ResourceView) -> tuple[int, str]:
+    """The most GPUs a Karpenter NodePool's limits admit, and how they are reached;
+    NodePoolError when they cannot be counted."""
+    reading = read_node_pool(pool)
+    prices = load_prices()
+    best: tuple[int, str] = (0, "")
+    for instance_type in reading.instance_types:
+        try:
+            prices.hourly(instance_type)
+        except UnknownInstanceTypeError:
+            raise NodePoolError(
+                f"instance type {instance_type!r} is not in the price table; add it to "
+                "costing/data/aws-prices-us-east-1.json."
+            ) from None
+        nodes = nodes_at_limits(instance_type, reading.limits)
+        if nodes is None:
+            raise NodePoolError(
+                "spec.limits bounds no resource its nodes carry, so its GPUs are unbounded; "
+                "set spec.limits on nvidia.com/gpu (and cpu)."
+            )
+        gpus = nodes * GPU_INSTANCE_TYPES[instance_type].gpus
+        if gpus > best[0]:
+            best = (gpus, f"{nodes} x {instance_type}")
+    return best
+
+
 def check_gpu_pool_capacity(
     resources: Sequence[ResourceView], cfg: GpuPoolCapConfig
 ) -> list[Violation]:
@@ -276,6 +308,15 @@ def check_gpu_pool_capacity(
     total = 0
     pools: list[str] = []
     found: list[Violation] = []
+    for pool in (r for r in resources if r.type == NODE_POOL):
+        try:
+            gpus, reached = _node_pool_gpus(pool)
+        except NodePoolError as error:
+            found.append(violation(POOL_CAP, pool, f"its GPUs cannot be counted: {error}"))
+            continue
+        if gpus:
+            total += gpus
+            pools.append(f"{pool.label} at spec.limits {reached} = {gpus}")
     for pool in (r for r in resources if r.type == NODE_GROUP):
         types = pool.get("instanceTypes")
         max_size = pool.get("scalingConfig", "maxSize")
@@ -308,18 +349,45 @@ def check_gpu_pool_capacity(
             gpus = per_node * int(max_size or 0)
             total += gpus
             pools.append(f"{pool.label} {int(max_size or 0)} x {per_node} = {gpus}")
+    if pools:
+        found += _demand_beyond_capacity(resources, total)
     if total > cfg.max_total_gpus and pools:
-        last = next(r for r in reversed(resources) if r.type == NODE_GROUP)
+        last = next(r for r in reversed(resources) if r.type in (NODE_GROUP, NODE_POOL))
         found.append(
             violation(
                 POOL_CAP,
                 last,
-                f"GPU node pools at scalingConfig.maxSize total {total} GPUs, above the cap "
+                f"GPU node pools at scalingConfig.maxSize (managed node groups) and "
+                f"spec.limits (Karpenter NodePools) total {total} GPUs, above the cap "
                 f"{cfg.max_total_gpus} (max_total_gpus): {'; '.join(pools)}. Lower "
-                "scalingConfig.maxSize or raise max_total_gpus in the stack's policy config.",
+                "scalingConfig.maxSize or the NodePool's spec.limits, or raise max_total_gpus "
+                "in the stack's policy config.",
             )
         )
     return found
+
+
+def _demand_beyond_capacity(resources: Sequence[ResourceView], capacity: int) -> list[Violation]:
+    """The chain holds: the GPU workloads at their autoscalers' maxima fit in the pools."""
+    holders = [w for w in scaled_workloads(resources) if w.gpus]
+    demand = sum(w.gpus * w.at_max for w in holders)
+    if demand <= capacity:
+        return []
+    by_label = {r.label: r for r in resources}
+    named = "; ".join(
+        f"{w.label} at max {w.at_max:g} replicas x {w.gpus:g} = {w.gpus * w.at_max:g}"
+        for w in holders
+    )
+    return [
+        violation(
+            POOL_CAP,
+            by_label[holders[-1].label],
+            f"GPU workloads at their autoscalers' maxima hold {demand:g} GPUs ({named}), more "
+            f"than the GPU node pools admit ({capacity}); the replicas beyond stay Pending. "
+            "Lower the autoscaler's maximum, or raise the pools' maxSize (a NodePool's "
+            "spec.limits) within max_total_gpus.",
+        )
+    ]
 
 
 RULES: list[Rule] = [
@@ -349,10 +417,13 @@ RULES: list[Rule] = [
     ),
     StackRule(
         POOL_CAP,
-        "All GPU node pools at their maximum size stay within the stack's GPU cap.",
+        "All GPU node pools at their maximum size (managed node groups) or their limits "
+        "(Karpenter NodePools) stay within the stack's GPU cap, and hold the GPU workloads "
+        "at their autoscalers' maxima.",
         "mandatory",
         GpuPoolCapConfig,
         check_gpu_pool_capacity,
-        "Fails: an unknown instance type or maxSize cannot be known to be within the cap.",
+        "Fails: an unknown instance type or family, maxSize or NodePool limit cannot be "
+        "known to be within the cap.",
     ),
 ]

@@ -1,5 +1,5 @@
 """Every Kubernetes object the dev and prod programs declare, admitted by a real API server
-with the operators' real CRDs (KEDA, External Secrets, Gateway API; scripts/local-cluster
+with the operators' real CRDs (KEDA, External Secrets, Karpenter, Gateway API; scripts/local-cluster
 installs them from the projects' own modules).
 
 The programs run under Pulumi's mocks, which stand in for AWS only (stacks/simulate.py:
@@ -102,7 +102,7 @@ def test_every_object_of_the_stack_is_admitted_by_the_api_server(
     objects = manifests(simulation)
     kinds = {o["kind"] for o in objects}
     # The kinds that only the real CRDs can judge are among them.
-    assert {"ScaledObject", "TriggerAuthentication"} <= kinds
+    assert {"ScaledObject", "TriggerAuthentication", "NodePool", "EC2NodeClass"} <= kinds
     if stack == "prod":
         assert {"ExternalSecret", "SecretStore", "Ingress"} <= kinds
     namespaces = [o for o in objects if o["kind"] == "Namespace"] + chart_namespaces(simulation)
@@ -171,3 +171,48 @@ def test_the_api_server_refuses_what_the_crd_schema_forbids(cluster: Cluster) ->
     )
     assert result.returncode != 0
     assert "scaleTargetRef" in result.stderr
+
+
+def test_the_node_pool_crd_is_karpenters_aws_set(cluster: Cluster) -> None:
+    """The NodePool schema is the one the Karpenter chart installs on EKS (the core one
+    plus the AWS label rules): a misspelt AWS label key, which the core schema alone
+    would take, is refused, and a NodePool without its node class reference too."""
+    requirement = {"key": "karpenter.k8s.aws/instance-famly", "operator": "In", "values": ["g5"]}
+    pool: dict[str, Any] = {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": "schema-check"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "nodeClassRef": {
+                        "group": "karpenter.k8s.aws",
+                        "kind": "EC2NodeClass",
+                        "name": "gpu",
+                    },
+                    "requirements": [requirement],
+                }
+            }
+        },
+    }
+
+    def dry_run(obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return cluster.run(
+            "kubectl",
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-f",
+            "-",
+            stdin=json.dumps(obj),
+        )
+
+    result = dry_run(pool)
+    assert result.returncode != 0
+    assert 'label domain "karpenter.k8s.aws" is restricted' in result.stderr, result.stderr
+    requirement["key"] = "karpenter.k8s.aws/instance-family"
+    assert dry_run(pool).returncode == 0
+    del pool["spec"]["template"]["spec"]["nodeClassRef"]
+    result = dry_run(pool)
+    assert result.returncode != 0
+    assert "nodeClassRef" in result.stderr

@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 import pytest
-from policy_fixtures import only, resource
+from policy_fixtures import only, patched, resource
 
 from costing.model import estimate
 from costing.prices import load_prices
@@ -171,3 +171,137 @@ def test_price_table_states_its_provenance() -> None:
     assert prices.source.startswith("AWS public on-demand price list")
     assert prices.hours_per_month == 730
     assert prices.eks_control_plane_hourly == pytest.approx(0.10)
+
+
+def karpenter_pool(
+    limits: Any, capacity: str = "on-demand", families: Any = ("g5",)
+) -> ResourceView:
+    return resource(
+        "kubernetes:karpenter.sh/v1:NodePool",
+        "gpu-inference",
+        {
+            "metadata": {"name": "gpu-inference"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "requirements": [
+                            {
+                                "key": "karpenter.k8s.aws/instance-family",
+                                "operator": "In",
+                                "values": list(families),
+                            },
+                            {
+                                "key": "node.kubernetes.io/instance-type",
+                                "operator": "In",
+                                "values": ["g5.xlarge", "g5.2xlarge"],
+                            },
+                            {
+                                "key": "karpenter.sh/capacity-type",
+                                "operator": "In",
+                                "values": [capacity],
+                            },
+                        ]
+                    }
+                },
+                "limits": limits,
+            },
+        },
+    )
+
+
+def gpu_deployment(replicas: Any, gpus: int = 1, name: str = "llm") -> ResourceView:
+    spec: dict[str, Any] = {
+        "template": {
+            "spec": {
+                "containers": [{"name": "vllm", "resources": {"limits": {"nvidia.com/gpu": gpus}}}]
+            }
+        }
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return resource(
+        "kubernetes:apps/v1:Deployment",
+        name,
+        {"metadata": {"name": name, "namespace": "agents"}, "spec": spec},
+    )
+
+
+def scaled_object(target: str, minimum: Any) -> ResourceView:
+    spec: dict[str, Any] = {"scaleTargetRef": {"name": target}, "maxReplicaCount": 4}
+    if minimum is not None:
+        spec["minReplicaCount"] = minimum
+    return resource(
+        "kubernetes:keda.sh/v1alpha1:ScaledObject",
+        f"{target}-scaler",
+        {"metadata": {"name": target, "namespace": "agents"}, "spec": spec},
+    )
+
+
+CLUSTER = resource("aws:eks/cluster:Cluster", "prod", {"name": "prod"})
+
+
+def test_a_karpenter_pool_is_priced_at_its_limits_and_at_rest_at_the_gpu_demand() -> None:
+    pool = karpenter_pool({"nvidia.com/gpu": "3", "cpu": "24"})
+    cost = estimate([CLUSTER, pool, gpu_deployment(replicas=2)])
+    [line] = [i for i in cost.items if i.item.startswith("Karpenter")]
+    # At the limits: 3 GPUs and 24 vCPUs admit 3 of either type; the g5.2xlarge costs more.
+    assert line.line() == (
+        "Karpenter NodePool 'gpu-inference' (g5.2xlarge at limits cpu=24, nvidia.com/gpu=3, "
+        "ON_DEMAND): 2 nodes x $884.76 = $1,769.52 (worst case 3 = $2,654.28)"
+    )
+    assert cost.problems == []
+
+
+@pytest.mark.parametrize(
+    ("workloads", "at_rest"),
+    [
+        ([], 0),
+        ([gpu_deployment(replicas=None)], 1),
+        ([gpu_deployment(replicas=5)], 3),
+        ([gpu_deployment(replicas=2), scaled_object("llm", 0)], 0),
+        ([gpu_deployment(replicas=2), scaled_object("llm", None)], 0),
+        ([gpu_deployment(replicas=1), scaled_object("llm", 2)], 2),
+        ([gpu_deployment(replicas=1, gpus=2)], 2),
+    ],
+)
+def test_the_pools_size_at_rest_follows_the_gpu_workloads(
+    workloads: list[ResourceView], at_rest: int
+) -> None:
+    pool = karpenter_pool({"nvidia.com/gpu": "3"})
+    [line] = [
+        i for i in estimate([CLUSTER, pool, *workloads]).items if i.item.startswith("Karpenter")
+    ]
+    # Never more than the limits admit.
+    assert (line.quantity, line.worst_quantity) == (at_rest, 3)
+
+
+def test_a_spot_only_pool_is_discounted() -> None:
+    limits = {"nvidia.com/gpu": "2"}
+    on_demand = estimate([CLUSTER, karpenter_pool(limits)]).worst_total
+    spot = estimate([CLUSTER, karpenter_pool(limits, capacity="spot")]).worst_total
+    discount = 1 - load_prices().spot_discount
+    assert spot - 73 == pytest.approx((on_demand - 73) * discount, abs=0.01)
+
+
+def test_an_unknown_instance_family_cannot_be_priced() -> None:
+    pool = karpenter_pool({"nvidia.com/gpu": "2"}, families=["g9"])
+    violation = only(check_budget([CLUSTER, pool], BudgetConfig()))
+    assert violation.resource == "NodePool 'gpu-inference'"
+    assert "instance family(ies) ['g9']" in violation.message
+    assert violation.message.startswith("NodePool 'gpu-inference': cannot be priced:")
+
+
+def test_a_pool_without_limits_cannot_be_priced() -> None:
+    violation = only(check_budget([CLUSTER, karpenter_pool({})], BudgetConfig()))
+    assert "spec.limits is missing" in violation.message
+
+
+def test_the_gpus_at_rest_sit_on_the_pool_karpenter_tries_first() -> None:
+    first = patched(karpenter_pool({"nvidia.com/gpu": "2"}), "spec.weight", 100)
+    second = patched(karpenter_pool({"nvidia.com/gpu": "2"}), "spec.weight", 99)
+    second = patched(second, "metadata.name", "gpu-spare")
+    # Whatever order the resources come in.
+    for pools in ([first, second], [second, first]):
+        items = estimate([CLUSTER, *pools, gpu_deployment(replicas=1)]).items
+        at_rest = {i.resource: i.quantity for i in items if i.item.startswith("Karpenter")}
+        assert at_rest == {"NodePool 'gpu-inference'": 1, "NodePool 'gpu-spare'": 0}

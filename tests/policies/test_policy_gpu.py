@@ -229,10 +229,105 @@ def test_gpu_pools_over_cap() -> None:
     found = only(check_gpu_pool_capacity(pools, GpuPoolCapConfig(max_total_gpus=8)))
     assert found.resource == "NodeGroup 'big'"
     assert found.message == (
-        "NodeGroup 'big': GPU node pools at scalingConfig.maxSize total 16 GPUs, above the cap "
-        "8 (max_total_gpus): NodeGroup 'gpu' 2 x 4 = 8; NodeGroup 'big' 1 x 8 = 8. Lower "
-        "scalingConfig.maxSize or raise max_total_gpus in the stack's policy config."
+        "NodeGroup 'big': GPU node pools at scalingConfig.maxSize (managed node groups) and "
+        "spec.limits (Karpenter NodePools) total 16 GPUs, above the cap 8 (max_total_gpus): "
+        "NodeGroup 'gpu' 2 x 4 = 8; NodeGroup 'big' 1 x 8 = 8. Lower scalingConfig.maxSize or "
+        "the NodePool's spec.limits, or raise max_total_gpus in the stack's policy config."
     )
+
+
+def node_pool(
+    name: str = "gpu-inference",
+    limits: Any = None,
+    families: Any = ("g5",),
+    types: Any = None,
+) -> ResourceView:
+    """A Karpenter NodePool as components/gpu_node_pool.py declares one."""
+    requirements: list[dict[str, Any]] = []
+    if families is not None:
+        requirements.append(
+            {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": list(families)}
+        )
+    if types is not None:
+        requirements.append(
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": list(types)}
+        )
+    requirements.append({"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]})
+    spec: dict[str, Any] = {
+        "template": {"spec": {"requirements": requirements}},
+        "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized"},
+    }
+    if limits is not None:
+        spec["limits"] = limits
+    return resource(
+        "kubernetes:karpenter.sh/v1:NodePool", name, {"metadata": {"name": name}, "spec": spec}
+    )
+
+
+def test_a_node_pool_within_the_cap_passes() -> None:
+    pool = node_pool(limits={"nvidia.com/gpu": "4", "cpu": "64"}, types=["g5.xlarge", "g5.2xlarge"])
+    assert check_gpu_pool_capacity([pool], GpuPoolCapConfig(max_total_gpus=4)) == []
+
+
+def test_a_node_pool_whose_limit_exceeds_the_gpu_cap_fails() -> None:
+    pool = node_pool(limits={"nvidia.com/gpu": "12", "cpu": "1000"}, types=["g5.12xlarge"])
+    found = only(check_gpu_pool_capacity([pool], GpuPoolCapConfig(max_total_gpus=8)))
+    assert found.resource == "NodePool 'gpu-inference'"
+    assert found.message == (
+        "NodePool 'gpu-inference': GPU node pools at scalingConfig.maxSize (managed node "
+        "groups) and spec.limits (Karpenter NodePools) total 12 GPUs, above the cap 8 "
+        "(max_total_gpus): NodePool 'gpu-inference' at spec.limits 3 x g5.12xlarge = 12. Lower "
+        "scalingConfig.maxSize or the NodePool's spec.limits, or raise max_total_gpus in the "
+        "stack's policy config."
+    )
+
+
+def test_node_pools_and_node_groups_count_together() -> None:
+    pools = [
+        node_group("gpu", "g5.xlarge", 3),
+        node_pool(limits={"nvidia.com/gpu": 2.0}, families=["g6"], types=["g6.xlarge"]),
+    ]
+    assert check_gpu_pool_capacity(pools, GpuPoolCapConfig(max_total_gpus=5)) == []
+    assert only(check_gpu_pool_capacity(pools, GpuPoolCapConfig(max_total_gpus=4))).message.count(
+        "total 5 GPUs"
+    )
+
+
+def test_the_cpu_limit_bounds_the_gpus_too() -> None:
+    # g5.2xlarge has 8 vCPUs: 16 cores admit 2 nodes, so 2 GPUs, whatever the GPU limit.
+    pool = node_pool(limits={"nvidia.com/gpu": "8", "cpu": "16"}, types=["g5.2xlarge"])
+    assert check_gpu_pool_capacity([pool], GpuPoolCapConfig(max_total_gpus=2)) == []
+    assert real(check_gpu_pool_capacity([pool], GpuPoolCapConfig(max_total_gpus=1)))
+
+
+def test_a_node_pool_of_an_unknown_instance_family_is_a_violation() -> None:
+    pool = node_pool(limits={"nvidia.com/gpu": "1"}, families=["g9"])
+    found = only(check_gpu_pool_capacity([pool], GpuPoolCapConfig()))
+    assert found.message == (
+        "NodePool 'gpu-inference': its GPUs cannot be counted: spec.template.spec.requirements "
+        "admits instance family(ies) ['g9'] that the platform's GPU catalogue "
+        "(components/gpu_instances.py) does not list, so their GPUs and price cannot be counted."
+    )
+
+
+@pytest.mark.parametrize(
+    ("limits", "families", "message"),
+    [
+        (None, ("g5",), "spec.limits is missing: the NodePool may grow without end"),
+        ({"pods": "100"}, ("g5",), "spec.limits bounds no resource its nodes carry"),
+        ({"nvidia.com/gpu": UNKNOWN}, ("g5",), "spec.limits.nvidia.com/gpu is unknown"),
+        ({"nvidia.com/gpu": "2"}, None, "names no karpenter.k8s.aws/instance-family"),
+    ],
+)
+def test_a_node_pool_that_cannot_be_bounded_is_a_violation(
+    limits: Any, families: Any, message: str | None
+) -> None:
+    found = only(
+        check_gpu_pool_capacity([node_pool(limits=limits, families=families)], GpuPoolCapConfig())
+    )
+    assert found.resource == "NodePool 'gpu-inference'"
+    if message is not None:
+        assert message in found.message
 
 
 def test_unknown_instance_type_cannot_be_counted() -> None:
@@ -266,3 +361,34 @@ def test_per_pool_gpu_infrastructure_matches_by_pattern() -> None:
     assert only(check_gpu_taint_reserved(impostor, GpuTaintReservedConfig())).resource == (
         "Deployment 'nvidia-device-plugin2'"
     )
+
+
+def scaled_object(target: str, maximum: Any) -> ResourceView:
+    return resource(
+        "kubernetes:keda.sh/v1alpha1:ScaledObject",
+        target,
+        {
+            "metadata": {"name": target, "namespace": "agents"},
+            "spec": {
+                "scaleTargetRef": {"name": target},
+                "minReplicaCount": 1,
+                "maxReplicaCount": maximum,
+            },
+        },
+    )
+
+
+@pytest.mark.parametrize(("maximum", "fits"), [(4, True), (5, False)])
+def test_the_gpu_workloads_at_their_maximum_fit_in_the_pools(maximum: int, fits: bool) -> None:
+    pools = [node_pool(limits={"nvidia.com/gpu": "4"}, types=["g5.xlarge"])]
+    stack = [*pools, gpu_workload(), scaled_object("vllm", maximum)]
+    found = real(check_gpu_pool_capacity(stack, GpuPoolCapConfig(max_total_gpus=8)))
+    if fits:
+        assert found == []
+    else:
+        assert [v.message for v in found] == [
+            "Deployment 'vllm': GPU workloads at their autoscalers' maxima hold 5 GPUs "
+            "(Deployment 'vllm' at max 5 replicas x 1 = 5), more than the GPU node pools admit "
+            "(4); the replicas beyond stay Pending. Lower the autoscaler's maximum, or raise the "
+            "pools' maxSize (a NodePool's spec.limits) within max_total_gpus."
+        ]

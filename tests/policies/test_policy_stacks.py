@@ -65,7 +65,7 @@ def test_prod_over_budget_is_caught_with_the_breakdown() -> None:
     lines = violation.message.split("\n")[2:]
     assert lines == [f"  - {item.line()}" for item in cost.items]
     assert any(line.startswith("  - EKS control plane") for line in lines)
-    assert any("Node group" in line and "g5.2xlarge" in line for line in lines)
+    assert any("Karpenter NodePool" in line and "g5.2xlarge" in line for line in lines)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -104,7 +104,25 @@ def test_harness_command_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path
     assert "policy pack FAILED" in out
 
 
-def test_a_bigger_gpu_pool_puts_prod_over_budget_and_over_the_gpu_cap() -> None:
+@pytest.mark.parametrize(
+    ("karpenter", "line", "counted"),
+    [
+        (
+            True,
+            "Karpenter NodePool 'gpu-gpu' (g5.12xlarge at limits cpu=192, nvidia.com/gpu=16, "
+            "ON_DEMAND): 1 nodes x $4,140.56 = $4,140.56 (worst case 4 = $16,562.24)",
+            "NodePool 'gpu-gpu' at spec.limits 4 x g5.12xlarge = 16",
+        ),
+        (
+            False,
+            "Node group 'gpu-gpu-nodes' (g5.12xlarge, ON_DEMAND): 2 nodes x $4,140.56",
+            "NodeGroup 'gpu-gpu-nodes' 4 x 4 = 16",
+        ),
+    ],
+)
+def test_a_bigger_gpu_pool_puts_prod_over_budget_and_over_the_gpu_cap(
+    karpenter: bool, line: str, counted: str
+) -> None:
     pools = [
         {
             "name": "gpu",
@@ -113,16 +131,19 @@ def test_a_bigger_gpu_pool_puts_prod_over_budget_and_over_the_gpu_cap() -> None:
             "scaling": {"minSize": 1, "desiredSize": 2, "maxSize": 4},
         }
     ]
-    grown = simulated_views("prod", overrides={"agent-platform:gpuPools": pools})
+    overrides = {
+        "agent-platform:gpuPools": pools,
+        "agent-platform:karpenter": {"enabled": karpenter},
+    }
+    grown = simulated_views("prod", overrides=overrides)
     report = evaluate(grown, configure(RULES, load_raw("prod")))
     by_rule = {v.rule: v for v in report.mandatory}
     assert "estimated cost (expected $" in by_rule["monthly-budget"].message
-    assert "Node group 'gpu-gpu-nodes' (g5.12xlarge, ON_DEMAND): 2 nodes x $4,140.56" in (
-        by_rule["monthly-budget"].message
-    )
+    assert line in by_rule["monthly-budget"].message
     assert by_rule["gpu-node-pool-capacity"].message.endswith(
-        "total 16 GPUs, above the cap 8 (max_total_gpus): NodeGroup 'gpu-gpu-nodes' 4 x 4 = 16. "
-        "Lower scalingConfig.maxSize or raise max_total_gpus in the stack's policy config."
+        f"total 16 GPUs, above the cap 8 (max_total_gpus): {counted}. Lower "
+        "scalingConfig.maxSize or the NodePool's spec.limits, or raise max_total_gpus in the "
+        "stack's policy config."
     )
 
 
@@ -132,10 +153,46 @@ def test_cost_command_prints_table_and_json(capsys: pytest.CaptureFixture[str]) 
     table = capsys.readouterr().out
     total = estimate(views("prod"))
     assert f"${total.expected_total:,.2f}" in table
+    # The GPU pool at its limits, and the chain's workloads at their autoscalers' maxima.
+    assert "Karpenter NodePool 'gpu-gpu' (g5.2xlarge at limits cpu=32, nvidia.com/gpu=4" in table
+    maxima = table.split("At the autoscalers' maxima (priced through the nodes above):\n")[1]
+    assert (
+        "  - Deployment 'llm' at max 4 replicas (at rest 1): 8 vCPU, 48 GiB requested, 4 GPU(s)"
+        in maxima
+    )
+    assert (
+        "  - Deployment 'agent-worker' at max 20 replicas (at rest 3): 10 vCPU, 10 GiB requested"
+        in maxima
+    )
     assert cost_main(["--stack", "prod", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["stack"] == "prod"
     assert data["expected_monthly_usd"] == pytest.approx(total.expected_total, abs=0.01)
+    assert [line for line in data["at_max"] if "'llm'" in line] == [
+        "Deployment 'llm' at max 4 replicas (at rest 1): 8 vCPU, 48 GiB requested, 4 GPU(s)"
+    ]
+
+
+def test_more_llm_replicas_than_the_gpu_pool_holds_fail_the_gpu_rule() -> None:
+    # The stack config refuses this (llm.autoscaling.maxReplicas beyond the pools); the
+    # pack holds any program to it: prod's resources with vLLM's ceiling raised to 6.
+    grown = [
+        ResourceView(
+            v.type,
+            v.name,
+            v.urn,
+            {**v.props, "spec": {**v.props["spec"], "maxReplicaCount": 6}},
+        )
+        if v.name == "llm-scaledobject"
+        else v
+        for v in views("prod")
+    ]
+    report = evaluate(grown, configure(RULES, load_raw("prod")))
+    [found] = [v for v in report.mandatory if v.rule == "gpu-node-pool-capacity"]
+    assert found.message.startswith(
+        "Deployment 'llm': GPU workloads at their autoscalers' maxima hold 6 GPUs "
+        "(Deployment 'llm' at max 6 replicas x 1 = 6), more than the GPU node pools admit (4)"
+    )
 
 
 def test_prods_vllm_scaled_object_without_a_max_fails_the_bounds_rule() -> None:

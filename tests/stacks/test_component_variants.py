@@ -94,6 +94,25 @@ def test_dev_with_two_gpu_pools_gets_a_device_plugin_each() -> None:
         }
 
 
+@pytest.mark.parametrize("karpenter", [True, False])
+def test_gpu_pools_are_karpenter_node_pools_or_managed_node_groups(karpenter: bool) -> None:
+    """One provisioner per GPU pool: a NodePool under Karpenter, else a managed group."""
+    sim = simulate("prod", overrides={"agent-platform:karpenter": {"enabled": karpenter}})
+    gpu_groups = [
+        n
+        for n in sim.of_type("aws:eks/nodeGroup:NodeGroup")
+        if n.inputs.get("amiType", "").endswith("NVIDIA")
+    ]
+    node_pools = sim.of_type("kubernetes:karpenter.sh/v1:NodePool")
+    releases = [r.inputs["name"] for r in sim.of_type("kubernetes:helm.sh/v3:Release")]
+    assert (len(node_pools), len(gpu_groups)) == ((1, 0) if karpenter else (0, 1))
+    assert ("karpenter" in releases) is karpenter
+    # The system pool stays a managed node group either way.
+    assert [n.name for n in sim.of_type("aws:eks/nodeGroup:NodeGroup") if n not in gpu_groups] == [
+        "agents-prod-system"
+    ]
+
+
 def test_canary_bounds_follow_the_weight() -> None:
     stable = ReplicaBounds(min_replicas=3, max_replicas=20)
     assert canary_bounds(stable, 10) == ReplicaBounds(min_replicas=1, max_replicas=3)
@@ -156,6 +175,19 @@ SMALL_GPU_POOLS = [
 ]
 COST_VARIANTS = {
     "dev-two-gpu-pools": ("dev", {"agent-platform:gpuPools": SMALL_GPU_POOLS}),
+    # Without Karpenter the GPU pools are managed node groups again.
+    "prod-managed-gpu-groups": ("prod", {"agent-platform:karpenter": {"enabled": False}}),
+    # The LLM's GPUs at rest size the Karpenter pool's expected nodes.
+    "prod-three-llm-replicas": (
+        "prod",
+        {
+            "agent-platform:llm": {
+                "mode": "vllm",
+                "model": "Qwen/Qwen2.5-7B-Instruct",
+                "replicas": 3,
+            }
+        },
+    ),
     "dev-elasticache": (
         "dev",
         {

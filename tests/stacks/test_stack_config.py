@@ -352,3 +352,12 @@ def test_cluster_admins_are_iam_roles_or_users() -> None:
         "agent-platform:cluster.adminPrincipalArns[0]: String should match pattern "
         "'^arn:aws[a-z-]*:iam::\\d{12}:(role|user)/\\S+$' (got 'team-admins')"
     ]
+
+
+def test_karpenter_is_for_aws_stacks_with_a_pinned_ami() -> None:
+    problems = _problems({"agent-platform:karpenter": {"enabled": True}})
+    assert problems == [
+        "agent-platform:karpenter.enabled: Karpenter launches EC2 nodes: dev or prod only"
+    ]
+    [problem] = _dev_with({"agent-platform:karpenter": {"enabled": True, "amiAlias": "al2023"}})
+    assert problem.startswith("agent-platform:karpenter.amiAlias: String should match pattern")

@@ -145,19 +145,24 @@ def test_gpu_pods_tolerate_the_taint_and_select_the_gpu_pool(
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_gpu_node_groups_are_tainted(simulated: Simulate, stack: str) -> None:
+def test_gpu_pools_are_tainted_karpenter_node_pools(simulated: Simulate, stack: str) -> None:
+    """dev and prod run Karpenter: each GPU pool is a NodePool, no managed GPU group."""
     sim = simulated(stack)
-    pools = [
+    assert sim.config.karpenter.enabled
+    assert not [
         n
         for n in sim.of_type("aws:eks/nodeGroup:NodeGroup")
         if n.inputs.get("amiType", "").endswith("NVIDIA")
     ]
+    pools = sim.of_type("kubernetes:karpenter.sh/v1:NodePool")
     assert len(pools) == len(sim.config.gpu_pools)
     for pool in pools:
-        assert pool.inputs["taints"] == [
-            {"key": GPU_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}
+        template = pool.inputs["spec"]["template"]
+        assert template["spec"]["taints"] == [
+            {"key": GPU_TAINT_KEY, "value": "true", "effect": "NoSchedule"}
         ]
-        assert pool.inputs["labels"][GPU_POOL_LABEL] == "gpu"
+        assert template["metadata"]["labels"][GPU_POOL_LABEL] == "gpu"
+        assert set(pool.inputs["spec"]["limits"]) == {"nvidia.com/gpu", "cpu"}
 
 
 @pytest.mark.parametrize("preview", MODES)
