@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import Field
-
 from costing.kinds import REPLICATION_GROUP
 from costing.view import UNKNOWN, ResourceView, dig
-from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig
+from policies.rule import NoConfig, PositiveCount, ResourceRule, Rule, RuleConfig
 from policies.violation import Violation, undetermined, violation
 
 KMS_KEY = "kms-key-hardening"
@@ -87,7 +85,7 @@ def check_kms_key(resource: ResourceView, _cfg: NoConfig) -> list[Violation]:
 class LogGroupConfig(RuleConfig):
     # Days a log group must keep its logs at least; "never expire" (0) is not a choice
     # a stack made.
-    min_retention_days: int = Field(default=7, ge=1, strict=True)
+    min_retention_days: PositiveCount = 7
 
 
 def check_log_group(resource: ResourceView, cfg: LogGroupConfig) -> list[Violation]:

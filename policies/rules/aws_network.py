@@ -6,13 +6,13 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from costing.kinds import EKS_CLUSTER, HELM_RELEASE
 from costing.view import UNKNOWN, ResourceView, dig
-from policies.rule import NoConfig, ResourceRule, Rule, RuleConfig, StackRule
+from policies.rule import NoConfig, PositiveCount, ResourceRule, Rule, RuleConfig, StackRule
 from policies.violation import Violation, undetermined, violation
 
 FLOW_LOGS = "vpc-flow-logs"
@@ -110,7 +110,7 @@ def check_default_security_group(
 
 class PublicEndpointConfig(RuleConfig):
     # The widest range a public endpoint may admit: a /16 by default, never /0.
-    min_prefix_length: int = Field(default=16, ge=1, le=32, strict=True)
+    min_prefix_length: Annotated[PositiveCount, Field(le=32)] = 16
 
 
 def check_public_endpoint(resource: ResourceView, cfg: PublicEndpointConfig) -> list[Violation]:

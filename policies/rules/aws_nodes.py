@@ -3,13 +3,13 @@ metadata service (and the node role's credentials), and encrypted volumes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from costing.kinds import NODE_GROUP
 from costing.view import UNKNOWN, ResourceView, dig
-from policies.rule import ResourceRule, Rule, RuleConfig
+from policies.rule import PositiveCount, ResourceRule, Rule, RuleConfig
 from policies.violation import Violation, undetermined, violation
 
 NODES = "node-group-hardening"
@@ -22,7 +22,7 @@ EC2_NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 
 class NodeConfig(RuleConfig):
     # 1: a pod's packets to IMDS take a second hop and are dropped.
-    max_hop_limit: int = Field(default=1, ge=1, le=64, strict=True)
+    max_hop_limit: Annotated[PositiveCount, Field(le=64)] = 1
 
 
 def _encrypted(flag: Any) -> Any:

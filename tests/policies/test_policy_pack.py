@@ -54,6 +54,33 @@ def test_stack_config_files_name_real_rules_with_valid_thresholds(stack: str) ->
     assert {c.rule.name for c in configured} == set(BY_NAME)
 
 
+def _as_the_engine_sends(value: Any) -> Any:
+    """The engine hands the pack's config over as protobuf Struct numbers: all floats."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _as_the_engine_sends(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_the_engine_sends(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("stack", ["local", "dev", "prod"])
+def test_every_whole_number_setting_takes_the_engines_floats(stack: str) -> None:
+    """Each rule's config, every default made explicit, with every number as a float."""
+    raw = load_raw(stack)
+    explicit = {}
+    for rule in RULES:
+        entry = raw.get(rule.name, {})
+        entry = {} if isinstance(entry, str) else dict(entry)
+        defaults = rule.config().model_dump(mode="json")
+        explicit[rule.name] = {**defaults, **entry}
+    configured = configure(RULES, {**raw, **_as_the_engine_sends(explicit)})
+    assert {c.rule.name for c in configured} == set(BY_NAME)
+
+
 def test_prod_enforces_everything_and_requires_immutability() -> None:
     configured = {c.rule.name: c for c in configure(RULES, load_raw("prod"))}
     assert {c.enforcement for c in configured.values()} == {"mandatory"}
