@@ -124,9 +124,7 @@ def diff(
 def _total(estimate: Mapping[str, Any] | None) -> Cost:
     if estimate is None:
         return Cost(0.0, 0.0)
-    return Cost(
-        float(estimate["expected_monthly_usd"]), float(estimate["worst_case_monthly_usd"])
-    )
+    return Cost(float(estimate["expected_monthly_usd"]), float(estimate["worst_case_monthly_usd"]))
 
 
 def _prices(estimate: Mapping[str, Any]) -> str:

@@ -19,6 +19,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -67,7 +68,11 @@ def max_increase_pct(stack: str) -> float | None:
 
 
 def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, check=False)
+    git = shutil.which("git")
+    if git is None:
+        raise CostDiffError("--diff needs git on PATH")
+    # Arguments as a list, no shell: a ref is only ever a git argument.
+    return subprocess.run([git, "-C", str(ROOT), *args], capture_output=True, check=False)  # noqa: S603
 
 
 @contextmanager
@@ -90,7 +95,7 @@ def base_estimate(tree: Path, ref: str, stack: str) -> dict[str, Any] | None:
     # The base's modules come first on the path, ahead of this checkout's editable install.
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTHONSAFEPATH", None)
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
         [sys.executable, "-m", "policies.cost", "--stack", stack, "--json"],
         cwd=tree,
         env=env,
@@ -114,12 +119,12 @@ def base_estimate(tree: Path, ref: str, stack: str) -> dict[str, Any] | None:
 
 
 def cost_diff(ref: str, stacks: Sequence[str]) -> str:
+    if ref.startswith("-"):
+        raise CostDiffError(f"--diff {ref!r} is not a git ref (git would read it as an option)")
     short = _git("rev-parse", "--short", f"{ref}^{{commit}}").stdout.decode().strip() or ref
     with checkout(ref) as tree:
         before = {stack: base_estimate(tree, ref, stack) for stack in stacks}
-    diffs = [
-        diff(stack, before[stack], priced(stack), max_increase_pct(stack)) for stack in stacks
-    ]
+    diffs = [diff(stack, before[stack], priced(stack), max_increase_pct(stack)) for stack in stacks]
     age = load_prices().age_days(_today())
     label = ref if short == ref else f"{ref} ({short})"
     return markdown(diffs, label, f" ({age} days old)")
