@@ -183,7 +183,7 @@ def markdown(diffs: Sequence[StackDiff], base: str, prices_age: str = "") -> str
     out = [COMMENT_MARKER, f"## Estimated monthly cost: this change against `{base}`", ""]
     for d in diffs:
         limit = (
-            f"flagged: over `max_increase_pct` {d.max_increase_pct:g}%"
+            f"lines growing over `max_increase_pct` {d.max_increase_pct:g}% flagged"
             if d.max_increase_pct is not None
             else "no `max_increase_pct` in its budget, nothing flagged"
         )

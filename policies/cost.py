@@ -145,15 +145,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="REF",
         help="print the Markdown change in cost from git ref REF (e.g. origin/main)",
     )
+    parser.add_argument(
+        "--output", type=Path, help="with --diff, also write the Markdown to this file"
+    )
     args = parser.parse_args(argv)
 
+    if args.output and not args.diff:
+        parser.error("--output goes with --diff")
     if args.diff:
         if args.json or args.preview:
             parser.error("--diff prints Markdown of the stacks as `up` sees them")
         try:
-            print(cost_diff(args.diff, args.stack), end="")
+            text = cost_diff(args.diff, args.stack)
         except (CostDiffError, PackConfigError, ConfigError) as error:
             parser.exit(2, f"{error}\n")
+        print(text, end="")
+        if args.output:
+            args.output.write_text(text)
         return 0
     if len(args.stack) != 1:
         parser.error("give one --stack, or several with --diff")
