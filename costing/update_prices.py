@@ -11,8 +11,8 @@ Redis nodes; the EKS control plane; NAT gateway hours and GB processed; the load
 balancers' hourly charge; EBS gp3 per GB-month. The table's `read_on` becomes the oldest
 offer file's publication date and `source` names the files' versions. A price the files
 do not have is an error naming it: the table is written whole or not at all, so its one
-date stays true for every price in it. Assumptions (hours a month, the SPOT discount, the
-assumed NAT traffic) and notes are kept.
+date stays true for every price in it. The assumptions (hours a month, the SPOT discount,
+the assumed NAT traffic) and their notes are kept; `note` then names the offer files.
 """
 
 from __future__ import annotations
@@ -186,6 +186,11 @@ def refreshed(table: Mapping[str, Any], offers: Sequence[Offer]) -> dict[str, An
     new["source"] = "AWS Price List offer files, on-demand: " + ", ".join(
         f"{o.code} {o.version} (published {o.published.isoformat()})"
         for o in sorted(offers, key=lambda o: o.code)
+    )
+    new["note"] = (
+        "On-demand list prices from the AWS Price List offer files named in source, as "
+        "published on read_on; not fetched at run time: refresh with `make prices`. Savings "
+        "plans, reserved capacity, data transfer and support are not modelled."
     )
     # The table must still be one the cost model can load.
     PriceTable.model_validate(new)

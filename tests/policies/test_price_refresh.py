@@ -159,9 +159,12 @@ def test_refresh_takes_each_on_demand_linux_price_and_the_files_date(tmp_path: P
     assert new["read_on"] == "2026-11-18"
     assert "AmazonEC2 20261120T180000 (published 2026-11-20)" in new["source"]
     assert "AmazonElastiCache" in new["source"]
-    # The model's assumptions and the notes are the table's own, kept.
-    for key in ("hours_per_month", "spot_discount", "nat_gateway_assumed_gb_per_month", "note"):
+    # The model's assumptions are the table's own, kept.
+    for key in ("hours_per_month", "spot_discount", "nat_gateway_assumed_gb_per_month"):
         assert new[key] == TABLE[key]
+    assert new["spot_discount_note"] == TABLE["spot_discount_note"]
+    # No longer "from memory of the public price pages".
+    assert new["note"].startswith("On-demand list prices from the AWS Price List offer files")
 
 
 def test_check_prints_the_changes_and_writes_nothing(
