@@ -156,11 +156,16 @@ def _change(before: float, after: float) -> str:
     return f"{sign}${abs(change):,.2f}{pct}"
 
 
+def _cell(text: str) -> str:
+    # A "|" in a resource's name would end the Markdown cell.
+    return text.replace("|", "\\|")
+
+
 def _row(line: DiffLine, max_increase_pct: float | None, *, bold: bool = False) -> str:
     before, after = line.before, line.after
-    item = line.item.replace("|", "\\|")
+    item = _cell(line.item)
     if line.was:
-        item += f" (was {line.was.replace('|', chr(92) + '|')})"
+        item += f" (was {_cell(line.was)})"
     elif after is None:
         item += " (removed)"
     elif before is None:
