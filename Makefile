@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= local
 
-.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost bench lock lock-upgrade cluster-up cluster-down render
+.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost cost-diff prices bench lock lock-upgrade cluster-up cluster-down render
 
 help:
 	@echo "make up       set up everything, start the local Kubernetes control plane, pulumi up the local stack into it"
@@ -13,6 +13,8 @@ help:
 	@echo "make test     set up everything, then lint, type-check and run every test"
 	@echo "make policy STACK=prod   run the policy pack over a stack under mocks"
 	@echo "make cost STACK=prod     print the stack's estimated monthly cost"
+	@echo "make cost-diff BASE=origin/main   the cost change of dev and prod since BASE, as Markdown"
+	@echo "make prices OFFERS='AmazonEC2.json ...'   refresh the price table from AWS offer files"
 	@echo "make bench   measure speed, scale and resilience; writes benchmarks/RESULTS.md"
 	@echo "make lock     re-lock after editing pyproject.toml (keeps every pin still allowed)"
 	@echo "make lock-upgrade   move every locked package to the newest version pyproject.toml allows"
@@ -80,6 +82,19 @@ policy: bootstrap
 
 cost: bootstrap
 	$(PY) -m policies.cost --stack $(STACK)
+
+# The change in estimated monthly cost from the git ref BASE to this checkout, as the
+# Markdown table the PR workflow posts: each side priced by its own program, config and
+# price table. OUT=file also writes it there.
+BASE ?= origin/main
+COST_STACKS ?= dev prod
+cost-diff: bootstrap
+	$(PY) -m policies.cost --diff $(BASE) $(foreach s,$(COST_STACKS),--stack $(s)) $(if $(OUT),--output $(OUT))
+
+# Refresh costing/data/aws-prices-us-east-1.json from AWS Price List offer files you
+# downloaded (AmazonEC2, AmazonElastiCache, AmazonEKS, AWSELB; see costing/update_prices.py).
+prices: bootstrap
+	$(PY) -m costing.update_prices $(foreach f,$(OFFERS),--offer $(f))
 
 # Speed and scale of the program, the policy pack, the engine and the agent app, and the
 # fault campaign's figures; writes benchmarks/RESULTS.md (about 20 minutes).

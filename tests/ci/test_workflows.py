@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from costing.diff import COMMENT_MARKER
+
 ROOT = Path(__file__).resolve().parents[2]
 ACTIONLINT = ROOT / "scripts" / "actionlint"
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -394,3 +396,34 @@ def test_setup_action_hands_pulumi_actions_the_cli_version_pyproject_pins(tmp_pa
                 assert _with(step)["pulumi-version"] == "${{ steps.setup.outputs.pulumi-version }}"
                 setup = [s for s in _steps(job) if s.get("id") == "setup"]
                 assert [s["uses"] for s in setup] == ["./.github/actions/setup-project"]
+
+
+def test_pull_requests_get_the_cost_diff_posted_by_a_job_that_runs_no_pr_code() -> None:
+    """`make cost-diff` against the PR's base commit runs with a read-only token; the
+    comment is posted by a job that checks out nothing and holds only pull-requests:
+    write, and reads the table from the first job's output through the environment
+    (never `${{ }}` inside the script, where a crafted table could become shell)."""
+    jobs = _workflow("preview.yml")["jobs"]
+    diff, comment = jobs["cost-diff"], jobs["cost-comment"]
+
+    assert diff["permissions"] == {"contents": "read"}
+    (checkout,) = [
+        s for s in _steps(diff) if str(s.get("uses", "")).startswith("actions/checkout@")
+    ]
+    assert checkout["with"]["fetch-depth"] == 0
+    (run,) = [s for s in _steps(diff) if "make cost-diff" in s.get("run", "")]
+    assert run["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    assert 'make cost-diff BASE="$BASE_SHA" OUT=cost-diff.md' in run["run"]
+    assert diff["outputs"]["comment"] == f"${{{{ steps.{run['id']}.outputs.comment }}}}"
+
+    assert comment["needs"] == "cost-diff"
+    assert comment["permissions"] == {"pull-requests": "write"}
+    assert comment["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    assert not list(_uses(comment)), "the commenting job runs no action, checkout included"
+    (post,) = _steps(comment)
+    assert post["env"]["BODY"] == "${{ needs.cost-diff.outputs.comment }}"
+    assert post["env"]["GH_TOKEN"] == "${{ github.token }}"
+    assert "${{" not in post["run"]
+    assert post["env"]["MARKER"] == COMMENT_MARKER
+    # Make's recipe is the one the README documents.
+    assert "cost-diff: bootstrap" in (ROOT / "Makefile").read_text()
