@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components.dashboards import SECONDS_PER_MONTH, DashboardsConfig, dashboards
 from components.gpu_node_pool import DCGM_EXPORTER_IMAGE
@@ -20,6 +23,9 @@ from monitoring.dashboard_checks import (
 )
 from monitoring.promql_names import PromQLSyntaxError, metric_names
 
+PROMTOOL = Path(__file__).resolve().parents[2] / "scripts" / "promtool"
+# Grafana's interval variables, as Grafana substitutes them before Prometheus sees a query.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__range": "6h"}
 CONFIG = DashboardsConfig(expected_monthly_usd=1234.5, monthly_budget_usd=1500)
 
 
@@ -149,3 +155,25 @@ def test_vllm_and_dcgm_panels_read_only_documented_names(
     # And the check does fail on a name nobody exports (vLLM's pre-V1 spelling).
     stale = {"vllm:gpu_cache_usage_perc": {"LLM serving / KV-cache usage"}}
     assert unknown_names(stale, documented_exporter_names()) == stale
+
+
+def test_every_query_parses_as_promql(rendered: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Prometheus' own parser (promtool, the deployed version) reads every query, each
+    written as a recording rule."""
+    rules = []
+    for dashboard in rendered.values():
+        for _, expr in queries(dashboard):
+            for variable, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            rules.append({"record": f"dashboard:query{len(rules)}", "expr": expr})
+    path = tmp_path / "dashboards.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(
+        [str(PROMTOOL), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
