@@ -5,15 +5,15 @@ documented names of the exporters the stack pins (vLLM, DCGM)."""
 from __future__ import annotations
 
 import httpx
-
-from app.appkit import Client, Service
-from components.dashboards import DashboardsConfig, dashboards
 from monitoring.dashboard_checks import (
     documented_exporter_names,
     exposed_names,
     names_read,
     unknown_names,
 )
+
+from app.appkit import Client, Service
+from components.dashboards import DashboardsConfig, dashboards
 
 
 def _scrape(url: str, path: str) -> str:

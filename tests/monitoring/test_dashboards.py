@@ -160,7 +160,7 @@ def test_vllm_and_dcgm_panels_read_only_documented_names(
 def test_every_query_parses_as_promql(rendered: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     """Prometheus' own parser (promtool, the deployed version) reads every query, each
     written as a recording rule."""
-    rules = []
+    rules: list[dict[str, str]] = []
     for dashboard in rendered.values():
         for _, expr in queries(dashboard):
             for variable, value in GRAFANA_VARIABLES.items():
