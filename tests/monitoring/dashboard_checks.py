@@ -3,10 +3,14 @@ every panel's PromQL reads."""
 
 from __future__ import annotations
 
+import enum
 import json
+import sys
+import types
+import typing
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 from grafana_foundation_sdk.cog import runtime
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -27,14 +31,17 @@ def schema_problems(dashboard: dict[str, Any]) -> list[str]:
     from (schemaVersion 41, Grafana 11.6): decoded into the SDK's model classes and
     encoded again, a field the schema does not know is dropped and a value of the wrong
     shape changes, so everything the JSON says must come back unchanged (the decoder may
-    add the schema's defaults). Every panel must be a panel type the SDK knows and every
-    query a Prometheus query."""
+    add the schema's defaults). The decoder keeps scalars as they come, so each decoded
+    field is then checked against the type the SDK's model class declares for it (numbers,
+    strings, enumerations by their values, lists, nested models). Every panel must be a
+    panel type the SDK knows and every query a Prometheus query."""
     problems: list[str] = []
     decoded = model.Dashboard.from_json(dashboard)
     again = json.loads(json.dumps(decoded, cls=JSONEncoder, sort_keys=True))
     lost = sorted(_lost(dashboard, again))
     if lost:
         problems.append(f"does not round-trip: {lost}")
+    problems += [f"wrong type: {field}" for field in _mistyped(decoded)]
     if dashboard.get("schemaVersion") != model.Dashboard().schema_version:
         problems.append(f"schemaVersion {dashboard.get('schemaVersion')}")
     ids = [panel.get("id") for panel in dashboard.get("panels", [])]
@@ -67,6 +74,56 @@ def _lost(sent: Any, back: Any, path: str = "") -> Iterator[str]:
             yield from _lost(x, y, f"{path}[{i}]")
     elif sent != back:
         yield path or "."
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a decoded value is of the type the model class declares."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any or hint is object:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if origin is Literal:
+        return value in args
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        # The decoder leaves enumerations as their JSON values.
+        return isinstance(value, hint) or value in {member.value for member in hint}
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    # Type variables and the like: nothing to hold the value to.
+    return True
+
+
+def _mistyped(decoded: Any, path: str = "") -> Iterator[str]:
+    if isinstance(decoded, list):
+        for i, item in enumerate(decoded):
+            yield from _mistyped(item, f"{path}[{i}]")
+        return
+    if isinstance(decoded, dict):
+        for key, item in decoded.items():
+            yield from _mistyped(item, f"{path}.{key}")
+        return
+    if not hasattr(decoded, "to_json") or isinstance(decoded, runtime.UnknownDataquery):
+        return
+    cls = type(decoded)
+    hints = typing.get_type_hints(cls.__init__, vars(sys.modules[cls.__module__]))
+    for name, hint in hints.items():
+        if name == "return" or not hasattr(decoded, name):
+            continue
+        value = getattr(decoded, name)
+        if not _fits(value, hint):
+            yield f"{path}.{name}: {value!r}"
+        yield from _mistyped(value, f"{path}.{name}")
 
 
 def queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:

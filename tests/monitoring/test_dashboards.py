@@ -119,9 +119,17 @@ def test_the_schema_check_catches_what_grafana_would_not_read(
     wrong_type["panels"][0]["type"] = "graph-of-my-own"
     off_grid = copy.deepcopy(rendered["gpus"])
     off_grid["panels"][0]["gridPos"]["x"] = 20
+    wrong_scalar = copy.deepcopy(rendered["gpus"])
+    wrong_scalar["panels"][0]["gridPos"]["h"] = "tall"
+    wrong_enum = copy.deepcopy(rendered["agent-cost"])
+    wrong_enum["panels"][0]["fieldConfig"]["defaults"]["thresholds"]["mode"] = "relative-ish"
     assert any("round-trip" in p for p in schema_problems(unknown_field))
     assert any("unknown panel type" in p for p in schema_problems(wrong_type))
     assert any("grid" in p for p in schema_problems(off_grid))
+    assert schema_problems(wrong_scalar) == ["wrong type: .panels[0].grid_pos.h: 'tall'"]
+    assert schema_problems(wrong_enum) == [
+        "wrong type: .panels[0].field_config.defaults.thresholds.mode: 'relative-ish'"
+    ]
 
 
 def test_cost_dashboard_draws_the_expected_spend_and_the_budget(
