@@ -72,6 +72,8 @@ class MonitoringConfig(ArgsModel):
     resources: Resources = Resources(
         cpu_request="250m", cpu_limit="1", memory_request="512Mi", memory_limit="2Gi"
     )
+    # Grafana dashboards as ConfigMaps for a Grafana sidecar (components/grafana_dashboards.py).
+    dashboards: bool = False
 
 
 class MonitoringArgs(ArgsModel):

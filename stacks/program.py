@@ -27,6 +27,7 @@ from components.app_image import AppImage, AppImageArgs
 from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger, ReplicaBounds
 from components.billing import Billable
 from components.canary import CanaryRelease, CanaryReleaseArgs, IngressRoute, TrackRelease
+from components.dashboards import DashboardsConfig
 from components.egress import (
     PRIVATE_RANGES,
     Addresses,
@@ -37,6 +38,7 @@ from components.egress import (
     WorkloadEgressArgs,
 )
 from components.gpu_node_pool import DCGM_PORT
+from components.grafana_dashboards import GrafanaDashboards, GrafanaDashboardsArgs
 from components.llm_service import LLM_NAME, LLM_PORT, LlmService, LlmServiceArgs
 from components.local_cluster import LocalCluster, LocalClusterArgs
 from components.local_storage import LocalStorage, LocalStorageArgs
@@ -455,6 +457,20 @@ def build(config: StackConfig) -> StackExports:
     )
 
     bill += [*redis.bill, *llm.bill, *monitoring.bill]
+    estimated_cost = _cost_output(bill)
+    if config.monitoring.dashboards:
+        GrafanaDashboards(
+            "dashboards",
+            GrafanaDashboardsArgs(
+                dashboards=DashboardsConfig(
+                    expected_monthly_usd=estimated_cost["expectedUsd"],
+                    monthly_budget_usd=config.budget.monthly_usd,
+                ),
+                namespace=config.namespace,
+                provider=target.provider,
+            ),
+            opts=in_namespace,
+        )
 
     if local.simulated:
         # The local control plane has no volume provisioner: one volume per claim.
@@ -565,7 +581,7 @@ def build(config: StackConfig) -> StackExports:
         llm_model=llm.model,
         image_ref=image.image_ref,
         canary=release.canary,
-        estimated_monthly_cost=_cost_output(bill),
+        estimated_monthly_cost=estimated_cost,
     )
 
 

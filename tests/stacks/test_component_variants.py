@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pulumi
 import pytest
 
 from components.autoscaling import ReplicaBounds
 from components.canary import canary_bounds
-from stacks.simulate import simulate
+from stacks.simulate import Simulation, simulate
 
 MODES = [pytest.param(False, id="up"), pytest.param(True, id="preview")]
 
@@ -286,3 +287,40 @@ def test_one_fetch_allowlist_is_the_apps_and_the_workers_egress() -> None:
     assert [[p["port"] for p in rule["ports"]] for rule in public] == [[443], [443, 8080]]
     for rule in public:
         assert "169.254.0.0/16" in rule["to"][0]["ipBlock"]["except"]
+
+
+def _sidecar_dashboards(sim: Simulation) -> dict[str, Any]:
+    return {
+        m.inputs["metadata"]["name"]: json.loads(next(iter(m.inputs["data"].values())))
+        for m in sim.of_type("kubernetes:core/v1:ConfigMap")
+        if m.inputs["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    }
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_dashboards_are_provisioned_with_the_stacks_expected_cost(stack: str) -> None:
+    sim = simulate(stack, secret_overrides={"agent-platform:modelApiKey": "k"})
+    provisioned = _sidecar_dashboards(sim)
+    assert sorted(provisioned) == [
+        "grafana-dashboard-agent-cost",
+        "grafana-dashboard-agent-service",
+        "grafana-dashboard-gpus",
+        "grafana-dashboard-llm-serving",
+    ]
+    expected = sim.outputs["estimatedMonthlyCost"]["expectedUsd"]
+    budget = {"dev": 1500, "prod": 6000}[stack]
+    monthly = provisioned["grafana-dashboard-agent-cost"]["panels"][0]
+    steps = monthly["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, expected, budget]
+
+
+def test_dashboards_are_off_unless_the_stack_asks() -> None:
+    sim = simulate(
+        "dev",
+        overrides={"agent-platform:monitoring": {"dashboards": False}},
+        secret_overrides={"agent-platform:modelApiKey": "k"},
+    )
+    assert _sidecar_dashboards(sim) == {}
+    assert not [r for r in sim.resources if r.type == "agent-platform:monitoring:GrafanaDashboards"]
+    # The local stack leaves the flag at its default: off.
+    assert _sidecar_dashboards(simulate("local")) == {}

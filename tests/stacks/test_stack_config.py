@@ -361,3 +361,9 @@ def test_karpenter_is_for_aws_stacks_with_a_pinned_ami() -> None:
     ]
     [problem] = _dev_with({"agent-platform:karpenter": {"enabled": True, "amiAlias": "al2023"}})
     assert problem.startswith("agent-platform:karpenter.amiAlias: String should match pattern")
+
+
+def test_dashboards_flag_is_a_boolean() -> None:
+    problems = _problems({"agent-platform:monitoring": {"dashboards": "sometimes"}})
+    assert len(problems) == 1
+    assert problems[0].startswith("agent-platform:monitoring.dashboards: ")
