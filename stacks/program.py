@@ -26,7 +26,7 @@ from components.agent_service import (
 from components.app_image import AppImage, AppImageArgs
 from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger, ReplicaBounds
 from components.billing import Billable
-from components.canary import CanaryRelease, CanaryReleaseArgs, IngressRoute, TrackRelease
+from components.canary import CanaryRelease, CanaryReleaseArgs, GatewayRoute, TrackRelease
 from components.egress import (
     PRIVATE_RANGES,
     Addresses,
@@ -36,6 +36,7 @@ from components.egress import (
     WorkloadEgress,
     WorkloadEgressArgs,
 )
+from components.gateway import AgentGateway, AgentGatewayArgs
 from components.gpu_node_pool import DCGM_PORT
 from components.llm_service import LLM_NAME, LLM_PORT, LlmService, LlmServiceArgs
 from components.local_cluster import LocalCluster, LocalClusterArgs
@@ -377,10 +378,8 @@ def build(config: StackConfig) -> StackExports:
             ClusterOperatorsArgs(
                 config=config.operators,
                 provider=target.provider,
-                internal_load_balancer=config.environment is Environment.PROD,
             ),
         )
-        bill += operators.bill
     after_operators = pulumi.ResourceOptions(
         depends_on=[namespace, *([operators] if operators else [])]
     )
@@ -515,6 +514,16 @@ def build(config: StackConfig) -> StackExports:
         "AGENT_FETCH_ALLOWLIST": ",".join(str(url) for url in config.agent.fetch_allowlist),
         "AGENT_ENVIRONMENT": str(config.environment),
     }
+    gateway = None
+    if config.gateway.enabled:
+        gateway = AgentGateway(
+            "agent-gateway",
+            AgentGatewayArgs(namespace=ns, provider=target.provider, config=config.gateway),
+            # Envoy Gateway's chart brings the EnvoyProxy and Gateway API CRDs.
+            opts=after_operators,
+        )
+        if config.on_aws:
+            bill += gateway.bill
     canary = config.canary
     release = CanaryRelease(
         "agent",
@@ -537,13 +546,13 @@ def build(config: StackConfig) -> StackExports:
             settings=settings,
             target_cpu_utilization=config.autoscaling.target_cpu_utilization,
             target_memory_utilization=config.autoscaling.target_memory_utilization,
-            ingress=IngressRoute(host=config.ingress.host, class_name=config.ingress.class_name)
-            if config.ingress.enabled
+            route=GatewayRoute(host=config.gateway.host, tls=config.gateway.tls is not None)
+            if gateway is not None
             else None,
             queue=queue,
             service_account_annotations=service_account_annotations,
-            api_client_namespaces=[operators.ingress_namespace]
-            if operators and operators.ingress_namespace
+            api_client_namespaces=[operators.gateway_namespace]
+            if operators and operators.gateway_namespace
             else [],
         ),
         # Pods name the image by tag: wait until it is pushed.

@@ -361,3 +361,40 @@ def test_karpenter_is_for_aws_stacks_with_a_pinned_ami() -> None:
     ]
     [problem] = _dev_with({"agent-platform:karpenter": {"enabled": True, "amiAlias": "al2023"}})
     assert problem.startswith("agent-platform:karpenter.amiAlias: String should match pattern")
+
+
+def _prod_problems(**sections: Any) -> list[str]:
+    raw, secret_keys = stack_file_config("prod")
+    for key, value in sections.items():
+        raw[f"agent-platform:{key}"] = json.dumps(value)
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(raw, secret_keys)
+    return caught.value.problems
+
+
+def test_prod_serves_the_gateway_over_https_only() -> None:
+    gateway = {"enabled": True, "host": "agents.internal.example.com"}
+    assert _prod_problems(gateway=gateway) == [
+        "agent-platform:gateway.tls.secretName: prod serves the agent API over HTTPS only "
+        "(tenant API keys cross the VPC): name the kubernetes.io/tls Secret of the Gateway's "
+        "certificate"
+    ]
+    assert _prod_problems(gateway={**gateway, "tls": {}}) == [
+        "agent-platform:gateway.tls.secretName: required key is missing"
+    ]
+
+
+def test_the_gateway_needs_envoy_gateway_and_ingress_nginx_is_gone() -> None:
+    operators = {
+        "keda": {"enabled": True, "chartVersion": "2.16.0"},
+        "externalSecrets": {"enabled": True, "chartVersion": "0.10.5"},
+    }
+    assert _prod_problems(operators=operators) == [
+        "agent-platform:gateway.enabled: needs operators.envoyGateway.enabled: true"
+    ]
+    nginx = {**operators, "ingressNginx": {"enabled": True, "chartVersion": "4.11.3"}}
+    assert any("operators.ingressNginx" in p for p in _prod_problems(operators=nginx))
+    assert any(
+        p.startswith("agent-platform:ingress")
+        for p in _prod_problems(ingress={"enabled": True, "host": "a.example"})
+    )

@@ -14,5 +14,6 @@ require (
 	github.com/aws/karpenter-provider-aws v1.13.1
 	github.com/external-secrets/external-secrets v0.10.5
 	github.com/kedacore/keda/v2 v2.16.0
-	sigs.k8s.io/gateway-api v1.4.0
+	github.com/envoyproxy/gateway v1.7.0
+	sigs.k8s.io/gateway-api v1.4.1
 )
