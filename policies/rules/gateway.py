@@ -87,7 +87,12 @@ class RouteWeightsConfig(RuleConfig):
 
 def _weight(backend: Any) -> Any:
     weight = dig(backend, "weight")
-    return 1 if weight is None else weight  # Gateway API's default weight
+    if weight is None:
+        return 1  # Gateway API's default weight
+    # The engine hands numbers over as protobuf Struct numbers, which are all floats.
+    if isinstance(weight, float) and weight.is_integer():
+        return int(weight)
+    return weight
 
 
 def check_route_weights(resource: ResourceView, cfg: RouteWeightsConfig) -> list[Violation]:
@@ -125,7 +130,7 @@ def check_route_weights(resource: ResourceView, cfg: RouteWeightsConfig) -> list
             for name, weight in zip(names, weights, strict=True)
             if isinstance(name, str) and not name.endswith(cfg.canary_suffix)
         ]
-        if not any(isinstance(w, int) and w > 0 for w in stable):
+        if not any(isinstance(w, int | float) and w > 0 for w in stable):
             found.append(
                 violation(
                     ROUTE_WEIGHTS,

@@ -98,7 +98,7 @@ def check_public_load_balancer(resource: ResourceView, cfg: LoadBalancerConfig) 
         return []
     fix = (
         "annotate it service.beta.kubernetes.io/aws-load-balancer-scheme: internal, use a "
-        "ClusterIP behind the ingress, or add it to allowed_public."
+        "ClusterIP behind the Gateway, or add it to allowed_public."
     )
     if resource.type == SERVICE:
         lb_type = resource.get("spec", "type")

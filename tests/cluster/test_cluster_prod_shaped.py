@@ -24,8 +24,9 @@ from deployed import NAMESPACE, REPO, DeployedStack, available
 pytestmark = [pytest.mark.cluster, pytest.mark.engine, pytest.mark.timeout(900)]
 
 GPU = "nvidia.com/gpu"
-# What prod has that a local stack cannot: the AWS parts, and the keys only they read.
-AWS_ONLY = ("aws:region", "agent-platform:cluster")
+# What prod has that a local stack cannot: the AWS parts (Karpenter launches EC2 nodes;
+# the simulated GPU nodes stand for its NodePool here).
+AWS_ONLY = ("aws:region", "agent-platform:cluster", "agent-platform:karpenter")
 
 
 def prod_shaped_config() -> dict[str, Any]:

@@ -104,6 +104,13 @@ def test_a_canary_route_within_range_passes() -> None:
         {"name": "agent-api-canary", "port": 80, "weight": 10},
     )
     assert check_route_weights(split, RouteWeightsConfig()) == []
+    # As the engine hands them over: protobuf numbers are floats.
+    as_floats = route(
+        {"name": "agent-api-stable", "weight": 90.0}, {"name": "agent-api-canary", "weight": 10.0}
+    )
+    assert check_route_weights(as_floats, RouteWeightsConfig()) == []
+    fraction = route({"name": "agent-api-stable", "weight": 99.5})
+    assert "outside 0..100" in only(check_route_weights(fraction, RouteWeightsConfig())).message
     # Gateway API's default weight is 1: a backend without one takes traffic.
     assert check_route_weights(route({"name": "agent-api-stable"}), RouteWeightsConfig()) == []
 

@@ -104,7 +104,7 @@ def test_public_load_balancer_service() -> None:
     assert found.message == (
         "Service 'agent-api': is an internet-facing load balancer (spec.type); annotate it "
         "service.beta.kubernetes.io/aws-load-balancer-scheme: internal, use a ClusterIP behind "
-        "the ingress, or add it to allowed_public."
+        "the Gateway, or add it to allowed_public."
     )
 
 
