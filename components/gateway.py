@@ -57,7 +57,6 @@ class AgentGatewayArgs(ArgsModel):
 
 
 class AgentGateway(pulumi.ComponentResource):
-    gateway_name: str
     endpoint: pulumi.Output[str]
     bill: list[Billable]
 
@@ -123,7 +122,6 @@ class AgentGateway(pulumi.ComponentResource):
             },
             opts=child_options(self, opts, provider=args.provider, depends_on=[gateway_class]),
         )
-        self.gateway_name = GATEWAY_NAME
         scheme = "https" if tls else "http"
         self.endpoint = pulumi.Output.from_input(f"{scheme}://{args.config.host}")
         self.register_outputs({"endpoint": self.endpoint})
