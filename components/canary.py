@@ -1,9 +1,10 @@
 """A release of the agent service: the stable track and, while one is being tried, a
 canary track, with the traffic split between them and their autoscaling.
 
-With an ingress the split is exact: ingress-nginx's canary annotations send `weight`
-percent of requests to the canary Service. Without one, both tracks sit behind the
-shared Service and the split is the ratio of their replica floors.
+Behind the Gateway (components/gateway.py) the split is exact: an HTTPRoute's
+`backendRefs` send `100 - weight` percent of requests to the stable Service and `weight`
+percent to the canary's. Without a Gateway, both tracks sit behind the shared Service and
+the split is the ratio of their replica floors.
 
 Promotion and rollback are config changes. Promote: set `agent.version`/`agent.imageTag`
 to the canary's and remove `canary`. Roll back: remove `canary`, or set its weight to 0.
@@ -18,22 +19,14 @@ from typing import Annotated, Self
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.apiextensions import CustomResource
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
-from pulumi_kubernetes.networking.v1 import (
-    HTTPIngressPathArgs,
-    HTTPIngressRuleValueArgs,
-    Ingress,
-    IngressBackendArgs,
-    IngressRuleArgs,
-    IngressServiceBackendArgs,
-    IngressSpecArgs,
-    ServiceBackendPortArgs,
-)
 from pydantic import Field, model_validator
 
 from components.agent_service import AgentService, AgentServiceArgs, ReleaseTrack, Version
 from components.app_image import ImageTag
 from components.autoscaling import Autoscaling, AutoscalingArgs, QueueTrigger, ReplicaBounds
+from components.gateway import GATEWAY_API, http_route_spec
 from components.kube import child_options, labels
 from components.values import ArgsModel, InputStr, Percent, Resources
 
@@ -54,9 +47,12 @@ class TrackRelease(ArgsModel):
     image: InputStr
 
 
-class IngressRoute(ArgsModel):
+class GatewayRoute(ArgsModel):
+    """Where the agent API is published: the host the HTTPRoute matches on the Gateway,
+    and whether its listener terminates TLS (the endpoint's scheme)."""
+
     host: str
-    class_name: str
+    tls: bool = False
 
 
 class CanaryReleaseArgs(ArgsModel):
@@ -74,7 +70,7 @@ class CanaryReleaseArgs(ArgsModel):
     settings: Mapping[str, InputStr]
     target_cpu_utilization: Percent
     target_memory_utilization: Percent
-    ingress: IngressRoute | None = None
+    route: GatewayRoute | None = None
     queue: QueueTrigger | None = None
     service_account_annotations: Mapping[str, InputStr] = {}
     api_client_namespaces: Sequence[str] = ()
@@ -128,7 +124,7 @@ class CanaryRelease(pulumi.ComponentResource):
                         min_replicas=min(1, stable.min_replicas),
                         max_replicas=stable.max_replicas,
                     )
-                    if args.ingress is not None
+                    if args.route is not None
                     else canary_bounds(stable, args.canary_weight)
                 )
             tracks.append(
@@ -173,8 +169,8 @@ class CanaryRelease(pulumi.ComponentResource):
                 )
 
         self.endpoint = self.service.endpoint
-        if args.ingress is not None:
-            self.endpoint = self._ingresses(name, args, args.ingress, opts)
+        if args.route is not None:
+            self.endpoint = self._http_route(name, args, args.route, opts)
 
         active = args.canary if args.canary_active else None
         self.canary = pulumi.Output.from_input(
@@ -185,56 +181,22 @@ class CanaryRelease(pulumi.ComponentResource):
         )
         self.register_outputs({"endpoint": self.endpoint, "canary": self.canary})
 
-    def _ingresses(
+    def _http_route(
         self,
         name: str,
         args: CanaryReleaseArgs,
-        route: IngressRoute,
+        route: GatewayRoute,
         component_opts: pulumi.ResourceOptions | None,
     ) -> pulumi.Output[str]:
-        opts = child_options(self, component_opts, provider=args.provider)
-
-        def ingress(resource: str, track: str, annotations: dict[str, str]) -> None:
-            backend = IngressServiceBackendArgs(
-                name=self.service.track_service_names[track],
-                port=ServiceBackendPortArgs(name="http"),
-            )
-            Ingress(
-                resource,
-                metadata=ObjectMetaArgs(
-                    name="agent-api" if track == "stable" else f"agent-api-{track}",
-                    namespace=args.namespace,
-                    labels=labels("agent-api", "ingress"),
-                    annotations=annotations,
-                ),
-                spec=IngressSpecArgs(
-                    ingress_class_name=route.class_name,
-                    rules=[
-                        IngressRuleArgs(
-                            host=route.host,
-                            http=HTTPIngressRuleValueArgs(
-                                paths=[
-                                    HTTPIngressPathArgs(
-                                        path="/",
-                                        path_type="Prefix",
-                                        backend=IngressBackendArgs(service=backend),
-                                    )
-                                ]
-                            ),
-                        )
-                    ],
-                ),
-                opts=opts,
-            )
-
-        ingress(f"{name}-ingress", "stable", {})
-        if "canary" in self.service.track_service_names:
-            ingress(
-                f"{name}-ingress-canary",
-                "canary",
-                {
-                    "nginx.ingress.kubernetes.io/canary": "true",
-                    "nginx.ingress.kubernetes.io/canary-weight": str(args.canary_weight),
-                },
-            )
-        return pulumi.Output.from_input(f"http://{route.host}")
+        CustomResource(
+            f"{name}-route",
+            api_version=GATEWAY_API,
+            kind="HTTPRoute",
+            metadata=ObjectMetaArgs(
+                name="agent-api", namespace=args.namespace, labels=labels("agent-api", "route")
+            ),
+            spec=http_route_spec(route.host, self.service.track_service_names, args.canary_weight),
+            opts=child_options(self, component_opts, provider=args.provider),
+        )
+        scheme = "https" if route.tls else "http"
+        return pulumi.Output.from_input(f"{scheme}://{route.host}")

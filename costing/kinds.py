@@ -21,15 +21,17 @@ STATEFULSET: Final = "kubernetes:apps/v1:StatefulSet"
 HELM_RELEASE: Final = "kubernetes:helm.sh/v3:Release"
 
 
-def ingress_nginx_service(release: ResourceView) -> tuple[Any, Any] | None:
-    """(type, annotations) of the controller Service an ingress-nginx Release creates."""
-    chart = release.get("chart")
-    if not isinstance(chart, str) or not chart.endswith("ingress-nginx"):
-        return None
-    service = release.get("values", "controller", "service")
+ENVOY_PROXY: Final = "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"
+
+
+def envoy_proxy_service(proxy: ResourceView) -> tuple[Any, Any]:
+    """(type, annotations) of the Service Envoy Gateway creates for a Gateway whose class
+    names this EnvoyProxy (one Gateway per EnvoyProxy in this project)."""
+    provider = proxy.get("spec", "provider")
+    if provider is UNKNOWN:
+        return UNKNOWN, UNKNOWN
+    service = dig(provider, "kubernetes", "envoyService")
     if service is UNKNOWN:
         return UNKNOWN, UNKNOWN
-    if dig(service, "enabled") is False:
-        return None
-    # The chart's default controller Service is a LoadBalancer.
+    # Envoy Gateway's default Service for a Gateway is a LoadBalancer.
     return dig(service, "type") or "LoadBalancer", dig(service, "annotations")

@@ -27,14 +27,14 @@ from components.quantity import parse_quantity
 from costing.kinds import (
     AWS_LB,
     EKS_CLUSTER,
-    HELM_RELEASE,
+    ENVOY_PROXY,
     NAT_GATEWAY,
     NODE_GROUP,
     PVC,
     REPLICATION_GROUP,
     SERVICE,
     STATEFULSET,
-    ingress_nginx_service,
+    envoy_proxy_service,
 )
 from costing.nodepools import NODE_POOL, NodePoolError, gpu_demand_at_rest, read_node_pool
 from costing.prices import PriceTable, load_prices
@@ -116,10 +116,10 @@ class _Reader:
         if r.type == SERVICE and r.get("spec", "type") == "LoadBalancer":
             annotations = r.get("metadata", "annotations")
             return [self._load_balancer(_service_lb_type(annotations), in_cluster=True)]
-        if r.type == HELM_RELEASE:
-            service = ingress_nginx_service(r)
-            if service is not None and service[0] == "LoadBalancer":
-                return [self._load_balancer(_service_lb_type(service[1]), in_cluster=True)]
+        if r.type == ENVOY_PROXY:
+            lb_type, annotations = envoy_proxy_service(r)
+            if lb_type == "LoadBalancer":
+                return [self._load_balancer(_service_lb_type(annotations), in_cluster=True)]
             return []
         if r.type == NODE_POOL:
             return self._node_pool_provisioned()

@@ -29,6 +29,7 @@ from components.app_image import ImageTag
 from components.autoscaling import AutoscalingConfig
 from components.canary import CanaryConfig
 from components.eks_cluster import KubernetesVersion, Region
+from components.gateway import GatewayConfig
 from components.gpu_node_pool import GpuPoolConfig
 from components.karpenter import KarpenterConfig
 from components.llm_service import LlmConfig
@@ -135,12 +136,6 @@ class BudgetConfig(ArgsModel):
     per_tenant_monthly_usd: PositiveUsd
 
 
-class IngressConfig(ArgsModel):
-    enabled: bool = False
-    host: str = "agents.example.internal"
-    class_name: str = "nginx"
-
-
 class Secrets(ArgsModel):
     """Values that must arrive as Pulumi secrets (`pulumi config set --secret`)."""
 
@@ -188,7 +183,7 @@ class StackConfig(ArgsModel):
     llm: LlmConfig
     budget: BudgetConfig
     operators: OperatorsConfig = OperatorsConfig()
-    ingress: IngressConfig = IngressConfig()
+    gateway: GatewayConfig = GatewayConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     secrets: Secrets
 
@@ -247,8 +242,8 @@ class StackConfig(ArgsModel):
             )
         if self.autoscaling.keda and not self.operators.keda.enabled:
             problems.append(("autoscaling.keda", "needs operators.keda.enabled: true"))
-        if self.ingress.enabled and not self.operators.ingress_nginx.enabled:
-            problems.append(("ingress.enabled", "needs operators.ingressNginx.enabled: true"))
+        if self.gateway.enabled and not self.operators.envoy_gateway.enabled:
+            problems.append(("gateway.enabled", "needs operators.envoyGateway.enabled: true"))
         if env is Environment.PROD:
             problems += self._prod_problems()
         if self.canary is not None and self.canary.version == self.agent.version:
@@ -297,6 +292,14 @@ class StackConfig(ArgsModel):
         if self.cluster is not None and not self.cluster.private_endpoint:
             problems.append(
                 ("cluster.privateEndpoint", "prod needs a private API endpoint: set true")
+            )
+        if self.gateway.enabled and self.gateway.tls is None:
+            problems.append(
+                (
+                    "gateway.tls.secretName",
+                    "prod serves the agent API over HTTPS only (tenant API keys cross the "
+                    "VPC): name the kubernetes.io/tls Secret of the Gateway's certificate",
+                )
             )
         if self.autoscaling.workers.min_replicas < 1:
             problems.append(

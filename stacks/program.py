@@ -26,7 +26,7 @@ from components.agent_service import (
 from components.app_image import AppImage, AppImageArgs
 from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger, ReplicaBounds
 from components.billing import Billable
-from components.canary import CanaryRelease, CanaryReleaseArgs, IngressRoute, TrackRelease
+from components.canary import CanaryRelease, CanaryReleaseArgs, GatewayRoute, TrackRelease
 from components.dashboards import DashboardsConfig
 from components.egress import (
     PRIVATE_RANGES,
@@ -37,6 +37,7 @@ from components.egress import (
     WorkloadEgress,
     WorkloadEgressArgs,
 )
+from components.gateway import AgentGateway, AgentGatewayArgs
 from components.gpu_node_pool import DCGM_PORT
 from components.grafana_dashboards import GrafanaDashboards, GrafanaDashboardsArgs
 from components.llm_service import LLM_NAME, LLM_PORT, LlmService, LlmServiceArgs
@@ -333,6 +334,41 @@ def _gpus_at_rest(config: StackConfig) -> int:
 # --- end Karpenter ----------------------------------------------------------------------
 
 
+def _gpu_pools(config: StackConfig, target: _Target, local: LocalClusterArgs) -> list[Billable]:
+    """The GPU pools, each with its node agents in gpu-system; returns what they bill."""
+    bill: list[Billable] = []
+    if not config.gpu_pools:
+        return bill
+    from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+
+    nodes = _gpu_nodes(config, target, local)
+    gpu_namespace = PlatformNamespace(
+        GPU_SYSTEM_NAMESPACE,
+        # The device plugin needs a hostPath and DCGM needs SYS_ADMIN.
+        PlatformNamespaceArgs(
+            name=GPU_SYSTEM_NAMESPACE, provider=target.provider, pod_security="privileged"
+        ),
+    )
+    for index, pool in enumerate(config.gpu_pools):
+        gpu_pool = GpuNodePool(
+            f"gpu-{pool.name}",
+            GpuNodePoolArgs(
+                pool=pool,
+                nodes=nodes,
+                system_namespace=GPU_SYSTEM_NAMESPACE,
+                provider=target.provider,
+                prometheus_namespace=config.namespace,
+                # GPU pods select any GPU pool: Karpenter tries the pools in the
+                # stack file's order, so the first holds the GPUs in use at rest.
+                expected_gpus=_gpus_at_rest(config) if index == 0 else 0,
+                weight=100 - index,
+            ),
+            opts=pulumi.ResourceOptions(depends_on=[gpu_namespace]),
+        )
+        bill += gpu_pool.bill
+    return bill
+
+
 def build(config: StackConfig) -> StackExports:
     target = _target(config)
     bill: list[Billable] = []
@@ -343,34 +379,7 @@ def build(config: StackConfig) -> StackExports:
     in_namespace = pulumi.ResourceOptions(depends_on=[namespace])
 
     local = config.local or LocalClusterArgs()
-    if config.gpu_pools:
-        from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
-
-        nodes = _gpu_nodes(config, target, local)
-        gpu_namespace = PlatformNamespace(
-            GPU_SYSTEM_NAMESPACE,
-            # The device plugin needs a hostPath and DCGM needs SYS_ADMIN.
-            PlatformNamespaceArgs(
-                name=GPU_SYSTEM_NAMESPACE, provider=target.provider, pod_security="privileged"
-            ),
-        )
-        for index, pool in enumerate(config.gpu_pools):
-            gpu_pool = GpuNodePool(
-                f"gpu-{pool.name}",
-                GpuNodePoolArgs(
-                    pool=pool,
-                    nodes=nodes,
-                    system_namespace=GPU_SYSTEM_NAMESPACE,
-                    provider=target.provider,
-                    prometheus_namespace=config.namespace,
-                    # GPU pods select any GPU pool: Karpenter tries the pools in the
-                    # stack file's order, so the first holds the GPUs in use at rest.
-                    expected_gpus=_gpus_at_rest(config) if index == 0 else 0,
-                    weight=100 - index,
-                ),
-                opts=pulumi.ResourceOptions(depends_on=[gpu_namespace]),
-            )
-            bill += gpu_pool.bill
+    bill += _gpu_pools(config, target, local)
 
     operators = None
     if config.on_aws:
@@ -379,10 +388,8 @@ def build(config: StackConfig) -> StackExports:
             ClusterOperatorsArgs(
                 config=config.operators,
                 provider=target.provider,
-                internal_load_balancer=config.environment is Environment.PROD,
             ),
         )
-        bill += operators.bill
     after_operators = pulumi.ResourceOptions(
         depends_on=[namespace, *([operators] if operators else [])]
     )
@@ -456,7 +463,18 @@ def build(config: StackConfig) -> StackExports:
         opts=in_namespace,
     )
 
+    gateway = None
+    if config.gateway.enabled:
+        gateway = AgentGateway(
+            "agent-gateway",
+            AgentGatewayArgs(namespace=ns, provider=target.provider, config=config.gateway),
+            # Envoy Gateway's chart brings the EnvoyProxy and Gateway API CRDs.
+            opts=after_operators,
+        )
+        if config.on_aws:
+            bill += gateway.bill
     bill += [*redis.bill, *llm.bill, *monitoring.bill]
+    # Priced once every billed component exists: the output and the dashboards' line agree.
     estimated_cost = _cost_output(bill)
     if config.monitoring.dashboards:
         GrafanaDashboards(
@@ -553,13 +571,13 @@ def build(config: StackConfig) -> StackExports:
             settings=settings,
             target_cpu_utilization=config.autoscaling.target_cpu_utilization,
             target_memory_utilization=config.autoscaling.target_memory_utilization,
-            ingress=IngressRoute(host=config.ingress.host, class_name=config.ingress.class_name)
-            if config.ingress.enabled
+            route=GatewayRoute(host=config.gateway.host, tls=config.gateway.tls is not None)
+            if gateway is not None
             else None,
             queue=queue,
             service_account_annotations=service_account_annotations,
-            api_client_namespaces=[operators.ingress_namespace]
-            if operators and operators.ingress_namespace
+            api_client_namespaces=[operators.gateway_namespace]
+            if operators and operators.gateway_namespace
             else [],
         ),
         # Pods name the image by tag: wait until it is pushed.

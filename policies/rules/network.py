@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import StrictBool
 
-from costing.kinds import AWS_LB, HELM_RELEASE, SERVICE, ingress_nginx_service
+from costing.kinds import AWS_LB, ENVOY_PROXY, HELM_RELEASE, SERVICE, envoy_proxy_service
 from costing.view import UNKNOWN, ResourceView, dig, name_matches
 from policies.rule import ResourceRule, Rule, RuleConfig, StackRule
 from policies.violation import Violation, undetermined, violation
@@ -98,7 +98,7 @@ def check_public_load_balancer(resource: ResourceView, cfg: LoadBalancerConfig) 
         return []
     fix = (
         "annotate it service.beta.kubernetes.io/aws-load-balancer-scheme: internal, use a "
-        "ClusterIP behind the ingress, or add it to allowed_public."
+        "ClusterIP behind the Gateway, or add it to allowed_public."
     )
     if resource.type == SERVICE:
         lb_type = resource.get("spec", "type")
@@ -106,18 +106,16 @@ def check_public_load_balancer(resource: ResourceView, cfg: LoadBalancerConfig) 
             return []
         internal = _annotated_internal(resource.get("metadata", "annotations"))
         where = "spec.type"
-    elif resource.type == HELM_RELEASE:
-        if resource.get("chart") is UNKNOWN:
-            return [undetermined(PUBLIC_LB, resource, "chart unknown at preview.")]
-        service = ingress_nginx_service(resource)
-        if service is None:
-            return []
-        lb_type, annotations = service
+    elif resource.type == ENVOY_PROXY:
+        # The Service Envoy Gateway creates for a Gateway of a class naming this EnvoyProxy.
+        lb_type, annotations = envoy_proxy_service(resource)
         if lb_type != "LoadBalancer" and lb_type is not UNKNOWN:
             return []
         internal = _annotated_internal(annotations)
-        where = "values.controller.service.type"
-        fix = fix.replace("service.beta", "values.controller.service.annotations: service.beta")
+        where = "spec.provider.kubernetes.envoyService"
+        fix = fix.replace(
+            "service.beta", "spec.provider.kubernetes.envoyService.annotations: service.beta"
+        )
     elif resource.type == AWS_LB:
         flag = resource.get("internal")
         lb_type, internal, where = "LoadBalancer", flag, "internal"
@@ -150,12 +148,11 @@ RULES: list[Rule] = [
     ),
     ResourceRule(
         PUBLIC_LB,
-        "No internet-facing LoadBalancer (Service, ingress-nginx Release, AWS LB) unless "
-        "annotated internal or allowlisted.",
+        "No internet-facing LoadBalancer (Service, Envoy Gateway's EnvoyProxy, AWS LB) "
+        "unless annotated internal or allowlisted.",
         "mandatory",
         LoadBalancerConfig,
         check_public_load_balancer,
-        "Fails: an unknown type or scheme may be public. An unknown Helm chart name is "
-        "skipped with an advisory note.",
+        "Fails: an unknown type or scheme may be public.",
     ),
 ]

@@ -104,7 +104,9 @@ def test_every_object_of_the_stack_is_admitted_by_the_api_server(
     # The kinds that only the real CRDs can judge are among them.
     assert {"ScaledObject", "TriggerAuthentication", "NodePool", "EC2NodeClass"} <= kinds
     if stack == "prod":
-        assert {"ExternalSecret", "SecretStore", "Ingress"} <= kinds
+        assert {"ExternalSecret", "SecretStore"} <= kinds
+        assert {"GatewayClass", "EnvoyProxy", "Gateway", "HTTPRoute"} <= kinds
+        assert "Ingress" not in kinds
     namespaces = [o for o in objects if o["kind"] == "Namespace"] + chart_namespaces(simulation)
     others = [o for o in objects if o["kind"] != "Namespace"]
     assert namespaces

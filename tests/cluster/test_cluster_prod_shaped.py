@@ -1,6 +1,6 @@
 """The prod stack's Kubernetes layer, deployed by the real engine into the local control
 plane: prod's GPU pool (simulated nodes of its instance type, tainted and labelled as on
-EKS), vLLM on it, KEDA ScaledObjects, the ingress with a 10% canary, three zones.
+EKS), vLLM on it, KEDA ScaledObjects, the Gateway with a 10% canary on its HTTPRoute, three zones.
 
 How it differs from `Pulumi.prod.yaml`, and why: the AWS parts (VPC, EKS, ElastiCache,
 IAM, Secrets Manager) have no local counterpart, so the stack's environment is `local`:
@@ -167,11 +167,26 @@ def test_scaled_objects_drive_the_workers_of_both_tracks(stack: DeployedStack) -
     for spec in scaled.values():
         assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
         assert spec["triggers"], spec
-    ingresses = {i["metadata"]["name"]: i for i in stack.items("ingresses")}
-    canary = [
-        i
-        for i in ingresses.values()
-        if i["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/canary") == "true"
-    ]
-    assert len(canary) == 1
-    assert canary[0]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] == "10"
+
+
+def test_the_gateway_splits_90_10_between_stable_and_canary(stack: DeployedStack) -> None:
+    assert stack.items("ingresses") == []
+    (route,) = stack.items("httproutes.gateway.networking.k8s.io")
+    (rule,) = route["spec"]["rules"]
+    weights = {b["name"]: b["weight"] for b in rule["backendRefs"]}
+    assert weights == {"agent-api-stable": 90, "agent-api-canary": 10}
+    (gateway,) = stack.items("gateways.gateway.networking.k8s.io")
+    assert route["spec"]["parentRefs"][0]["name"] == gateway["metadata"]["name"]
+    (listener,) = gateway["spec"]["listeners"]
+    assert (listener["protocol"], listener["port"]) == ("HTTPS", 443)
+    assert listener["tls"]["certificateRefs"][0]["name"] == "agent-api-tls"
+    gateway_class = stack.get(
+        "gatewayclasses.gateway.networking.k8s.io", gateway["spec"]["gatewayClassName"]
+    )
+    assert (
+        gateway_class["spec"]["controllerName"] == "gateway.envoyproxy.io/gatewayclass-controller"
+    )
+    ref = gateway_class["spec"]["parametersRef"]
+    proxy = stack.get("envoyproxies.gateway.envoyproxy.io", ref["name"], "-n", ref["namespace"])
+    annotations = proxy["spec"]["provider"]["kubernetes"]["envoyService"]["annotations"]
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"

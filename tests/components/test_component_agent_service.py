@@ -80,7 +80,8 @@ def test_the_api_admits_the_named_client_namespaces() -> None:
         return AgentService(
             "agent",
             AgentServiceArgs(
-                provider=provider(), **_args([STABLE], api_client_namespaces=["ingress-nginx"])
+                provider=provider(),
+                **_args([STABLE], api_client_namespaces=["envoy-gateway-system"]),
             ),
         )
 
@@ -89,7 +90,11 @@ def test_the_api_admits_the_named_client_namespaces() -> None:
     rule, _metrics = policy.inputs["spec"]["ingress"]
     assert rule["from"] == [
         {"podSelector": {}},
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": "envoy-gateway-system"}
+            }
+        },
     ]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
 

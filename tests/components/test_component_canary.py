@@ -13,7 +13,7 @@ from components.canary import (
     CanaryConfig,
     CanaryRelease,
     CanaryReleaseArgs,
-    IngressRoute,
+    GatewayRoute,
     TrackRelease,
 )
 from components.values import Resources
@@ -23,7 +23,7 @@ RESOURCES = Resources(
     cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi"
 )
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
-INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 
 
 def _args(**overrides: Any) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def _args(**overrides: Any) -> dict[str, Any]:
     }
 
 
-def test_without_an_ingress_the_split_is_the_ratio_of_replica_floors() -> None:
+def test_without_a_gateway_the_split_is_the_ratio_of_replica_floors() -> None:
     def program() -> CanaryRelease:
         return CanaryRelease("agent", CanaryReleaseArgs(provider=provider(), **_args()))
 
@@ -63,16 +63,16 @@ def test_without_an_ingress_the_split_is_the_ratio_of_replica_floors() -> None:
     # 20% next to 4..8 stable replicas: 1..2 canary replicas.
     assert (stable["minReplicas"], stable["maxReplicas"]) == (4, 8)
     assert (canary["minReplicas"], canary["maxReplicas"]) == (1, 2)
-    assert graph.of_type(INGRESS) == []
+    assert graph.of_type(ROUTE) == []
     assert graph.outputs_of(component) == {
         "endpoint": "http://agent-api.agents.svc.cluster.local",
         "canary": {"version": "1.1.0", "weight": 20},
     }
 
 
-@pytest.mark.parametrize("ingress", [None, IngressRoute(host="agents.example", class_name="nginx")])
+@pytest.mark.parametrize("route", [None, GatewayRoute(host="agents.example")])
 def test_workers_of_both_tracks_may_scale_to_zero_while_the_api_keeps_its_floor(
-    ingress: IngressRoute | None,
+    route: GatewayRoute | None,
 ) -> None:
     def program() -> CanaryRelease:
         queue = QueueTrigger(
@@ -89,7 +89,7 @@ def test_workers_of_both_tracks_may_scale_to_zero_while_the_api_keeps_its_floor(
                 **_args(
                     worker_replicas=ReplicaBounds(min_replicas=0, max_replicas=8),
                     queue=queue,
-                    ingress=ingress,
+                    route=route,
                 ),
             ),
         )
@@ -107,27 +107,45 @@ def test_workers_of_both_tracks_may_scale_to_zero_while_the_api_keeps_its_floor(
     }
 
 
-def test_with_an_ingress_the_canary_takes_exactly_its_weight() -> None:
-    route = IngressRoute(host="agents.example.internal", class_name="nginx")
+@pytest.mark.parametrize("tls", [False, True])
+def test_behind_the_gateway_the_canary_takes_exactly_its_weight(tls: bool) -> None:
+    route = GatewayRoute(host="agents.example.internal", tls=tls)
 
     def program() -> CanaryRelease:
-        return CanaryRelease(
-            "agent", CanaryReleaseArgs(provider=provider(), **_args(ingress=route))
-        )
+        return CanaryRelease("agent", CanaryReleaseArgs(provider=provider(), **_args(route=route)))
 
     _, graph = evaluate(program)
     component = graph.component(RELEASE)
-    ingresses = {r.name: r.inputs for r in graph.of_type(INGRESS)}
-    assert set(ingresses) == {"agent-ingress", "agent-ingress-canary"}
-    canary = ingresses["agent-ingress-canary"]
-    assert canary["metadata"]["annotations"] == {
-        "nginx.ingress.kubernetes.io/canary": "true",
-        "nginx.ingress.kubernetes.io/canary-weight": "20",
-    }
-    (path,) = canary["spec"]["rules"][0]["http"]["paths"]
-    assert path["backend"]["service"] == {"name": "agent-api-canary", "port": {"name": "http"}}
-    assert all(r.parent == component.urn for r in graph.of_type(INGRESS))
-    assert graph.outputs_of(component)["endpoint"] == "http://agents.example.internal"
+    (http_route,) = graph.of_type(ROUTE)
+    assert http_route.parent == component.urn
+    spec = http_route.inputs["spec"]
+    assert spec["parentRefs"] == [{"name": "agent-api"}]
+    assert spec["hostnames"] == ["agents.example.internal"]
+    (rule,) = spec["rules"]
+    assert rule["backendRefs"] == [
+        {"name": "agent-api-stable", "port": 80, "weight": 80},
+        {"name": "agent-api-canary", "port": 80, "weight": 20},
+    ]
+    # No nginx Ingress any more: the HTTPRoute is the only way in.
+    assert graph.of_type("kubernetes:networking.k8s.io/v1:Ingress") == []
+    scheme = "https" if tls else "http"
+    assert graph.outputs_of(component)["endpoint"] == f"{scheme}://agents.example.internal"
+
+
+def test_without_a_canary_the_route_sends_everything_to_stable() -> None:
+    def program() -> CanaryRelease:
+        return CanaryRelease(
+            "agent",
+            CanaryReleaseArgs(
+                provider=provider(),
+                **_args(canary=None, canary_weight=0, route=GatewayRoute(host="a.example")),
+            ),
+        )
+
+    _, graph = evaluate(program)
+    (http_route,) = graph.of_type(ROUTE)
+    (rule,) = http_route.inputs["spec"]["rules"]
+    assert rule["backendRefs"] == [{"name": "agent-api-stable", "port": 80, "weight": 100}]
 
 
 def test_a_zero_weight_canary_is_rolled_back() -> None:

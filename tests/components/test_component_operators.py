@@ -4,7 +4,7 @@ NetworkPolicy that admits only its own ports."""
 from __future__ import annotations
 
 import pytest
-from component_mocks import evaluate, priced_both_ways, provider
+from component_mocks import evaluate, provider
 
 from components.operators import ClusterOperators, ClusterOperatorsArgs, OperatorsConfig
 
@@ -15,7 +15,7 @@ def test_each_enabled_operator_gets_its_release_and_ingress_policy() -> None:
     config = OperatorsConfig.model_validate(
         {
             "keda": {"enabled": True, "chartVersion": "2.16.0"},
-            "ingressNginx": {"enabled": True, "chartVersion": "4.11.3"},
+            "envoyGateway": {"enabled": True, "chartVersion": "v1.7.0"},
         }
     )
 
@@ -27,24 +27,36 @@ def test_each_enabled_operator_gets_its_release_and_ingress_policy() -> None:
     operators, graph = evaluate(program)
     component = graph.component(OPERATORS)
     assert graph.kinds(component) == [
-        ("kubernetes:helm.sh/v3:Release", "operators-ingress-nginx"),
+        ("kubernetes:helm.sh/v3:Release", "operators-envoy-gateway"),
         ("kubernetes:helm.sh/v3:Release", "operators-keda"),
-        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "operators-ingress-nginx-ingress"),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "operators-envoy-gateway-ingress"),
         ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "operators-keda-ingress"),
     ]
     keda = graph.named("kubernetes:helm.sh/v3:Release", "operators-keda").inputs
     assert (keda["chart"], keda["version"], keda["namespace"]) == ("keda", "2.16.0", "keda")
-    nginx = graph.named("kubernetes:helm.sh/v3:Release", "operators-ingress-nginx").inputs
-    annotations = nginx["values"]["controller"]["service"]["annotations"]
-    assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    assert keda["repositoryOpts"] == {"repo": "https://kedacore.github.io/charts"}
+    envoy = graph.named("kubernetes:helm.sh/v3:Release", "operators-envoy-gateway").inputs
+    # An OCI chart: the reference names the chart, no repository.
+    assert (envoy["chart"], envoy["version"], envoy["namespace"]) == (
+        "oci://docker.io/envoyproxy/gateway-helm",
+        "v1.7.0",
+        "envoy-gateway-system",
+    )
+    assert "repositoryOpts" not in envoy
     policy = graph.named(
         "kubernetes:networking.k8s.io/v1:NetworkPolicy", "operators-keda-ingress"
     ).inputs
     assert policy["spec"]["ingress"] == [
         {"ports": [{"protocol": "TCP", "port": 6443}, {"protocol": "TCP", "port": 9443}]}
     ]
-    assert operators.ingress_namespace == "ingress-nginx"
-    assert graph.outputs_of(component) == {"releases": ["keda", "ingress_nginx"]}
+    proxies = graph.named(
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy", "operators-envoy-gateway-ingress"
+    ).inputs
+    ports = {p["port"] for p in proxies["spec"]["ingress"][0]["ports"]}
+    # The proxies' HTTP and HTTPS listeners (80 and 443 shifted by 10000) and xDS.
+    assert {10080, 10443, 18000} <= ports
+    assert operators.gateway_namespace == "envoy-gateway-system"
+    assert graph.outputs_of(component) == {"releases": ["keda", "envoy_gateway"]}
 
 
 def test_a_release_needs_its_chart_version() -> None:
@@ -52,22 +64,6 @@ def test_a_release_needs_its_chart_version() -> None:
         OperatorsConfig.model_validate({"keda": {"enabled": True}})
 
 
-@pytest.mark.parametrize("ingress", [True, False])
-def test_the_bill_is_the_ingress_controllers_network_load_balancer(ingress: bool) -> None:
-    config = OperatorsConfig.model_validate(
-        {
-            "keda": {"enabled": True, "chartVersion": "2.16.0"},
-            "ingressNginx": {"enabled": ingress, "chartVersion": "4.11.3"},
-        }
-    )
-
-    def program() -> ClusterOperators:
-        return ClusterOperators(
-            "operators", ClusterOperatorsArgs(config=config, provider=provider())
-        )
-
-    operators, graph = evaluate(program)
-    declared, registered = priced_both_ways(operators.bill, graph)
-    assert declared == registered
-    balancers = [i["item"] for i in declared["items"] if i["item"].startswith("Load balancer")]
-    assert balancers == (["Load balancer 'operators-ingress-nginx' (network)"] if ingress else [])
+def test_ingress_nginx_is_gone() -> None:
+    with pytest.raises(ValueError, match="ingressNginx"):
+        OperatorsConfig.model_validate({"ingressNginx": {"enabled": True, "chartVersion": "4"}})

@@ -323,7 +323,12 @@ INCONSISTENT: list[Callable[[int, int], Case]] = [
         "local", ("autoscaling", "keda"), lambda t: t["autoscaling"].update(keda=True)
     ),
     lambda lo, hi: _edit(
-        "dev", ("ingress", "enabled"), lambda t: t.update(ingress={"enabled": True})
+        "dev", ("gateway", "enabled"), lambda t: t.update(gateway={"enabled": True})
+    ),
+    lambda lo, hi: _edit(
+        "prod",
+        ("gateway", "tls", "secretName"),
+        lambda t: t["gateway"].pop("tls"),
     ),
     lambda lo, hi: _edit("dev", ("cluster",), lambda t: t.pop("cluster")),
     lambda lo, hi: _edit("dev", ("cluster",), lambda t: t.update(environment="local")),

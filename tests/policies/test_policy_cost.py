@@ -49,18 +49,20 @@ def stack() -> list[ResourceView]:
             },
         ),
         resource(
-            "kubernetes:helm.sh/v3:Release",
-            "ingress-nginx",
+            "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy",
+            "agent-gateway-envoy-proxy",
             {
-                "chart": "ingress-nginx",
-                "namespace": "ingress-nginx",
-                "values": {
-                    "controller": {
-                        "service": {
-                            "annotations": {
-                                "service.beta.kubernetes.io/aws-load-balancer-type": "nlb"
+                "metadata": {"name": "agent-api", "namespace": "agents"},
+                "spec": {
+                    "provider": {
+                        "type": "Kubernetes",
+                        "kubernetes": {
+                            "envoyService": {
+                                "annotations": {
+                                    "service.beta.kubernetes.io/aws-load-balancer-type": "nlb"
+                                }
                             }
-                        }
+                        },
                     }
                 },
             },
@@ -74,7 +76,7 @@ def test_every_cost_item_is_priced_from_the_table() -> None:
     assert lines == [
         "EKS control plane 'prod': 1 cluster x $73.00 = $73.00",
         "ElastiCache 'redis' (cache.r7g.large): 2 nodes x $159.87 = $319.74",
-        "Load balancer 'ingress-nginx' (network): 1 LB x $16.43 = $16.43",
+        "Load balancer 'agent-api' (network): 1 LB x $16.43 = $16.43",
         "NAT gateway 'nat-a': 1 gateway x $37.35 = $37.35",
         "Node group 'gpu' (g5.2xlarge, ON_DEMAND): 2 nodes x $884.76 = $1,769.52 "
         "(worst case 4 = $3,539.04)",

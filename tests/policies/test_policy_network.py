@@ -24,14 +24,22 @@ def network_policy(namespace: str = "agents", selector: Any = None) -> ResourceV
     )
 
 
-def release(namespace: str = "ingress-nginx", service: Any = None) -> ResourceView:
-    values: dict[str, Any] = {"controller": {"replicaCount": 2}}
-    if service is not None:
-        values["controller"]["service"] = service
+def release(namespace: str = "envoy-gateway-system") -> ResourceView:
     return resource(
         "kubernetes:helm.sh/v3:Release",
-        "ingress-nginx",
-        {"chart": "ingress-nginx", "namespace": namespace, "values": values},
+        "envoy-gateway",
+        {"chart": "oci://docker.io/envoyproxy/gateway-helm", "namespace": namespace},
+    )
+
+
+def envoy_proxy(service: Any = None) -> ResourceView:
+    spec: dict[str, Any] = {}
+    if service is not None:
+        spec["provider"] = {"type": "Kubernetes", "kubernetes": {"envoyService": service}}
+    return resource(
+        "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy",
+        "agent-gateway-envoy-proxy",
+        {"metadata": {"name": "agent-api", "namespace": "agents"}, "spec": spec},
     )
 
 
@@ -75,15 +83,16 @@ def test_policy_selecting_other_pods_does_not_cover() -> None:
 
 def test_helm_release_namespace_needs_a_policy() -> None:
     found = only(check_network_policy_coverage([release()], NetworkPolicyConfig()))
-    assert found.resource == "Release 'ingress-nginx'"
+    assert found.resource == "Release 'envoy-gateway'"
     assert found.message == (
-        "Release 'ingress-nginx': installs workloads in namespace 'ingress-nginx', which has no "
+        "Release 'envoy-gateway': installs workloads in namespace 'envoy-gateway-system', which "
+        "has no "
         "NetworkPolicy with an empty spec.podSelector; add a default-deny NetworkPolicy there "
         "with the chart's required ingress allowed."
     )
     assert (
         check_network_policy_coverage(
-            [release(), network_policy("ingress-nginx")], NetworkPolicyConfig()
+            [release(), network_policy("envoy-gateway-system")], NetworkPolicyConfig()
         )
         == []
     )
@@ -95,7 +104,7 @@ def test_public_load_balancer_service() -> None:
     assert found.message == (
         "Service 'agent-api': is an internet-facing load balancer (spec.type); annotate it "
         "service.beta.kubernetes.io/aws-load-balancer-scheme: internal, use a ClusterIP behind "
-        "the ingress, or add it to allowed_public."
+        "the Gateway, or add it to allowed_public."
     )
 
 
@@ -107,20 +116,27 @@ def test_internal_or_allowlisted_load_balancer_passes() -> None:
     assert check_public_load_balancer(service(kind="ClusterIP"), LoadBalancerConfig()) == []
 
 
-def test_ingress_nginx_defaults_to_a_public_load_balancer() -> None:
-    found = only(check_public_load_balancer(release(), LoadBalancerConfig()))
-    assert found.resource == "Release 'ingress-nginx'"
+def test_an_envoy_proxy_defaults_to_a_public_load_balancer() -> None:
+    # No envoyService: Envoy Gateway's default, an internet-facing LoadBalancer Service.
+    found = only(check_public_load_balancer(envoy_proxy(), LoadBalancerConfig()))
+    assert found.resource == "EnvoyProxy 'agent-api'"
     assert found.message.startswith(
-        "Release 'ingress-nginx': is an internet-facing load balancer "
-        "(values.controller.service.type); annotate it values.controller.service.annotations: "
+        "EnvoyProxy 'agent-api': is an internet-facing load balancer "
+        "(spec.provider.kubernetes.envoyService); annotate it "
+        "spec.provider.kubernetes.envoyService.annotations: "
         "service.beta.kubernetes.io/aws-load-balancer-scheme: internal"
     )
+    assert only(
+        check_public_load_balancer(envoy_proxy({"type": "LoadBalancer"}), LoadBalancerConfig())
+    )
     internal = {"annotations": {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}}
-    assert check_public_load_balancer(release(service=internal), LoadBalancerConfig()) == []
+    assert check_public_load_balancer(envoy_proxy(internal), LoadBalancerConfig()) == []
+    cluster_ip = envoy_proxy({"type": "ClusterIP"})
+    assert check_public_load_balancer(cluster_ip, LoadBalancerConfig()) == []
 
 
 def test_unknown_scheme_may_be_public_so_it_fails() -> None:
-    found = only(check_public_load_balancer(release(service=UNKNOWN), LoadBalancerConfig()))
+    found = only(check_public_load_balancer(envoy_proxy(service=UNKNOWN), LoadBalancerConfig()))
     assert "unknown at preview, so it may be public" in found.message
 
 

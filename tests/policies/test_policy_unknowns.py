@@ -27,7 +27,25 @@ def samples() -> list[ResourceView]:
         resource("kubernetes:core/v1:Service", "api", {"spec": {"type": "LoadBalancer"}}),
         resource("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "api", {"spec": {}}),
         resource("kubernetes:keda.sh/v1alpha1:ScaledObject", "worker", {"spec": {}}),
-        resource("kubernetes:helm.sh/v3:Release", "ingress-nginx", {"chart": "ingress-nginx"}),
+        resource("kubernetes:helm.sh/v3:Release", "envoy-gateway", {"chart": "gateway-helm"}),
+        resource(
+            "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy",
+            "proxy",
+            {"spec": {"provider": {"kubernetes": {"envoyService": {"type": "LoadBalancer"}}}}},
+        ),
+        resource(
+            "kubernetes:gateway.networking.k8s.io/v1:Gateway",
+            "gateway",
+            {"spec": {"listeners": [{"name": "https", "protocol": "HTTPS", "port": 443}]}},
+        ),
+        resource(
+            "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
+            "route",
+            {"spec": {"rules": [{"backendRefs": [{"name": "api-stable", "weight": 100}]}]}},
+        ),
+        resource(
+            "kubernetes:networking.k8s.io/v1:Ingress", "ingress", {"spec": {"tls": [{"hosts": []}]}}
+        ),
         resource("aws:eks/cluster:Cluster", "prod", {"encryptionConfig": {}, "vpcConfig": {}}),
         resource("aws:eks/nodeGroup:NodeGroup", "gpu", {"instanceTypes": ["g5.xlarge"]}),
         resource("aws:elasticache/replicationGroup:ReplicationGroup", "redis", {"nodeType": "x"}),
@@ -106,7 +124,15 @@ APPLIES: dict[str, set[str]] = {
         "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
         "kubernetes:keda.sh/v1alpha1:ScaledObject",
     },
-    "no-public-load-balancer": {"kubernetes:core/v1:Service", "kubernetes:helm.sh/v3:Release"},
+    "no-public-load-balancer": {
+        "kubernetes:core/v1:Service",
+        "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy",
+    },
+    "listener-tls": {
+        "kubernetes:gateway.networking.k8s.io/v1:Gateway",
+        "kubernetes:networking.k8s.io/v1:Ingress",
+    },
+    "canary-route-weights": {"kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"},
     "eks-cluster-hardening": {"aws:eks/cluster:Cluster"},
     "elasticache-hardening": {"aws:elasticache/replicationGroup:ReplicationGroup"},
     "no-instance-metadata-egress": {"kubernetes:networking.k8s.io/v1:NetworkPolicy"},

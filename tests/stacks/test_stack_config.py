@@ -367,3 +367,40 @@ def test_dashboards_flag_is_a_boolean() -> None:
     problems = _problems({"agent-platform:monitoring": {"dashboards": "sometimes"}})
     assert len(problems) == 1
     assert problems[0].startswith("agent-platform:monitoring.dashboards: ")
+
+
+def _prod_problems(**sections: Any) -> list[str]:
+    raw, secret_keys = stack_file_config("prod")
+    for key, value in sections.items():
+        raw[f"agent-platform:{key}"] = json.dumps(value)
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(raw, secret_keys)
+    return caught.value.problems
+
+
+def test_prod_serves_the_gateway_over_https_only() -> None:
+    gateway = {"enabled": True, "host": "agents.internal.example.com"}
+    assert _prod_problems(gateway=gateway) == [
+        "agent-platform:gateway.tls.secretName: prod serves the agent API over HTTPS only "
+        "(tenant API keys cross the VPC): name the kubernetes.io/tls Secret of the Gateway's "
+        "certificate"
+    ]
+    assert _prod_problems(gateway={**gateway, "tls": {}}) == [
+        "agent-platform:gateway.tls.secretName: required key is missing"
+    ]
+
+
+def test_the_gateway_needs_envoy_gateway_and_ingress_nginx_is_gone() -> None:
+    operators = {
+        "keda": {"enabled": True, "chartVersion": "2.16.0"},
+        "externalSecrets": {"enabled": True, "chartVersion": "0.10.5"},
+    }
+    assert _prod_problems(operators=operators) == [
+        "agent-platform:gateway.enabled: needs operators.envoyGateway.enabled: true"
+    ]
+    nginx = {**operators, "ingressNginx": {"enabled": True, "chartVersion": "4.11.3"}}
+    assert any("operators.ingressNginx" in p for p in _prod_problems(operators=nginx))
+    assert any(
+        p.startswith("agent-platform:ingress")
+        for p in _prod_problems(ingress={"enabled": True, "host": "a.example"})
+    )

@@ -227,14 +227,22 @@ def test_local_hpa_scales_on_cpu_and_memory_with_behaviour(simulated: Simulate) 
     assert set(hpa["behavior"]) == {"scaleUp", "scaleDown"}
 
 
-def test_prod_canary_takes_exactly_its_weight_through_the_ingress(simulated: Simulate) -> None:
+def test_prod_canary_takes_exactly_its_weight_through_the_gateway(simulated: Simulate) -> None:
     sim = simulated("prod")
-    canary = sim.named("kubernetes:networking.k8s.io/v1:Ingress", "agent-ingress-canary").inputs
-    annotations = canary["metadata"]["annotations"]
-    assert annotations["nginx.ingress.kubernetes.io/canary"] == "true"
-    assert annotations["nginx.ingress.kubernetes.io/canary-weight"] == "10"
-    backend = canary["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
-    assert backend == "agent-api-canary"
+    assert sim.of_type("kubernetes:networking.k8s.io/v1:Ingress") == []
+    assert sim.of_type("kubernetes:helm.sh/v3:Release") != []
+    charts = {r.inputs["chart"] for r in sim.of_type("kubernetes:helm.sh/v3:Release")}
+    assert "oci://docker.io/envoyproxy/gateway-helm" in charts
+    assert not any("ingress-nginx" in chart for chart in charts)
+    route = sim.named("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "agent-route").inputs
+    (rule,) = route["spec"]["rules"]
+    weights = {b["name"]: b["weight"] for b in rule["backendRefs"]}
+    assert weights == {"agent-api-stable": 90, "agent-api-canary": 10}
+    gateway = sim.named("kubernetes:gateway.networking.k8s.io/v1:Gateway", "agent-gateway-gateway")
+    (listener,) = gateway.inputs["spec"]["listeners"]
+    assert (listener["protocol"], listener["port"]) == ("HTTPS", 443)
+    assert listener["tls"]["certificateRefs"] == [{"kind": "Secret", "name": "agent-api-tls"}]
+    assert sim.outputs["agentApiEndpoint"] == "https://agents.internal.example.com"
     versions = {
         d.inputs["metadata"]["name"]: d.inputs["spec"]["template"]["metadata"]["labels"][
             "app.kubernetes.io/version"
