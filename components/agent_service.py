@@ -62,6 +62,7 @@ from components.kube import (
     child_options,
     labels,
     match_labels,
+    prometheus_scrapes,
     restricted_container_security,
     restricted_pod_security,
     selector,
@@ -391,9 +392,7 @@ class AgentService(pulumi.ComponentResource):
                 ingress=[
                     NetworkPolicyIngressRuleArgs(from_=api_sources, ports=tcp_ports(API_PORT)),
                     # The metrics port: Prometheus only, per pod and through agent-metrics.
-                    NetworkPolicyIngressRuleArgs(
-                        from_=[_prometheus()], ports=tcp_ports(METRICS_PORT)
-                    ),
+                    prometheus_scrapes(METRICS_PORT),
                 ],
             ),
             opts=self._opts,
@@ -406,19 +405,10 @@ class AgentService(pulumi.ComponentResource):
             spec=NetworkPolicySpecArgs(
                 pod_selector=match_labels({NAME_LABEL: WORKER_NAME}),
                 policy_types=["Ingress"],
-                ingress=[
-                    NetworkPolicyIngressRuleArgs(
-                        from_=[_prometheus()], ports=tcp_ports(WORKER_PORT)
-                    )
-                ],
+                ingress=[prometheus_scrapes(WORKER_PORT)],
             ),
             opts=self._opts,
         )
-
-
-def _prometheus() -> NetworkPolicyPeerArgs:
-    """Prometheus, deployed in the same namespace (components/monitoring.py)."""
-    return NetworkPolicyPeerArgs(pod_selector=match_labels({NAME_LABEL: "prometheus"}))
 
 
 def _http_service(selected: dict[str, str]) -> ServiceSpecArgs:

@@ -46,6 +46,18 @@ class Cluster:
             check=False,
         )
 
+    def dry_run(self, obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        """Server-side apply of one object with a server dry run: judged, not stored."""
+        return self.run(
+            "kubectl",
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-f",
+            "-",
+            stdin=json.dumps(obj),
+        )
+
 
 @pytest.fixture(scope="module")
 def cluster(cluster_built: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
@@ -150,27 +162,11 @@ def test_the_api_server_refuses_what_the_crd_schema_forbids(cluster: Cluster) ->
         "metadata": {"name": "bad", "namespace": "schema-check"},
         "spec": {"scaleTargetRef": {"name": "x"}, "minReplicaCont": 1, "triggers": []},
     }
-    result = cluster.run(
-        "kubectl",
-        "apply",
-        "--server-side",
-        "--dry-run=server",
-        "-f",
-        "-",
-        stdin=json.dumps(scaled),
-    )
+    result = cluster.dry_run(scaled)
     assert result.returncode != 0
     assert "minReplicaCont" in result.stderr
     scaled["spec"] = {"minReplicaCount": 1, "triggers": []}
-    result = cluster.run(
-        "kubectl",
-        "apply",
-        "--server-side",
-        "--dry-run=server",
-        "-f",
-        "-",
-        stdin=json.dumps(scaled),
-    )
+    result = cluster.dry_run(scaled)
     assert result.returncode != 0
     assert "scaleTargetRef" in result.stderr
 
@@ -198,23 +194,12 @@ def test_the_node_pool_crd_is_karpenters_aws_set(cluster: Cluster) -> None:
         },
     }
 
-    def dry_run(obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-        return cluster.run(
-            "kubectl",
-            "apply",
-            "--server-side",
-            "--dry-run=server",
-            "-f",
-            "-",
-            stdin=json.dumps(obj),
-        )
-
-    result = dry_run(pool)
+    result = cluster.dry_run(pool)
     assert result.returncode != 0
     assert 'label domain "karpenter.k8s.aws" is restricted' in result.stderr, result.stderr
     requirement["key"] = "karpenter.k8s.aws/instance-family"
-    assert dry_run(pool).returncode == 0
+    assert cluster.dry_run(pool).returncode == 0
     del pool["spec"]["template"]["spec"]["nodeClassRef"]
-    result = dry_run(pool)
+    result = cluster.dry_run(pool)
     assert result.returncode != 0
     assert "nodeClassRef" in result.stderr
