@@ -59,6 +59,7 @@ from components.kube import (
     NAME_LABEL,
     TRACK_LABEL,
     VERSION_LABEL,
+    WORKLOAD_LABEL,
     child_options,
     labels,
     match_labels,
@@ -114,6 +115,9 @@ class AgentServiceArgs(ArgsModel):
     service_account_annotations: Mapping[str, InputStr] = {}
     # Which namespaces may reach the API (the ingress controller's, for instance).
     api_client_namespaces: Sequence[str] = ()
+    # Flagger releases the stable track (components/progressive_delivery.py): its
+    # Deployments are the canaries of the `-primary` copies Flagger makes of them.
+    progressive: bool = False
 
     @model_validator(mode="after")
     def _one_stable_track_and_app_settings(self) -> Self:
@@ -122,6 +126,8 @@ class AgentServiceArgs(ArgsModel):
             raise ValueError("exactly one stable track is required")
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate tracks: {names}")
+        if self.progressive and names != ["stable"]:
+            raise ValueError("under Flagger the stable track is the only one declared")
         bad = [k for k in self.settings if not k.startswith("AGENT_")]
         if bad:
             raise ValueError(f"settings must be AGENT_* variables: {bad}")
@@ -262,6 +268,12 @@ class AgentService(pulumi.ComponentResource):
         pod_labels = labels(
             app, "agent", **{TRACK_LABEL: track.track, VERSION_LABEL: track.version}
         )
+        # Under Flagger the Deployment also selects by the label Flagger rewrites on its
+        # primary copy; the spread and the PDB keep counting every pod of the role, the
+        # primary's and the canary's (a PDB's integer minAvailable may span controllers).
+        selected = dict(match)
+        if self._args.progressive:
+            pod_labels[WORKLOAD_LABEL] = selected[WORKLOAD_LABEL] = deployment_name
         secret = self._args.secret_name
 
         def from_secret(key: str) -> EnvVarSourceArgs:
@@ -326,7 +338,7 @@ class AgentService(pulumi.ComponentResource):
                 # No replicas: the autoscaler owns the count, and a replicas field here
                 # would reset it on every `pulumi up`.
                 revision_history_limit=5,
-                selector=match_labels(match),
+                selector=match_labels(selected),
                 strategy=DeploymentStrategyArgs(
                     type="RollingUpdate",
                     rolling_update=RollingUpdateDeploymentArgs(max_surge="25%", max_unavailable=0),

@@ -9,6 +9,11 @@ the split is the ratio of their replica floors.
 Promotion and rollback are config changes. Promote: set `agent.version`/`agent.imageTag`
 to the canary's and remove `canary`. Roll back: remove `canary`, or set its weight to 0.
 `pulumi up` then deletes the canary's resources.
+
+With progressive delivery on, Flagger makes the canary of each release and steps its
+weight, promotes and rolls back by itself on the analysis
+(components/progressive_delivery.py): the stack declares the stable track alone and
+Flagger's Canary objects, and Flagger writes the HTTPRoute.
 """
 
 from __future__ import annotations
@@ -23,11 +28,24 @@ from pulumi_kubernetes.apiextensions import CustomResource
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from pydantic import Field, model_validator
 
-from components.agent_service import AgentService, AgentServiceArgs, ReleaseTrack, Version
+from components.agent_service import (
+    WORKER_PORT,
+    AgentService,
+    AgentServiceArgs,
+    ReleaseTrack,
+    Version,
+)
 from components.app_image import ImageTag
 from components.autoscaling import Autoscaling, AutoscalingArgs, QueueTrigger, ReplicaBounds
-from components.gateway import GATEWAY_API, http_route_spec
+from components.gateway import GATEWAY_API, GATEWAY_NAME, SERVICE_PORT, http_route_spec
 from components.kube import child_options, labels
+from components.progressive_delivery import (
+    Autoscaler,
+    ProgressiveDeliveryConfig,
+    ProgressiveRelease,
+    ProgressiveReleaseArgs,
+    ReleaseTarget,
+)
 from components.values import ArgsModel, InputStr, Percent, Resources
 
 # The canary's share of requests, in percent.
@@ -74,11 +92,24 @@ class CanaryReleaseArgs(ArgsModel):
     queue: QueueTrigger | None = None
     service_account_annotations: Mapping[str, InputStr] = {}
     api_client_namespaces: Sequence[str] = ()
+    # Flagger releases, and the Prometheus its analysis queries.
+    progressive: ProgressiveDeliveryConfig | None = None
+    prometheus_url: InputStr | None = None
 
     @model_validator(mode="after")
     def _a_new_version(self) -> Self:
         if self.canary is not None and self.canary.version == self.stable.version:
             raise ValueError("the canary's version equals the stable one")
+        return self
+
+    @model_validator(mode="after")
+    def _flagger_needs_a_route_and_no_manual_canary(self) -> Self:
+        if self.progressive is None:
+            return self
+        if self.canary is not None:
+            raise ValueError("a manual canary and progressive delivery exclude each other")
+        if self.route is None or self.prometheus_url is None:
+            raise ValueError("progressive delivery needs the Gateway route and Prometheus")
         return self
 
     @property
@@ -149,12 +180,14 @@ class CanaryRelease(pulumi.ComponentResource):
                 settings=args.settings,
                 service_account_annotations=args.service_account_annotations,
                 api_client_namespaces=args.api_client_namespaces,
+                progressive=args.progressive is not None,
             ),
             opts=child_options(self, opts),
         )
+        scalers: dict[str, Autoscaler] = {}
         for track, deployments in self.service.deployments.items():
             for role, deployment_name in deployments.items():
-                Autoscaling(
+                scaling = Autoscaling(
                     f"{name}-{role}-{track}",
                     AutoscalingArgs(
                         namespace=args.namespace,
@@ -167,9 +200,43 @@ class CanaryRelease(pulumi.ComponentResource):
                     ),
                     opts=child_options(self, opts),
                 )
+                scalers[role] = Autoscaler(
+                    api_version="keda.sh/v1alpha1"
+                    if scaling.kind == "ScaledObject"
+                    else "autoscaling/v2",
+                    kind=scaling.kind,
+                    name=deployment_name,
+                )
 
         self.endpoint = self.service.endpoint
-        if args.route is not None:
+        if args.progressive is not None and args.route is not None and args.prometheus_url:
+            released = self.service.deployments["stable"]
+            ProgressiveRelease(
+                name,
+                ProgressiveReleaseArgs(
+                    namespace=args.namespace,
+                    provider=args.provider,
+                    config=args.progressive,
+                    prometheus_url=args.prometheus_url,
+                    api=ReleaseTarget(
+                        deployment=released["api"],
+                        autoscaler=scalers["api"],
+                        port=SERVICE_PORT,
+                        target_port="http",
+                    ),
+                    worker=ReleaseTarget(
+                        deployment=released["worker"],
+                        autoscaler=scalers["worker"],
+                        port=WORKER_PORT,
+                        target_port="http",
+                    ),
+                    gateway_name=GATEWAY_NAME,
+                    host=args.route.host,
+                ),
+                opts=child_options(self, opts),
+            )
+            self.endpoint = self._endpoint(args.route)
+        elif args.route is not None:
             self.endpoint = self._http_route(name, args, args.route, opts)
 
         active = args.canary if args.canary_active else None
@@ -198,5 +265,9 @@ class CanaryRelease(pulumi.ComponentResource):
             spec=http_route_spec(route.host, self.service.track_service_names, args.canary_weight),
             opts=child_options(self, component_opts, provider=args.provider),
         )
+        return self._endpoint(route)
+
+    @staticmethod
+    def _endpoint(route: GatewayRoute) -> pulumi.Output[str]:
         scheme = "https" if route.tls else "http"
         return pulumi.Output.from_input(f"{scheme}://{route.host}")

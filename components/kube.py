@@ -37,6 +37,9 @@ GPU_POOL_NAME_LABEL = "agent-platform.io/gpu-pool"
 TRACK_LABEL = "agent-platform.io/track"
 VERSION_LABEL = "app.kubernetes.io/version"
 NAME_LABEL = "app.kubernetes.io/name"
+# The Deployment a pod belongs to, set only on releases Flagger manages: its selector
+# label, which it rewrites to `<deployment>-primary` on the stable copy.
+WORKLOAD_LABEL = "agent-platform.io/workload"
 
 
 def labels(name: str, component: str, **extra: str) -> dict[str, str]:

@@ -59,6 +59,7 @@ from components.prometheus_rules import AlertThresholds, alert_rules, scrape_con
 from components.values import ArgsModel, PositiveInt, Resources, VolumeClaim
 
 PROMETHEUS_PORT = 9090
+PROMETHEUS_NAME = "prometheus"
 PROMETHEUS_UID = 65534
 
 
@@ -102,7 +103,7 @@ class Monitoring(pulumi.ComponentResource):
     ) -> None:
         super().__init__("agent-platform:monitoring:Monitoring", name, None, opts)
         opts_k8s = child_options(self, opts, provider=args.provider)
-        app = "prometheus"
+        app = PROMETHEUS_NAME
         app_labels = labels(app, "monitoring")
         ns = args.namespace
 
@@ -280,3 +281,8 @@ class Monitoring(pulumi.ComponentResource):
             "http://", service.metadata.name, ".", ns, f".svc.cluster.local:{PROMETHEUS_PORT}"
         )
         self.register_outputs({"prometheusUrl": self.prometheus_url})
+
+
+def in_cluster_url(namespace: str) -> str:
+    """Prometheus's address inside the cluster, for clients set up before it exists."""
+    return f"http://{PROMETHEUS_NAME}.{namespace}.svc.cluster.local:{PROMETHEUS_PORT}"

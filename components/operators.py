@@ -1,7 +1,8 @@
 """The cluster operators dev and prod rely on, each a pinned Helm chart behind a flag:
 KEDA (queue-driven autoscaling), Envoy Gateway (the Gateway API implementation that
-carries the agent API's traffic and canary weights: components/gateway.py) and External
-Secrets (Secrets Manager -> Kubernetes Secrets)."""
+carries the agent API's traffic and canary weights: components/gateway.py), External
+Secrets (Secrets Manager -> Kubernetes Secrets) and Flagger (metric-gated releases through
+the Gateway: components/progressive_delivery.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pulumi_kubernetes.networking.v1 import (
     NetworkPolicySpecArgs,
 )
 
-from components.kube import child_options, tcp_ports
+from components.kube import WORKLOAD_LABEL, child_options, tcp_ports
 from components.values import ArgsModel
 
 # What reaches each operator's pods: the API server calls webhooks and the metrics API
@@ -26,6 +27,8 @@ OPEN_PORTS = {
     "keda": (6443, 9443),
     "envoy_gateway": (9443, 18000, 10080, 10443),
     "external_secrets": (10250,),
+    # Flagger serves no webhook; nothing calls it.
+    "flagger": (),
 }
 
 # (release name, namespace, chart, chart repository: None for an OCI chart reference)
@@ -43,7 +46,9 @@ CHARTS: dict[str, tuple[str, str, str, str | None]] = {
         "external-secrets",
         "https://charts.external-secrets.io",
     ),
+    "flagger": ("flagger", "flagger-system", "flagger", "https://flagger.app"),
 }
+FLAGGER_NAMESPACE = CHARTS["flagger"][1]
 
 
 class OperatorRelease(ArgsModel):
@@ -57,11 +62,14 @@ class OperatorsConfig(ArgsModel):
     keda: OperatorRelease = OperatorRelease(chart_version="2.16.0")
     envoy_gateway: OperatorRelease = OperatorRelease(chart_version="v1.7.0")
     external_secrets: OperatorRelease = OperatorRelease(chart_version="0.10.5")
+    flagger: OperatorRelease = OperatorRelease(chart_version="1.36.1")
 
 
 class ClusterOperatorsArgs(ArgsModel):
     config: OperatorsConfig
     provider: k8s.Provider
+    # The Prometheus Flagger checks at start (each analysis names its own).
+    prometheus_url: str | None = None
 
 
 class ClusterOperators(pulumi.ComponentResource):
@@ -84,6 +92,14 @@ class ClusterOperators(pulumi.ComponentResource):
                 self.gateway_namespace = namespace
             if key == "external_secrets":
                 values = {"installCRDs": True}
+            if key == "flagger":
+                values = {
+                    "meshProvider": "gatewayapi:v1",
+                    # The label Flagger selects pods by and rewrites on its primaries:
+                    # one of the platform's own, so that no shared label changes meaning.
+                    "selectorLabels": WORKLOAD_LABEL,
+                    **({"metricsServer": args.prometheus_url} if args.prometheus_url else {}),
+                }
             self.releases[key] = k8s.helm.v3.Release(
                 f"{name}-{release_name}",
                 name=release_name,
@@ -103,7 +119,10 @@ class ClusterOperators(pulumi.ComponentResource):
                 spec=NetworkPolicySpecArgs(
                     pod_selector=LabelSelectorArgs(),
                     policy_types=["Ingress"],
-                    ingress=[NetworkPolicyIngressRuleArgs(ports=tcp_ports(*OPEN_PORTS[key]))],
+                    # No ports: no rule, since a rule without ports would admit every port.
+                    ingress=[NetworkPolicyIngressRuleArgs(ports=tcp_ports(*OPEN_PORTS[key]))]
+                    if OPEN_PORTS[key]
+                    else [],
                 ),
                 # Helm creates the namespace.
                 opts=child_options(

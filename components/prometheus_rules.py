@@ -32,6 +32,11 @@ class AlertThresholds:
 
 QUEUE_JOB = "agent-queue"
 
+# The pod label Flagger rewrites on its primary copy (components.kube.WORKLOAD_LABEL), as
+# service discovery spells it; in order, so that the primary's rule has the last word.
+WORKLOAD_META_LABEL = "__meta_kubernetes_pod_label_agent_platform_io_workload"
+RELEASE_TRACK_BY_WORKLOAD = ((".+", "canary"), (".+-primary", "stable"))
+
 
 def scrape_config(
     namespace: str,
@@ -90,6 +95,18 @@ def scrape_config(
                         "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
                         "target_label": "app",
                     },
+                    # Under Flagger one pod template runs as both tracks: the label it
+                    # rewrites tells them apart, and overrides the app's own
+                    # `release_track` (components/progressive_delivery.py).
+                    *(
+                        {
+                            "source_labels": [WORKLOAD_META_LABEL],
+                            "regex": regex,
+                            "target_label": "release_track",
+                            "replacement": track,
+                        }
+                        for regex, track in RELEASE_TRACK_BY_WORKLOAD
+                    ),
                 ],
             },
             *queue_jobs,
@@ -117,6 +134,22 @@ def alert_rules(t: AlertThresholds) -> dict[str, Any]:
                         "expr": (
                             'sum by (release_track) (rate(agent_tasks_total{status=~"failed|dead_lettered"}[5m]))'
                             " / clamp_min(sum by (release_track) (rate(agent_tasks_total[5m])), 1e-9)"
+                        ),
+                    },
+                    {
+                        # Per track, for the canary analysis (components/progressive_delivery.py)
+                        # and the release dashboards.
+                        "record": "agent:task_duration_seconds:p99_by_release_track:rate5m",
+                        "expr": (
+                            "histogram_quantile(0.99, sum by (release_track, le)"
+                            " (rate(agent_task_duration_seconds_bucket[5m])))"
+                        ),
+                    },
+                    {
+                        "record": "agent:llm_cost_usd_per_task_by_release_track:rate5m",
+                        "expr": (
+                            "sum by (release_track) (rate(agent_llm_cost_usd_total[5m]))"
+                            " / sum by (release_track) (rate(agent_tasks_total[5m]))"
                         ),
                     },
                     {

@@ -38,6 +38,7 @@ from components.monitoring import MonitoringConfig
 from components.namespace import NamespaceName
 from components.network import VpcCidr, ZoneCount
 from components.operators import OperatorsConfig
+from components.progressive_delivery import ProgressiveDeliveryConfig
 from components.redis import RedisConfig
 from components.values import ArgsModel, Cidr, Resources, Scaling
 
@@ -180,6 +181,8 @@ class StackConfig(ArgsModel):
     agent: AgentConfig
     autoscaling: AutoscalingConfig
     canary: CanaryConfig | None = None
+    # Flagger's metric-gated releases (components/progressive_delivery.py).
+    progressive_delivery: ProgressiveDeliveryConfig = ProgressiveDeliveryConfig()
     llm: LlmConfig
     budget: BudgetConfig
     operators: OperatorsConfig = OperatorsConfig()
@@ -244,11 +247,38 @@ class StackConfig(ArgsModel):
             problems.append(("autoscaling.keda", "needs operators.keda.enabled: true"))
         if self.gateway.enabled and not self.operators.envoy_gateway.enabled:
             problems.append(("gateway.enabled", "needs operators.envoyGateway.enabled: true"))
+        problems += self._progressive_delivery_problems()
         if env is Environment.PROD:
             problems += self._prod_problems()
         if self.canary is not None and self.canary.version == self.agent.version:
             problems.append(
                 ("canary.version", "equals agent.version; to promote, remove the canary")
+            )
+        return problems
+
+    def _progressive_delivery_problems(self) -> list[tuple[str, str]]:
+        if not self.progressive_delivery.enabled:
+            return []
+        problems: list[tuple[str, str]] = []
+        if self.canary is not None:
+            problems.append(
+                (
+                    "canary",
+                    "progressiveDelivery.enabled releases through Flagger, which makes the "
+                    "canary itself: remove this section and change agent.version and "
+                    "agent.imageTag to release",
+                )
+            )
+        if not self.gateway.enabled:
+            problems.append(
+                (
+                    "progressiveDelivery.enabled",
+                    "Flagger steps the Gateway's weights: needs gateway.enabled: true",
+                )
+            )
+        if not self.operators.flagger.enabled:
+            problems.append(
+                ("progressiveDelivery.enabled", "needs operators.flagger.enabled: true")
             )
         return problems
 

@@ -43,9 +43,9 @@ from components.grafana_dashboards import GrafanaDashboards, GrafanaDashboardsAr
 from components.llm_service import LLM_NAME, LLM_PORT, LlmService, LlmServiceArgs
 from components.local_cluster import LocalCluster, LocalClusterArgs
 from components.local_storage import LocalStorage, LocalStorageArgs
-from components.monitoring import Monitoring, MonitoringArgs
+from components.monitoring import Monitoring, MonitoringArgs, in_cluster_url
 from components.namespace import PlatformNamespace, PlatformNamespaceArgs
-from components.operators import ClusterOperators, ClusterOperatorsArgs
+from components.operators import FLAGGER_NAMESPACE, ClusterOperators, ClusterOperatorsArgs
 from components.prometheus_rules import QUEUE_JOB, AlertThresholds
 from components.redis import REDIS_PORT, Redis, RedisArgs
 from components.secrets import (
@@ -186,8 +186,12 @@ def _monitoring_and_llm(
             ),
             provider=provider,
             gpu_namespace=GPU_SYSTEM_NAMESPACE if config.gpu_pools else None,
-            # KEDA's operator reads vLLM's metrics from Prometheus.
-            query_client_namespaces=[KEDA_NAMESPACE] if scaled_llm else [],
+            # KEDA's operator reads vLLM's metrics from Prometheus; Flagger runs the
+            # release analysis's queries.
+            query_client_namespaces=[
+                *([KEDA_NAMESPACE] if scaled_llm else []),
+                *([FLAGGER_NAMESPACE] if config.progressive_delivery.enabled else []),
+            ],
             queue_metrics_target=f"{QUEUE_METRICS_SERVICE}.{ns}.svc.cluster.local:{METRICS_PORT}",
         ),
         opts=opts,
@@ -388,6 +392,7 @@ def build(config: StackConfig) -> StackExports:
             ClusterOperatorsArgs(
                 config=config.operators,
                 provider=target.provider,
+                prometheus_url=in_cluster_url(config.namespace),
             ),
         )
     after_operators = pulumi.ResourceOptions(
@@ -579,6 +584,10 @@ def build(config: StackConfig) -> StackExports:
             api_client_namespaces=[operators.gateway_namespace]
             if operators and operators.gateway_namespace
             else [],
+            progressive=config.progressive_delivery
+            if config.progressive_delivery.enabled
+            else None,
+            prometheus_url=monitoring.prometheus_url,
         ),
         # Pods name the image by tag: wait until it is pushed.
         opts=pulumi.ResourceOptions.merge(

@@ -40,7 +40,7 @@ def rules_file(tmp_path: Path) -> Path:
 def test_rules_pass_promtool_check(rules_file: Path) -> None:
     result = _run("check", "rules", str(rules_file))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 13 rules found" in result.stdout
+    assert "SUCCESS: 15 rules found" in result.stdout
 
 
 def test_config_passes_promtool_check(tmp_path: Path, rules_file: Path) -> None:

@@ -394,6 +394,7 @@ def test_the_gateway_needs_envoy_gateway_and_ingress_nginx_is_gone() -> None:
     operators = {
         "keda": {"enabled": True, "chartVersion": "2.16.0"},
         "externalSecrets": {"enabled": True, "chartVersion": "0.10.5"},
+        "flagger": {"enabled": True, "chartVersion": "1.36.1"},
     }
     assert _prod_problems(operators=operators) == [
         "agent-platform:gateway.enabled: needs operators.envoyGateway.enabled: true"

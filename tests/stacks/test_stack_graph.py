@@ -21,6 +21,13 @@ STACKS = ["local", "dev", "prod"]
 POD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
 
+# prod with the manual release flow: progressive delivery off, a 10% canary by config.
+MANUAL_CANARY: dict[str, Any] = {
+    "agent-platform:progressiveDelivery": {"enabled": False},
+    "agent-platform:canary": {"version": "1.5.0", "imageTag": "1.5.0", "weight": 10},
+}
+
+
 def _pod_spec(resource: SimulatedResource) -> dict[str, Any]:
     spec: dict[str, Any] = resource.inputs["spec"]["template"]["spec"]
     return spec
@@ -67,8 +74,9 @@ def test_preview_leaves_cloud_computed_outputs_unknown(simulated: Simulate) -> N
     preview = simulated("prod", True).outputs
     assert isinstance(preview["redisEndpoint"], Unknown)
     assert isinstance(preview["imageRef"], Unknown)
-    # What config alone decides is known before anything exists.
-    assert preview["canary"] == {"version": "1.5.0", "weight": 10}
+    # What config alone decides is known before anything exists (prod's releases are
+    # Flagger's: no canary in the config).
+    assert preview["canary"] == {"version": None, "weight": 0}
     assert preview["namespace"] == "agents"
 
 
@@ -210,7 +218,7 @@ def test_keda_scales_workers_on_the_task_streams_backlog(simulated: Simulate) ->
     api = sim.named(scaled, "agent-api-stable-scaledobject").inputs["spec"]
     assert api["minReplicaCount"] == 2
     assert [t.get("name") for t in api["triggers"]] == [None, "backlog"]
-    prod = simulated("prod")
+    prod = simulate("prod", overrides=MANUAL_CANARY)
     for track in ("stable", "canary"):
         spec = prod.named(scaled, f"agent-worker-{track}-scaledobject").inputs["spec"]
         assert spec["minReplicaCount"] >= 1
@@ -227,8 +235,8 @@ def test_local_hpa_scales_on_cpu_and_memory_with_behaviour(simulated: Simulate) 
     assert set(hpa["behavior"]) == {"scaleUp", "scaleDown"}
 
 
-def test_prod_canary_takes_exactly_its_weight_through_the_gateway(simulated: Simulate) -> None:
-    sim = simulated("prod")
+def test_prod_canary_takes_exactly_its_weight_through_the_gateway() -> None:
+    sim = simulate("prod", overrides=MANUAL_CANARY)
     assert sim.of_type("kubernetes:networking.k8s.io/v1:Ingress") == []
     assert sim.of_type("kubernetes:helm.sh/v3:Release") != []
     charts = {r.inputs["chart"] for r in sim.of_type("kubernetes:helm.sh/v3:Release")}
@@ -264,7 +272,7 @@ def test_prod_canary_takes_exactly_its_weight_through_the_gateway(simulated: Sim
 def test_rollback_removes_every_canary_resource(canary: dict[str, Any] | None) -> None:
     from stacks.simulate import simulate
 
-    sim = simulate("prod", overrides={"agent-platform:canary": canary})
+    sim = simulate("prod", overrides={**MANUAL_CANARY, "agent-platform:canary": canary})
     names = [r.name for r in sim.resources]
     assert not [n for n in names if "canary" in n]
     assert sim.outputs["canary"] == {"version": None, "weight": 0}
@@ -480,8 +488,8 @@ def test_cost_output_is_known_at_preview_and_is_the_up_figure(
     assert preview == simulated(stack).outputs["estimatedMonthlyCost"]
 
 
-def test_prod_pods_run_immutable_tags_known_at_preview(simulated: Simulate) -> None:
-    sim = simulated("prod", True)
+def test_prod_pods_run_immutable_tags_known_at_preview() -> None:
+    sim = simulate("prod", preview=True, overrides=MANUAL_CANARY)
     images = {
         d.inputs["metadata"]["name"]: d.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
         for d in sim.of_type("kubernetes:apps/v1:Deployment")
