@@ -18,6 +18,7 @@ from policies.rules import (
     network,
     pod_security,
     probes,
+    release,
     scaling,
 )
 
@@ -31,6 +32,7 @@ RULES: list[Rule] = [
     *probes.RULES,
     *network.RULES,
     *gateway.RULES,
+    *release.RULES,
     *egress.RULES,
     *aws.RULES,
     *aws_network.RULES,

@@ -133,6 +133,7 @@ APPLIES: dict[str, set[str]] = {
         "kubernetes:networking.k8s.io/v1:Ingress",
     },
     "canary-route-weights": {"kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"},
+    "rollout-has-analysis": {"kubernetes:flagger.app/v1beta1:Canary"},
     "eks-cluster-hardening": {"aws:eks/cluster:Cluster"},
     "elasticache-hardening": {"aws:elasticache/replicationGroup:ReplicationGroup"},
     "no-instance-metadata-egress": {"kubernetes:networking.k8s.io/v1:NetworkPolicy"},
