@@ -106,19 +106,38 @@ def chart_namespaces(simulation: Simulation) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+# prod releasing by hand instead of through Flagger: a 10% canary in its own HTTPRoute.
+MANUAL_CANARY = {
+    "agent-platform:progressiveDelivery": {"enabled": False},
+    "agent-platform:canary": {"version": "1.5.0", "imageTag": "1.5.0", "weight": 10},
+}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "prod-manual-canary"])
 def test_every_object_of_the_stack_is_admitted_by_the_api_server(
     stack: str, cluster: Cluster, simulated: Callable[[str, bool], Simulation]
 ) -> None:
-    simulation = simulated(stack, False)
+    if stack == "prod-manual-canary":
+        from stacks.simulate import simulate
+
+        simulation = simulate("prod", overrides=MANUAL_CANARY)
+    else:
+        simulation = simulated(stack, False)
     objects = manifests(simulation)
     kinds = {o["kind"] for o in objects}
     # The kinds that only the real CRDs can judge are among them.
     assert {"ScaledObject", "TriggerAuthentication", "NodePool", "EC2NodeClass"} <= kinds
-    if stack == "prod":
+    if stack.startswith("prod"):
         assert {"ExternalSecret", "SecretStore"} <= kinds
-        assert {"GatewayClass", "EnvoyProxy", "Gateway", "HTTPRoute"} <= kinds
+        assert {"GatewayClass", "EnvoyProxy", "Gateway"} <= kinds
         assert "Ingress" not in kinds
+    if stack == "prod":
+        # Flagger's release objects; it writes the HTTPRoute itself.
+        assert {"Canary", "MetricTemplate"} <= kinds
+        assert "HTTPRoute" not in kinds
+    if stack == "prod-manual-canary":
+        assert "HTTPRoute" in kinds
+        assert "Canary" not in kinds
     namespaces = [o for o in objects if o["kind"] == "Namespace"] + chart_namespaces(simulation)
     others = [o for o in objects if o["kind"] != "Namespace"]
     assert namespaces
@@ -169,6 +188,19 @@ def test_the_api_server_refuses_what_the_crd_schema_forbids(cluster: Cluster) ->
     result = cluster.dry_run(scaled)
     assert result.returncode != 0
     assert "scaleTargetRef" in result.stderr
+    # Flagger's: a Canary without the Service its traffic goes through.
+    canary = {
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": "bad", "namespace": "schema-check"},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+            "analysis": {"interval": "1m", "threshold": 5},
+        },
+    }
+    result = cluster.dry_run(canary)
+    assert result.returncode != 0
+    assert "spec.service" in result.stderr
 
 
 def test_the_node_pool_crd_is_karpenters_aws_set(cluster: Cluster) -> None:

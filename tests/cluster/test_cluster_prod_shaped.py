@@ -1,11 +1,13 @@
 """The prod stack's Kubernetes layer, deployed by the real engine into the local control
 plane: prod's GPU pool (simulated nodes of its instance type, tainted and labelled as on
-EKS), vLLM on it, KEDA ScaledObjects, the Gateway with a 10% canary on its HTTPRoute, three zones.
+EKS), vLLM on it, KEDA ScaledObjects, the Gateway, Flagger's Canary objects and analysis
+templates, three zones.
 
 How it differs from `Pulumi.prod.yaml`, and why: the AWS parts (VPC, EKS, ElastiCache,
 IAM, Secrets Manager) have no local counterpart, so the stack's environment is `local`:
 Redis runs in the cluster, secrets come from Pulumi config instead of External Secrets,
-and the operators' CRDs come with the control plane (their controllers do not run). The
+and the operators' CRDs come with the control plane (their controllers do not run: no
+Flagger makes the `-primary` copies or writes the HTTPRoute here). The
 rest is prod's own config, read from the committed stack file, so the variant cannot
 drift from it. (tests/cluster/test_cluster_manifests.py admits the dev and prod programs'
 every Kubernetes object, ExternalSecrets included, without the substitutions.)
@@ -72,7 +74,7 @@ def _gpus(pod: dict[str, Any]) -> int:
 def test_every_workload_is_available_on_prods_shape(stack: DeployedStack) -> None:
     workloads = stack.items("deployments") + stack.items("statefulsets")
     names = {w["metadata"]["name"] for w in workloads}
-    assert {"agent-api", "agent-api-canary", "agent-worker", "llm", "redis"} <= names
+    assert {"agent-api", "agent-worker", "llm", "redis"} <= names
     assert [w["metadata"]["name"] for w in workloads if not available(w)] == []
     daemons = stack.get("daemonsets", "-n", "gpu-system")["items"]
     assert {d["metadata"]["name"] for d in daemons} == {
@@ -153,13 +155,12 @@ def _wait_unschedulable(stack: DeployedStack, name: str) -> dict[str, Any]:
     pytest.fail(f"{name} was never reported unschedulable")
 
 
-def test_scaled_objects_drive_the_workers_of_both_tracks(stack: DeployedStack) -> None:
+def test_scaled_objects_drive_the_api_workers_and_vllm(stack: DeployedStack) -> None:
     scaled = {s["metadata"]["name"]: s["spec"] for s in stack.items("scaledobjects.keda.sh")}
+    # Flagger copies the agent's to `-primary` ones when it makes the primaries.
     assert {s["scaleTargetRef"]["name"] for s in scaled.values()} == {
         "agent-api",
-        "agent-api-canary",
         "agent-worker",
-        "agent-worker-canary",
         "llm",
     }
     # vLLM's bounds are prod's llm.autoscaling.
@@ -169,14 +170,28 @@ def test_scaled_objects_drive_the_workers_of_both_tracks(stack: DeployedStack) -
         assert spec["triggers"], spec
 
 
-def test_the_gateway_splits_90_10_between_stable_and_canary(stack: DeployedStack) -> None:
+def test_flagger_releases_through_the_https_gateway(stack: DeployedStack) -> None:
     assert stack.items("ingresses") == []
-    (route,) = stack.items("httproutes.gateway.networking.k8s.io")
-    (rule,) = route["spec"]["rules"]
-    weights = {b["name"]: b["weight"] for b in rule["backendRefs"]}
-    assert weights == {"agent-api-stable": 90, "agent-api-canary": 10}
+    # Flagger writes the route; the stack declares none of its own.
+    assert stack.items("httproutes.gateway.networking.k8s.io") == []
     (gateway,) = stack.items("gateways.gateway.networking.k8s.io")
-    assert route["spec"]["parentRefs"][0]["name"] == gateway["metadata"]["name"]
+    canaries = {c["metadata"]["name"]: c["spec"] for c in stack.items("canaries.flagger.app")}
+    assert set(canaries) == {"agent-api", "agent-worker"}
+    api = canaries["agent-api"]
+    # (The CRD's defaults add the group and kind.)
+    (ref,) = api["service"]["gatewayRefs"]
+    assert (ref["kind"], ref["name"], ref["namespace"]) == (
+        "Gateway",
+        gateway["metadata"]["name"],
+        NAMESPACE,
+    )
+    deployments = {d["metadata"]["name"] for d in stack.items("deployments")}
+    for spec in canaries.values():
+        assert spec["targetRef"]["name"] in deployments
+        for metric in spec["analysis"]["metrics"]:
+            assert stack.get(
+                "metrictemplates.flagger.app", metric["templateRef"]["name"], "-n", NAMESPACE
+            )
     (listener,) = gateway["spec"]["listeners"]
     assert (listener["protocol"], listener["port"]) == ("HTTPS", 443)
     assert listener["tls"]["certificateRefs"][0]["name"] == "agent-api-tls"
