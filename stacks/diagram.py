@@ -143,7 +143,9 @@ def parse_pulumi_dot(text: str) -> Graph:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A DOT string; a newline in it is a centred line break."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 @dataclass
@@ -254,10 +256,9 @@ def architecture_dot(graph: Graph, title: str) -> str:
                 emit(resource, indent + "  ")
                 lines.append(f"{indent}}}")
             else:
-                label = f"{resource.short_type}\\n{resource.name}"
+                label = _quote(f"{resource.short_type}\n{resource.name}")
                 style = ', shape=box3d, fillcolor="#EEF3F8"' if resource.is_component else ""
-                label_attr = '"' + label.replace('"', '\\"') + '"'
-                lines.append(f"{indent}{_quote(resource.key)} [label={label_attr}{style}];")
+                lines.append(f"{indent}{_quote(resource.key)} [label={label}{style}];")
 
     emit(None, "  ")
     for (source, target), properties in sorted(_drawn_edges(layout).items()):
@@ -356,7 +357,11 @@ def engine_graph(stack_file: Path = REPO / "Pulumi.local.yaml") -> str:
         return graph_file.read_text()
 
 
-TITLE = "agent-platform: the local stack as the Pulumi engine registers it"
+TITLE = (
+    "agent-platform: the local stack as the Pulumi engine registers it\n"
+    "(boxes: components; arrows: from what a resource needs to the resource,"
+    " labelled with the properties it flows into)"
+)
 
 
 def generate(stack_file: Path = REPO / "Pulumi.local.yaml") -> str:
