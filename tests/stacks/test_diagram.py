@@ -8,6 +8,7 @@ import hashlib
 import random
 import re
 import shutil
+from collections.abc import Mapping
 
 import pytest
 
@@ -55,16 +56,18 @@ DEPENDENCIES = [
 ]
 
 
-def _pulumi_dot(seed: int | None = None) -> str:
+def _pulumi_dot(
+    seed: int | None = None, resources: Mapping[str, tuple[str, str | None]] = RESOURCES
+) -> str:
     """The graph as `pulumi stack graph` writes it; with a seed, its resources numbered
     and its lines ordered differently (the engine promises neither)."""
-    names = list(RESOURCES)
+    names = list(resources)
     if seed is not None:
         random.Random(seed).shuffle(names)
     ids = {name: f"Resource{i}" for i, name in enumerate(names)}
     lines = []
     for name in names:
-        chain, parent = RESOURCES[name]
+        chain, parent = resources[name]
         lines.append(
             f'    {ids[name]} [label="urn:pulumi:local-render::agent-platform::{chain}::{name}"];'
         )
@@ -131,11 +134,11 @@ def test_the_output_does_not_depend_on_the_engines_numbering_or_order() -> None:
 
 def test_a_new_resource_changes_the_output() -> None:
     before = architecture_dot(parse_pulumi_dot(_pulumi_dot()), "t")
-    RESOURCES["queue-pdb"] = (f"{REDIS}$kubernetes:policy/v1:PodDisruptionBudget", "queue")
-    try:
-        after = architecture_dot(parse_pulumi_dot(_pulumi_dot()), "t")
-    finally:
-        del RESOURCES["queue-pdb"]
+    more = {
+        **RESOURCES,
+        "queue-pdb": (f"{REDIS}$kubernetes:policy/v1:PodDisruptionBudget", "queue"),
+    }
+    after = architecture_dot(parse_pulumi_dot(_pulumi_dot(resources=more)), "t")
     assert after != before
     assert "PodDisruptionBudget\\nqueue-pdb" in after
 
