@@ -345,7 +345,22 @@ INCONSISTENT: list[Callable[[int, int], Case]] = [
         "prod", ("redis", "numCacheClusters"), lambda t: t["redis"].update(numCacheClusters=1)
     ),
     lambda lo, hi: _edit(
-        "prod", ("canary", "version"), lambda t: t["canary"].update(version=t["agent"]["version"])
+        "dev",
+        ("canary", "version"),
+        lambda t: t.update(
+            canary={"version": t["agent"]["version"], "imageTag": "1.9.0", "weight": 10}
+        ),
+    ),
+    # prod releases through Flagger: a manual canary is refused, under its own key.
+    lambda lo, hi: _edit(
+        "prod",
+        ("canary",),
+        lambda t: t.update(canary={"version": "1.9.0", "imageTag": "1.9.0", "weight": 10}),
+    ),
+    lambda lo, hi: _edit(
+        "prod",
+        ("progressiveDelivery", "enabled"),
+        lambda t: t["operators"].pop("flagger"),
     ),
     lambda lo, hi: _without_model_key(
         _edit(
