@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -558,7 +559,7 @@ def _service_links(sim: Simulation) -> dict[str, str]:
 
 @pytest.mark.parametrize("stack", ["local", "dev", "prod"])
 def test_the_worker_starts_with_the_environment_its_pod_gets(
-    simulated: Simulate, stack: str, monkeypatch: pytest.MonkeyPatch
+    simulated: Simulate, stack: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The ConfigMap, the pod's own variables (Secret references filled in) and the service
     links together pass the app's start-up checks: no unknown AGENT_* variable, and a
@@ -570,8 +571,16 @@ def test_the_worker_starts_with_the_environment_its_pod_gets(
     worker = sim.named("kubernetes:apps/v1:Deployment", "agent-worker-stable")
     pod = _pod_spec(worker)
     (container,) = pod["containers"]
-    own = {e["name"]: e.get("value", "from-a-secret") for e in container["env"]}
-    own["AGENT_API_KEYS_SHA256"] = "acme=" + "0" * 64
+    own = {e["name"]: e.get("value", "from-the-pod") for e in container["env"]}
+    # The Secret's keys as the kubelet writes them into the mounted directory.
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    for item in volume["secret"]["items"]:
+        (secrets_dir / item["path"]).write_text("from-a-secret")
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert own["AGENT_SECRETS_DIR"] == mount["mountPath"]
+    own["AGENT_SECRETS_DIR"] = str(secrets_dir)
     for name in [n for n in os.environ if n.startswith("AGENT_")]:
         monkeypatch.delenv(name)
     links = _service_links(sim) if pod.get("enableServiceLinks", True) else {}
@@ -581,6 +590,7 @@ def test_the_worker_starts_with_the_environment_its_pod_gets(
     for name, value in {**links, **settings, **own}.items():
         monkeypatch.setenv(name, str(value))
     app = load_settings()
+    assert app.llm_api_key.get_secret_value() == "from-a-secret"
     assert app.shutdown_grace_s * 1000 < app.claim_idle_ms
     # The worker exits within its grace plus a few seconds; Kubernetes kills it after this.
     assert pod["terminationGracePeriodSeconds"] >= app.shutdown_grace_s + 10
