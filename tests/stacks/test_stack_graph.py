@@ -244,6 +244,14 @@ def test_prod_canary_takes_exactly_its_weight_through_the_gateway(simulated: Sim
     assert (listener["protocol"], listener["port"]) == ("HTTPS", 443)
     assert listener["tls"]["certificateRefs"] == [{"kind": "Secret", "name": "agent-api-tls"}]
     assert sim.outputs["agentApiEndpoint"] == "https://agents.internal.example.com"
+    # prod's certificate comes from cert-manager (the stack's own CA) into that Secret.
+    assert "oci://quay.io/jetstack/charts/cert-manager" in charts
+    certificate = sim.named(
+        "kubernetes:cert-manager.io/v1:Certificate", "agent-gateway-tls-certificate"
+    )
+    assert certificate.inputs["spec"]["secretName"] == "agent-api-tls"
+    assert certificate.inputs["spec"]["dnsNames"] == ["agents.internal.example.com"]
+    assert certificate.inputs["spec"]["issuerRef"]["kind"] == "Issuer"
     versions = {
         d.inputs["metadata"]["name"]: d.inputs["spec"]["template"]["metadata"]["labels"][
             "app.kubernetes.io/version"
