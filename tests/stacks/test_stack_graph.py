@@ -387,19 +387,30 @@ def test_agent_pods_get_settings_and_secrets_by_reference(simulated: Simulate) -
     api = sim.named("kubernetes:apps/v1:Deployment", "agent-api-stable")
     (container,) = _pod_spec(api)["containers"]
     env = {e["name"]: e for e in container["env"]}
-    for name in ("AGENT_REDIS_PASSWORD", "AGENT_API_KEYS_SHA256"):
-        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "agent-secrets"
-        assert "value" not in env[name]
+
+    def secret_files(pod: dict[str, Any]) -> dict[str, str]:
+        (volume,) = [v for v in pod["volumes"] if "secret" in v]
+        assert volume["secret"]["secretName"] == "agent-secrets"
+        return {i["path"]: i["key"] for i in volume["secret"]["items"]}
+
+    # Secrets are files in a read-only volume, none an environment variable.
+    assert not [n for n, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})]
     # The model's key goes to the workers alone, the tenants' key hashes to the API alone.
-    assert "AGENT_LLM_API_KEY" not in env
+    assert secret_files(_pod_spec(api)) == {
+        "AGENT_REDIS_PASSWORD": "redis-password",
+        "AGENT_API_KEYS_SHA256": "api-keys-sha256",
+    }
     assert env["AGENT_RELEASE_TRACK"]["value"] == "stable"
     assert env["AGENT_PORT"]["value"] == "8080"
     worker = sim.named("kubernetes:apps/v1:Deployment", "agent-worker-stable")
     (worker_container,) = _pod_spec(worker)["containers"]
     worker_env = {e["name"]: e for e in worker_container["env"]}
     assert worker_env["AGENT_WORKER_PORT"]["value"] == "8081"
-    assert worker_env["AGENT_LLM_API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "llm-api-key"
-    assert "AGENT_API_KEYS_SHA256" not in worker_env
+    assert not [n for n, e in worker_env.items() if "secretKeyRef" in e.get("valueFrom", {})]
+    assert secret_files(_pod_spec(worker)) == {
+        "AGENT_REDIS_PASSWORD": "redis-password",
+        "AGENT_LLM_API_KEY": "llm-api-key",
+    }
     assert worker_container["ports"] == [{"name": "http", "containerPort": 8081}]
     assert container["envFrom"] == [{"configMapRef": {"name": "agent-settings"}}]
     assert (
