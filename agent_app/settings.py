@@ -6,7 +6,9 @@ import difflib
 import json
 import os
 import re
+import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -18,7 +20,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings import SettingsError as SourceError
 
 from agent_app.keys import DEAD_LETTER_STREAM, TASK_STREAM
 
@@ -42,10 +52,55 @@ DEFAULT_MODELS = [
 ]
 
 
+# A directory holding one file per secret setting, named like its variable
+# (AGENT_REDIS_PASSWORD): how a pod gets its Secret (a read-only volume), so no secret is
+# in the process environment, where a crash dump, `/proc/<pid>/environ` or a child
+# process would show it. Files win over variables; variables remain for local runs.
+SECRETS_DIR_VARIABLE = "AGENT_SECRETS_DIR"
+
+
+class _SecretFiles(SecretsSettingsSource):
+    """pydantic-settings' secrets-directory source, except that a file present for a
+    setting but unreadable (no permission, a dangling link, a directory) is an error
+    naming the setting instead of a warning and a silent default."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[object, str, bool]:
+        variable = f"AGENT_{field_name.upper()}"
+        problem = None
+        for directory in self.secrets_paths:
+            path = self.find_case_path(directory, variable, self.case_sensitive)
+            if path is not None and not path.is_file():
+                problem = f"{path.name} is not a readable file (a link to nothing?)"
+        if problem is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    return super().get_field_value(field, field_name)
+            except (OSError, UnicodeDecodeError, UserWarning) as exc:
+                problem = str(exc)
+        raise SettingsError(
+            f"invalid configuration:\n  {variable}: cannot read its file in "
+            f"{SECRETS_DIR_VARIABLE} ({self.secrets_dir}): {problem}"
+        )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AGENT_", extra="ignore", frozen=True, populate_by_name=True
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        assert isinstance(file_secret_settings, SecretsSettingsSource)
+        files = _SecretFiles(settings_cls, secrets_dir=file_secret_settings.secrets_dir)
+        return init_settings, files, env_settings, dotenv_settings
 
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
     port: int = Field(default=8080, ge=1, le=65535)
@@ -310,6 +365,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """Problem lines for AGENT_* variables no setting reads (a misspelt name would
     otherwise leave its setting at the default without a word), with the likely meant one."""
     known = {env for names in _env_names().values() for env in names.split(" or ")}
+    known.add(SECRETS_DIR_VARIABLE)
     problems = []
     for name in sorted(environ):
         if not name.startswith("AGENT_") or name in known or name.startswith(_OTHER_PREFIXES):
@@ -324,10 +380,27 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return problems
 
 
+def _secrets_dir(environ: Mapping[str, str]) -> Path | None:
+    if not environ.get(SECRETS_DIR_VARIABLE):
+        return None
+    path = Path(environ[SECRETS_DIR_VARIABLE])
+    if not path.is_dir():
+        raise SettingsError(
+            f"invalid configuration:\n  {SECRETS_DIR_VARIABLE}: {path} is not a directory"
+        )
+    return path
+
+
 def load_settings() -> Settings:
     unknown = unknown_variables(os.environ)
+    secrets_dir = _secrets_dir(os.environ)
     try:
-        settings = Settings()
+        settings = Settings(_secrets_dir=secrets_dir)
+    except SourceError as exc:
+        # pydantic-settings wraps what a source raises; a secret file's message is ours.
+        if isinstance(exc.__cause__, SettingsError):
+            raise exc.__cause__ from None
+        raise
     except ValidationError as exc:
         env_names = _env_names()
         lines = [*unknown]

@@ -33,11 +33,12 @@ from pulumi_kubernetes.core.v1 import (
     EnvVarArgs,
     EnvVarSourceArgs,
     HTTPGetActionArgs,
+    KeyToPathArgs,
     ObjectFieldSelectorArgs,
     PodSpecArgs,
     PodTemplateSpecArgs,
     ProbeArgs,
-    SecretKeySelectorArgs,
+    SecretVolumeSourceArgs,
     Service,
     ServiceAccount,
     ServicePortArgs,
@@ -86,7 +87,34 @@ APP_UID = 10001
 # The identity the agent pods run as; IRSA trusts it by this name.
 SERVICE_ACCOUNT = "agent"
 
+# The app's secrets arrive as files here (agent_app/settings.py reads the directory named
+# by AGENT_SECRETS_DIR), never as environment variables: a process's environment is
+# inherited by its children and shown by `/proc/<pid>/environ` and crash reports.
+SECRETS_MOUNT = "/etc/agent/secrets"
+# Owner-read only; the kubelet adds group read for the pod's fsGroup (the app's own
+# group, components/kube.py), so the app user reads them and nobody else in the pod.
+SECRET_FILE_MODE = 0o400
+# Which of the Secret's keys each role's pods get, under the file name the app reads:
+# the API checks tenants' keys, the workers call the model (whose key the API never
+# needs); both reach Redis.
+SECRET_FILES: dict[str, dict[str, str]] = {
+    API_NAME: {REDIS_PASSWORD_KEY: "AGENT_REDIS_PASSWORD", API_KEYS_KEY: "AGENT_API_KEYS_SHA256"},
+    WORKER_NAME: {REDIS_PASSWORD_KEY: "AGENT_REDIS_PASSWORD", LLM_API_KEY_KEY: "AGENT_LLM_API_KEY"},
+}
+
 Track = Literal["stable", "canary"]
+
+
+def secret_volume(secret_name: InputStr, app: str) -> VolumeArgs:
+    """The app Secret as a read-only directory holding only the keys `app` uses."""
+    return VolumeArgs(
+        name="secrets",
+        secret=SecretVolumeSourceArgs(
+            secret_name=secret_name,
+            default_mode=SECRET_FILE_MODE,
+            items=[KeyToPathArgs(key=key, path=path) for key, path in SECRET_FILES[app].items()],
+        ),
+    )
 
 
 # A release's version, as the pods' `app.kubernetes.io/version` label carries it.
@@ -274,23 +302,12 @@ class AgentService(pulumi.ComponentResource):
         selected = dict(match)
         if self._args.progressive:
             pod_labels[WORKLOAD_LABEL] = selected[WORKLOAD_LABEL] = deployment_name
-        secret = self._args.secret_name
-
-        def from_secret(key: str) -> EnvVarSourceArgs:
-            return EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=secret, key=key))
 
         env = [
             EnvVarArgs(name="AGENT_RELEASE_VERSION", value=track.version),
             EnvVarArgs(name="AGENT_RELEASE_TRACK", value=track.track),
             *(EnvVarArgs(name=variable, value=str(port)) for variable, (_, port) in ports.items()),
-            EnvVarArgs(name="AGENT_REDIS_PASSWORD", value_from=from_secret(REDIS_PASSWORD_KEY)),
-            # Each gets only the secret it uses: the API checks tenants' keys, the workers
-            # call the model (whose key the API never needs).
-            (
-                EnvVarArgs(name="AGENT_LLM_API_KEY", value_from=from_secret(LLM_API_KEY_KEY))
-                if app == WORKER_NAME
-                else EnvVarArgs(name="AGENT_API_KEYS_SHA256", value_from=from_secret(API_KEYS_KEY))
-            ),
+            EnvVarArgs(name="AGENT_SECRETS_DIR", value=SECRETS_MOUNT),
             EnvVarArgs(
                 name="POD_NAME",
                 value_from=EnvVarSourceArgs(
@@ -329,7 +346,10 @@ class AgentService(pulumi.ComponentResource):
                 timeout_seconds=3,
                 failure_threshold=2,
             ),
-            volume_mounts=[VolumeMountArgs(name="tmp", mount_path="/tmp")],
+            volume_mounts=[
+                VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                VolumeMountArgs(name="secrets", mount_path=SECRETS_MOUNT, read_only=True),
+            ],
         )
         deployment = Deployment(
             resource_name,
@@ -366,7 +386,8 @@ class AgentService(pulumi.ComponentResource):
                         volumes=[
                             VolumeArgs(
                                 name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="128Mi")
-                            )
+                            ),
+                            secret_volume(self._args.secret_name, app),
                         ],
                     ),
                 ),

@@ -13,13 +13,21 @@ one load balancer (the bill, and the pack's reading in costing/kinds.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Self
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.apiextensions import CustomResource
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pydantic import model_validator
 
 from components.billing import Billable, LoadBalancer
+from components.certificates import (
+    CERTIFICATE_SECRET,
+    GatewayCertificate,
+    GatewayCertificateArgs,
+    IssuerConfig,
+)
 from components.kube import child_options, labels
 from components.values import ArgsModel
 
@@ -37,9 +45,25 @@ INTERNAL_ANNOTATIONS = {
 
 
 class GatewayTls(ArgsModel):
-    # A kubernetes.io/tls Secret in the stack's namespace (from cert-manager, External
-    # Secrets or by hand): the HTTPS listener's certificate.
-    secret_name: str
+    """The HTTPS listener's certificate: exactly one of a Secret the stack's owner keeps
+    (bring your own) and an issuer cert-manager gets it from (components/certificates.py)."""
+
+    # A kubernetes.io/tls Secret in the stack's namespace (from External Secrets or by hand).
+    secret_name: str | None = None
+    issuer: IssuerConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.secret_name is None) == (self.issuer is None):
+            raise ValueError(
+                "set exactly one of secretName (a kubernetes.io/tls Secret you provide) and "
+                "issuer (cert-manager issues the certificate)"
+            )
+        return self
+
+    @property
+    def certificate_secret(self) -> str:
+        return self.secret_name if self.secret_name is not None else CERTIFICATE_SECRET
 
 
 class GatewayConfig(ArgsModel):
@@ -54,6 +78,8 @@ class AgentGatewayArgs(ArgsModel):
     namespace: str
     provider: k8s.Provider
     config: GatewayConfig
+    # The AWS region (for an ACME issuer's Route53 solver); None off AWS.
+    region: str | None = None
 
 
 class AgentGateway(pulumi.ComponentResource):
@@ -109,6 +135,21 @@ class AgentGateway(pulumi.ComponentResource):
             opts=child_options(self, opts, provider=args.provider, depends_on=[proxy]),
         )
         tls = args.config.tls
+        certificate: list[pulumi.Resource] = []
+        if tls is not None and tls.issuer is not None:
+            certificate.append(
+                GatewayCertificate(
+                    f"{name}-tls",
+                    GatewayCertificateArgs(
+                        namespace=args.namespace,
+                        host=args.config.host,
+                        issuer=tls.issuer,
+                        provider=args.provider,
+                        region=args.region,
+                    ),
+                    opts=child_options(self, opts, provider=args.provider),
+                )
+            )
         CustomResource(
             f"{name}-gateway",
             api_version=GATEWAY_API,
@@ -120,7 +161,9 @@ class AgentGateway(pulumi.ComponentResource):
                 "gatewayClassName": class_name,
                 "listeners": [listener(args.config.host, tls)],
             },
-            opts=child_options(self, opts, provider=args.provider, depends_on=[gateway_class]),
+            opts=child_options(
+                self, opts, provider=args.provider, depends_on=[gateway_class, *certificate]
+            ),
         )
         scheme = "https" if tls else "http"
         self.endpoint = pulumi.Output.from_input(f"{scheme}://{args.config.host}")
@@ -139,7 +182,7 @@ def listener(host: str, tls: GatewayTls | None) -> dict[str, object]:
         "hostname": host,
         "tls": {
             "mode": "Terminate",
-            "certificateRefs": [{"kind": "Secret", "name": tls.secret_name}],
+            "certificateRefs": [{"kind": "Secret", "name": tls.certificate_secret}],
         },
     }
 

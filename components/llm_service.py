@@ -413,6 +413,8 @@ class LlmService(pulumi.ComponentResource):
         ]
         token = (
             [
+                # Env on purpose (third-party image): the download job's huggingface_hub
+                # reads the token from HF_TOKEN.
                 EnvVarArgs(
                     name="HF_TOKEN",
                     value_from=EnvVarSourceArgs(
@@ -467,6 +469,8 @@ class LlmService(pulumi.ComponentResource):
                 EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
                 *(
                     [
+                        # Env on purpose (third-party image): vLLM takes its key from
+                        # VLLM_API_KEY or `--api-key` (argv, visible in `ps`), no file.
                         EnvVarArgs(
                             name="VLLM_API_KEY",
                             value_from=EnvVarSourceArgs(

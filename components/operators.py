@@ -1,8 +1,9 @@
 """The cluster operators dev and prod rely on, each a pinned Helm chart behind a flag:
 KEDA (queue-driven autoscaling), Envoy Gateway (the Gateway API implementation that
 carries the agent API's traffic and canary weights: components/gateway.py), External
-Secrets (Secrets Manager -> Kubernetes Secrets) and Flagger (metric-gated releases through
-the Gateway: components/progressive_delivery.py)."""
+Secrets (Secrets Manager -> Kubernetes Secrets), cert-manager (the Gateway's certificate:
+components/certificates.py) and Flagger (metric-gated releases through the Gateway:
+components/progressive_delivery.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ from pulumi_kubernetes.networking.v1 import (
     NetworkPolicySpecArgs,
 )
 
+from components.certificates import CERT_MANAGER_NAMESPACE
+from components.karpenter import SYSTEM_POOL_LABELS
 from components.kube import WORKLOAD_LABEL, child_options, tcp_ports
-from components.values import ArgsModel
+from components.values import ArgsModel, InputStr
+
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 # What reaches each operator's pods: the API server calls webhooks and the metrics API
 # (from outside the pod network, so from any address). Envoy Gateway's namespace also
@@ -29,6 +34,7 @@ OPEN_PORTS = {
     "external_secrets": (10250,),
     # Flagger serves no webhook; nothing calls it.
     "flagger": (),
+    "cert_manager": (10250,),
 }
 
 # (release name, namespace, chart, chart repository: None for an OCI chart reference)
@@ -47,8 +53,49 @@ CHARTS: dict[str, tuple[str, str, str, str | None]] = {
         "https://charts.external-secrets.io",
     ),
     "flagger": ("flagger", "flagger-system", "flagger", "https://flagger.app"),
+    # The chart's OCI home, as Envoy Gateway's: pinned by version like the others.
+    "cert_manager": (
+        "cert-manager",
+        CERT_MANAGER_NAMESPACE,
+        "oci://quay.io/jetstack/charts/cert-manager",
+        None,
+    ),
 }
 FLAGGER_NAMESPACE = CHARTS["flagger"][1]
+
+# Restricted Pod Security for each of cert-manager's pods (its chart's defaults, written
+# out so a chart upgrade cannot loosen them), on the managed system nodes.
+_POD_SECURITY: dict[str, object] = {
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+_CERT_MANAGER_POD = {
+    "nodeSelector": SYSTEM_POOL_LABELS,
+    "securityContext": _POD_SECURITY,
+    "containerSecurityContext": {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    },
+}
+
+
+def cert_manager_values(role_arn: InputStr | None) -> dict[str, object]:
+    """cert-manager's chart values: its CRDs with it, every pod restricted and on the
+    system nodes; with `role_arn`, the controller's account assumes it (IRSA, the ACME
+    issuer's Route53 access), and the fsGroup lets the non-root controller read the
+    projected token."""
+    values: dict[str, object] = {
+        "crds": {"enabled": True, "keep": True},
+        **_CERT_MANAGER_POD,
+        "webhook": _CERT_MANAGER_POD,
+        "cainjector": _CERT_MANAGER_POD,
+        "startupapicheck": _CERT_MANAGER_POD,
+    }
+    if role_arn is not None:
+        values["serviceAccount"] = {"annotations": {IRSA_ANNOTATION: role_arn}}
+        values["securityContext"] = {**_POD_SECURITY, "fsGroup": 1001}
+    return values
 
 
 class OperatorRelease(ArgsModel):
@@ -63,6 +110,7 @@ class OperatorsConfig(ArgsModel):
     envoy_gateway: OperatorRelease = OperatorRelease(chart_version="v1.7.0")
     external_secrets: OperatorRelease = OperatorRelease(chart_version="0.10.5")
     flagger: OperatorRelease = OperatorRelease(chart_version="1.36.1")
+    cert_manager: OperatorRelease = OperatorRelease(chart_version="v1.21.2")
 
 
 class ClusterOperatorsArgs(ArgsModel):
@@ -70,6 +118,8 @@ class ClusterOperatorsArgs(ArgsModel):
     provider: k8s.Provider
     # The Prometheus Flagger checks at start (each analysis names its own).
     prometheus_url: str | None = None
+    # The IAM role cert-manager's controller assumes (an ACME issuer's DNS-01), if any.
+    cert_manager_role_arn: InputStr | None = None
 
 
 class ClusterOperators(pulumi.ComponentResource):
@@ -100,6 +150,8 @@ class ClusterOperators(pulumi.ComponentResource):
                     "selectorLabels": WORKLOAD_LABEL,
                     **({"metricsServer": args.prometheus_url} if args.prometheus_url else {}),
                 }
+            if key == "cert_manager":
+                values = cert_manager_values(args.cert_manager_role_arn)
             self.releases[key] = k8s.helm.v3.Release(
                 f"{name}-{release_name}",
                 name=release_name,

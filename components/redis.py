@@ -230,6 +230,8 @@ class Redis(pulumi.ComponentResource):
             args=["/etc/redis/redis.conf"],
             ports=[ContainerPortArgs(name="redis", container_port=REDIS_PORT)],
             env=[
+                # Env on purpose (third-party image): redis-cli in the probe takes its
+                # password only from REDISCLI_AUTH or `-a` (argv, visible in `ps`).
                 EnvVarArgs(
                     name="REDISCLI_AUTH",
                     value_from=EnvVarSourceArgs(

@@ -201,6 +201,14 @@ class StackConfig(ArgsModel):
             problems.append(("karpenter.enabled", "Karpenter launches EC2 nodes: dev or prod only"))
         if self.redis.mode == "elasticache":
             problems.append(("redis.mode", "'elasticache' needs an AWS environment"))
+        tls = self.gateway.tls
+        if tls and tls.issuer and tls.issuer.acme:
+            problems.append(
+                (
+                    "gateway.tls.issuer.acme",
+                    "DNS-01 in Route53 needs an AWS environment: use issuer.ca locally",
+                )
+            )
         return problems
 
     def consistency_problems(self) -> list[tuple[str, str]]:
@@ -248,6 +256,9 @@ class StackConfig(ArgsModel):
         if self.gateway.enabled and not self.operators.envoy_gateway.enabled:
             problems.append(("gateway.enabled", "needs operators.envoyGateway.enabled: true"))
         problems += self._progressive_delivery_problems()
+        tls = self.gateway.tls
+        if self.gateway.enabled and tls and tls.issuer and not self.operators.cert_manager.enabled:
+            problems.append(("gateway.tls.issuer", "needs operators.certManager.enabled: true"))
         if env is Environment.PROD:
             problems += self._prod_problems()
         if self.canary is not None and self.canary.version == self.agent.version:
@@ -326,9 +337,10 @@ class StackConfig(ArgsModel):
         if self.gateway.enabled and self.gateway.tls is None:
             problems.append(
                 (
-                    "gateway.tls.secretName",
+                    "gateway.tls",
                     "prod serves the agent API over HTTPS only (tenant API keys cross the "
-                    "VPC): name the kubernetes.io/tls Secret of the Gateway's certificate",
+                    "VPC): set gateway.tls.issuer (cert-manager issues the certificate) or "
+                    "gateway.tls.secretName (a kubernetes.io/tls Secret you provide)",
                 )
             )
         if self.autoscaling.workers.min_replicas < 1:

@@ -27,6 +27,7 @@ from components.app_image import AppImage, AppImageArgs
 from components.autoscaling import KedaRedisAuth, KedaRedisAuthArgs, QueueTrigger, ReplicaBounds
 from components.billing import Billable
 from components.canary import CanaryRelease, CanaryReleaseArgs, GatewayRoute, TrackRelease
+from components.certificates import CERT_MANAGER_ACCOUNT, CERT_MANAGER_NAMESPACE, route53_policy
 from components.dashboards import DashboardsConfig
 from components.egress import (
     PRIVATE_RANGES,
@@ -373,6 +374,28 @@ def _gpu_pools(config: StackConfig, target: _Target, local: LocalClusterArgs) ->
     return bill
 
 
+def _dns01_role(config: StackConfig, target: _Target) -> pulumi.Output[str] | None:
+    """The role cert-manager's controller assumes (IRSA) to answer an ACME issuer's DNS-01
+    challenges: the host's challenge record in the configured hosted zone, nothing else."""
+    tls = config.gateway.tls
+    acme = tls.issuer.acme if config.gateway.enabled and tls and tls.issuer else None
+    if acme is None or target.cluster is None:
+        return None
+    from components.workload_identity import WorkloadIdentity, WorkloadIdentityArgs
+
+    identity = WorkloadIdentity(
+        "cert-manager-dns01",
+        WorkloadIdentityArgs(
+            namespace=CERT_MANAGER_NAMESPACE,
+            service_account=CERT_MANAGER_ACCOUNT,
+            oidc_provider_arn=target.cluster.oidc_provider_arn,
+            oidc_issuer=target.cluster.oidc_issuer,
+            policy=route53_policy(acme.hosted_zone_id, config.gateway.host),
+        ),
+    )
+    return identity.role_arn
+
+
 def build(config: StackConfig) -> StackExports:
     target = _target(config)
     bill: list[Billable] = []
@@ -393,6 +416,7 @@ def build(config: StackConfig) -> StackExports:
                 config=config.operators,
                 provider=target.provider,
                 prometheus_url=in_cluster_url(config.namespace),
+                cert_manager_role_arn=_dns01_role(config, target),
             ),
         )
     after_operators = pulumi.ResourceOptions(
@@ -472,7 +496,12 @@ def build(config: StackConfig) -> StackExports:
     if config.gateway.enabled:
         gateway = AgentGateway(
             "agent-gateway",
-            AgentGatewayArgs(namespace=ns, provider=target.provider, config=config.gateway),
+            AgentGatewayArgs(
+                namespace=ns,
+                provider=target.provider,
+                config=config.gateway,
+                region=config.cluster.region if config.cluster else None,
+            ),
             # Envoy Gateway's chart brings the EnvoyProxy and Gateway API CRDs.
             opts=after_operators,
         )

@@ -1,10 +1,14 @@
-"""Secrets reach containers through secretKeyRef, never as literals in the pod spec."""
+"""Secrets reach containers through secretKeyRef, never as literals in the pod spec; and
+as files (a Secret volume) rather than environment variables, except for the containers
+whose third-party image reads its secret from nothing else."""
 
 from __future__ import annotations
 
 import itertools
 import re
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from costing.view import UNKNOWN, ResourceView, dig
 from policies.rule import Pattern, ResourceRule, Rule, RuleConfig
@@ -12,6 +16,7 @@ from policies.violation import Violation, undetermined, violation
 from policies.workloads import containers, containers_unknown, is_pod_bearing
 
 ENV_LITERALS = "no-secret-literals-in-env"
+SECRETS_AS_FILES = "secrets-as-files"
 
 
 class EnvSecretsConfig(RuleConfig):
@@ -141,6 +146,61 @@ def _check_var(
     return []
 
 
+class SecretsAsFilesConfig(RuleConfig):
+    # Container name -> why its image needs a secret in the environment: the only
+    # containers allowed secretKeyRef env or a secretRef envFrom.
+    env_allowed: dict[str, Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: {
+            "redis": "redis-cli (the probe) reads its password from REDISCLI_AUTH or argv only",
+            "vllm": "vLLM takes its API key from VLLM_API_KEY or --api-key (argv) only",
+            "fetch-weights": "the weight download's huggingface_hub reads HF_TOKEN",
+        }
+    )
+
+
+def check_secrets_as_files(resource: ResourceView, cfg: SecretsAsFilesConfig) -> list[Violation]:
+    if not is_pod_bearing(resource):
+        return []
+    if containers_unknown(resource):
+        return [undetermined(SECRETS_AS_FILES, resource, "containers unknown at preview.")]
+    found: list[Violation] = []
+    fix = (
+        "mount the Secret as a read-only volume and read the file (or, for a third-party "
+        "image that reads only its environment, add the container to env_allowed with why)."
+    )
+    for container in containers(resource):
+        if container.name in cfg.env_allowed:
+            continue
+        env: Any = dig(container.spec, "env")
+        if env is UNKNOWN:
+            found.append(
+                undetermined(SECRETS_AS_FILES, resource, f"{container.label}: env unknown.")
+            )
+            continue
+        for index, var in enumerate(env if isinstance(env, list) else []):
+            if dig(var, "valueFrom", "secretKeyRef") not in (None, UNKNOWN):
+                found.append(
+                    violation(
+                        SECRETS_AS_FILES,
+                        resource,
+                        f"{container.label}: {container.path}.env[{index}] "
+                        f"'{dig(var, 'name')}' is a secret in the environment; {fix}",
+                    )
+                )
+        sources: Any = dig(container.spec, "envFrom")
+        for index, source in enumerate(sources if isinstance(sources, list) else []):
+            if dig(source, "secretRef") not in (None, UNKNOWN):
+                found.append(
+                    violation(
+                        SECRETS_AS_FILES,
+                        resource,
+                        f"{container.label}: {container.path}.envFrom[{index}] loads a "
+                        f"Secret into the environment; {fix}",
+                    )
+                )
+    return found
+
+
 RULES: list[Rule] = [
     ResourceRule(
         ENV_LITERALS,
@@ -151,5 +211,14 @@ RULES: list[Rule] = [
         check_env_secrets,
         "A literal under a secret-looking name fails whatever its value; an unknown value "
         "under another name is skipped with an advisory note.",
+    ),
+    ResourceRule(
+        SECRETS_AS_FILES,
+        "No container takes a Secret into its environment (secretKeyRef env, secretRef "
+        "envFrom) unless listed in env_allowed with the reason its image needs it.",
+        "mandatory",
+        SecretsAsFilesConfig,
+        check_secrets_as_files,
+        "Unknown containers or env are skipped with an advisory note.",
     ),
 ]

@@ -42,6 +42,27 @@ def _loopback_only(addresses: Any) -> bool:
     return True
 
 
+def _certificate_problems(resource: ResourceView, index: int, listener: Any) -> list[Violation]:
+    """An HTTPS listener terminates TLS, so it names the Secret holding its certificate:
+    one the stack's owner provides, or one cert-manager writes (from a Certificate, or
+    the gateway-shim's, which reads the same `certificateRefs`); either form passes."""
+    refs = dig(listener, "tls", "certificateRefs")
+    where = f"spec.listeners[{index}] ('{dig(listener, 'name')}')"
+    if refs is UNKNOWN:
+        return [undetermined(LISTENER_TLS, resource, f"{where} tls.certificateRefs unknown.")]
+    if not isinstance(refs, list) or not refs:
+        return [
+            violation(
+                LISTENER_TLS,
+                resource,
+                f"{where} is HTTPS with no tls.certificateRefs: it has no certificate to "
+                "serve; name a kubernetes.io/tls Secret (your own, or a cert-manager "
+                "Certificate's secretName).",
+            )
+        ]
+    return []
+
+
 def check_listener_tls(resource: ResourceView, cfg: ListenerTlsConfig) -> list[Violation]:
     if not cfg.require_tls:
         return []
@@ -54,7 +75,9 @@ def check_listener_tls(resource: ResourceView, cfg: ListenerTlsConfig) -> list[V
         found = []
         for index, listener in enumerate(listeners if isinstance(listeners, list) else []):
             protocol = dig(listener, "protocol")
-            if protocol is UNKNOWN or protocol not in _TLS_PROTOCOLS:
+            if protocol == "HTTPS":
+                found += _certificate_problems(resource, index, listener)
+            elif protocol is UNKNOWN or protocol not in _TLS_PROTOCOLS:
                 found.append(
                     violation(
                         LISTENER_TLS,
@@ -147,7 +170,7 @@ RULES: list[Rule] = [
     ResourceRule(
         LISTENER_TLS,
         "Every Gateway listener (unless the Gateway asks only for loopback addresses) and "
-        "every Ingress terminates TLS.",
+        "every Ingress terminates TLS; an HTTPS listener names its certificate's Secret.",
         "mandatory",
         ListenerTlsConfig,
         check_listener_tls,

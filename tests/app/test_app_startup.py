@@ -176,3 +176,76 @@ def test_a_worker_started_before_redis_waits_for_it(base_env: Env, tmp_path: Pat
         wait_until(lambda: "redis unavailable; retrying" in worker.log.read_text(), timeout=10)
     finally:
         stop(worker.proc)
+
+
+def _kubernetes_secret_volume(directory: Path, files: dict[str, str]) -> Path:
+    """The layout the kubelet writes for a Secret volume: each key a link through
+    `..data` to a timestamped directory, so an update swaps one link."""
+    stamped = directory / "..2026_12_05_02_00_00.000000001"
+    stamped.mkdir(parents=True)
+    for name, value in files.items():
+        (stamped / name).write_text(value + "\n")
+    (directory / "..data").symlink_to(stamped.name)
+    for name in files:
+        (directory / name).symlink_to(f"..data/{name}")
+    return directory
+
+
+def _clear_agent_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in [n for n in os.environ if n.startswith("AGENT_")]:
+        monkeypatch.delenv(name)
+
+
+def test_secrets_are_read_from_the_mounted_directory_before_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clear_agent_env(monkeypatch)
+    digest = "ab" * 32
+    secrets = _kubernetes_secret_volume(
+        tmp_path / "secrets",
+        {
+            "AGENT_REDIS_PASSWORD": "from-the-file",
+            "AGENT_API_KEYS_SHA256": json.dumps({"acme": digest}),
+        },
+    )
+    monkeypatch.setenv("AGENT_SECRETS_DIR", str(secrets))
+    # A variable left over (a developer's shell) does not override the mounted Secret.
+    monkeypatch.setenv("AGENT_REDIS_PASSWORD", "from-the-environment")
+    monkeypatch.setenv("AGENT_LLM_API_KEY", "local-key")
+    settings = load_settings()
+    assert settings.redis_password is not None
+    assert settings.redis_password.get_secret_value() == "from-the-file"
+    assert settings.api_keys_sha256 == {digest: "acme"}
+    # What the directory does not hold still comes from the environment (local runs).
+    assert settings.llm_api_key.get_secret_value() == "local-key"
+
+
+def test_a_secret_file_that_cannot_be_read_is_refused_naming_its_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clear_agent_env(monkeypatch)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    # A key the Secret lost: its link points at nothing.
+    (secrets / "AGENT_LLM_API_KEY").symlink_to("..data/AGENT_LLM_API_KEY")
+    monkeypatch.setenv("AGENT_SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("AGENT_LLM_API_KEY", "would-be-used-silently")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "AGENT_LLM_API_KEY: cannot read its file in AGENT_SECRETS_DIR" in text
+    assert "would-be-used-silently" not in text
+    assert not any(marker in text for marker in TRACEBACK)
+
+
+def test_a_secrets_directory_that_is_not_there_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _clear_agent_env(monkeypatch)
+    monkeypatch.setenv("AGENT_SECRETS_DIR", str(tmp_path / "not-mounted"))
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "AGENT_SECRETS_DIR" in str(info.value)
+    assert "not a directory" in str(info.value)

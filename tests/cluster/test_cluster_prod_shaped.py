@@ -195,6 +195,16 @@ def test_flagger_releases_through_the_https_gateway(stack: DeployedStack) -> Non
     (listener,) = gateway["spec"]["listeners"]
     assert (listener["protocol"], listener["port"]) == ("HTTPS", 443)
     assert listener["tls"]["certificateRefs"][0]["name"] == "agent-api-tls"
+    # The certificate's Certificate, admitted by cert-manager's CRD (whose controller does
+    # not run here: the Secret itself is never written), signed by the stack's CA Issuer.
+    (certificate,) = [
+        c
+        for c in stack.items("certificates.cert-manager.io")
+        if c["spec"]["secretName"] == "agent-api-tls"
+    ]
+    assert certificate["spec"]["dnsNames"] == [listener["hostname"]]
+    issuers = {i["metadata"]["name"]: i["spec"] for i in stack.items("issuers.cert-manager.io")}
+    assert "ca" in issuers[certificate["spec"]["issuerRef"]["name"]]
     gateway_class = stack.get(
         "gatewayclasses.gateway.networking.k8s.io", gateway["spec"]["gatewayClassName"]
     )

@@ -58,11 +58,6 @@ def test_each_track_gets_an_api_and_a_worker_that_autoscaling_owns() -> None:
     assert spec["selector"]["matchLabels"][TRACK_LABEL] == "canary"
     (container,) = spec["template"]["spec"]["containers"]
     assert container["image"] == "app:1.1.0"
-    env = {e["name"]: e for e in container["env"]}
-    assert env["AGENT_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-        "name": "agent-secrets",
-        "key": "redis-password",
-    }
     assert container["envFrom"] == [{"configMapRef": {"name": "agent-settings"}}]
     # Only a track with more than one replica has a budget to keep.
     budgets = {name for t, name in graph.kinds(component) if t.endswith("PodDisruptionBudget")}
@@ -159,3 +154,40 @@ def test_the_args_refuse_bad_tracks_and_settings(
         AgentServiceArgs(provider=k8s_provider, **_args(tracks, settings=settings))
     with pytest.raises(ValueError, match=r"min_replicas\n  Input should be greater than 0"):
         ReleaseTrack(track="stable", version="1", image="app:1", min_replicas=0)
+
+
+def test_each_role_reads_only_its_secrets_from_a_read_only_directory() -> None:
+    """The app's secrets are files in a read-only volume, owner-read only, holding the keys
+    the role uses; none is in the containers' environment."""
+
+    def program() -> AgentService:
+        return AgentService(
+            "agent", AgentServiceArgs(provider=provider(), **_args([STABLE, CANARY]))
+        )
+
+    _, graph = evaluate(program)
+    expected = {
+        "api": {
+            "redis-password": "AGENT_REDIS_PASSWORD",
+            "api-keys-sha256": "AGENT_API_KEYS_SHA256",
+        },
+        "worker": {
+            "redis-password": "AGENT_REDIS_PASSWORD",
+            "llm-api-key": "AGENT_LLM_API_KEY",
+        },
+    }
+    for track in ("stable", "canary"):
+        for role, files in expected.items():
+            pod = graph.named(DEPLOYMENT, f"agent-{role}-{track}").inputs["spec"]["template"]
+            (container,) = pod["spec"]["containers"]
+            env = {e["name"]: e for e in container["env"]}
+            assert not [e for e in env.values() if "secretKeyRef" in e.get("valueFrom", {})]
+            assert not [s for s in container.get("envFrom", []) if "secretRef" in s]
+            mount = next(m for m in container["volumeMounts"] if m["name"] == "secrets")
+            assert mount["readOnly"] is True
+            assert env["AGENT_SECRETS_DIR"]["value"] == mount["mountPath"]
+            volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "secrets")
+            assert volume["secret"]["secretName"] == "agent-secrets"
+            assert volume["secret"]["defaultMode"] == 0o400
+            items = {i["key"]: i["path"] for i in volume["secret"]["items"]}
+            assert items == files

@@ -67,3 +67,57 @@ def test_a_release_needs_its_chart_version() -> None:
 def test_ingress_nginx_is_gone() -> None:
     with pytest.raises(ValueError, match="ingressNginx"):
         OperatorsConfig.model_validate({"ingressNginx": {"enabled": True, "chartVersion": "4"}})
+
+
+def _cert_manager(role_arn: str | None) -> dict[str, object]:
+    config = OperatorsConfig.model_validate(
+        {"certManager": {"enabled": True, "chartVersion": "v1.21.2"}}
+    )
+
+    def program() -> ClusterOperators:
+        return ClusterOperators(
+            "operators",
+            ClusterOperatorsArgs(
+                config=config, provider=provider(), cert_manager_role_arn=role_arn
+            ),
+        )
+
+    _, graph = evaluate(program)
+    release: dict[str, object] = graph.named(
+        "kubernetes:helm.sh/v3:Release", "operators-cert-manager"
+    ).inputs
+    return release
+
+
+def test_cert_manager_is_a_pinned_oci_chart_with_its_crds_on_the_system_nodes() -> None:
+    release = _cert_manager(None)
+    assert (release["chart"], release["version"], release["namespace"]) == (
+        "oci://quay.io/jetstack/charts/cert-manager",
+        "v1.21.2",
+        "cert-manager",
+    )
+    assert "repositoryOpts" not in release
+    values = release["values"]
+    assert isinstance(values, dict)
+    assert values["crds"] == {"enabled": True, "keep": True}
+    # Every pod the chart runs: restricted, and on the managed system pool (never on a
+    # node Karpenter may remove).
+    for pod in (values, values["webhook"], values["cainjector"], values["startupapicheck"]):
+        assert pod["nodeSelector"] == {"agent-platform.io/node-pool": "system"}
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        container = pod["containerSecurityContext"]
+        assert container["allowPrivilegeEscalation"] is False
+        assert container["capabilities"] == {"drop": ["ALL"]}
+    assert "serviceAccount" not in values
+
+
+def test_cert_manager_assumes_the_given_role_through_irsa() -> None:
+    values = _cert_manager("arn:aws:iam::123456789012:role/cert-manager")["values"]
+    assert isinstance(values, dict)
+    assert values["serviceAccount"] == {
+        "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/cert-manager"}
+    }
+    # The non-root controller reads the projected web identity token through its group.
+    assert values["securityContext"]["fsGroup"] == 1001
+    assert values["securityContext"]["runAsNonRoot"] is True

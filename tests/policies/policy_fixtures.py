@@ -35,10 +35,8 @@ def container(name: str = "api", image: str = "agent-platform/agent-app:1.4.0") 
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}},
         "env": [
             {"name": "LOG_LEVEL", "value": "info"},
-            {
-                "name": "REDIS_PASSWORD",
-                "valueFrom": {"secretKeyRef": {"name": "redis", "key": "password"}},
-            },
+            # Secrets are files in a Secret volume (secrets-as-files), named here.
+            {"name": "REDIS_PASSWORD_FILE", "value": "/etc/agent/secrets/redis-password"},
         ],
     }
 

@@ -4,7 +4,13 @@ import pytest
 from policy_fixtures import only, patched, resource, workload
 
 from costing.view import UNKNOWN, ResourceView
-from policies.rules.env_secrets import EnvSecretsConfig, check_env_secrets, secret_looking_name
+from policies.rules.env_secrets import (
+    EnvSecretsConfig,
+    SecretsAsFilesConfig,
+    check_env_secrets,
+    check_secrets_as_files,
+    secret_looking_name,
+)
 
 ENV = "spec.template.spec.containers.0.env"
 
@@ -27,6 +33,12 @@ def test_secret_looking_names(name: str, secret: bool) -> None:
 
 
 def test_secret_key_ref_passes() -> None:
+    view = patched(
+        workload(),
+        f"{ENV}.1",
+        {"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "r", "key": "p"}}},
+    )
+    assert check_env_secrets(view, EnvSecretsConfig()) == []
     assert check_env_secrets(workload(), EnvSecretsConfig()) == []
 
 
@@ -108,3 +120,42 @@ def test_config_files_are_not_read_as_env_names() -> None:
 def test_unknown_config_map_data_is_undecided() -> None:
     [note] = check_env_secrets(config_map(UNKNOWN), EnvSecretsConfig())
     assert note.undetermined
+
+
+def test_a_secret_in_the_app_containers_environment_fails() -> None:
+    # The agent pods as they were: the Redis password from secretKeyRef into env.
+    view = patched(
+        workload(),
+        f"{ENV}.1",
+        {
+            "name": "AGENT_REDIS_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "agent-secrets", "key": "redis-password"}},
+        },
+    )
+    (found,) = [
+        v
+        for v in check_secrets_as_files(view, SecretsAsFilesConfig())
+        if "AGENT_REDIS_PASSWORD" in v.message
+    ]
+    assert "container 'api': spec.template.spec.containers[0].env[1]" in found.message
+    assert "mount the Secret as a read-only volume" in found.message
+    loaded = patched(
+        workload(),
+        "spec.template.spec.containers.0.envFrom",
+        [{"secretRef": {"name": "agent-secrets"}}],
+    )
+    assert any(
+        "envFrom[0] loads a Secret" in v.message
+        for v in check_secrets_as_files(loaded, SecretsAsFilesConfig())
+    )
+
+
+def test_a_third_party_container_listed_with_its_reason_may_keep_env() -> None:
+    view = patched(
+        workload(),
+        f"{ENV}.1",
+        {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+    )
+    allowed = SecretsAsFilesConfig(env_allowed={"api": "reads only its environment"})
+    assert check_secrets_as_files(view, allowed) == []
+    assert check_secrets_as_files(view, SecretsAsFilesConfig(env_allowed={})) != []

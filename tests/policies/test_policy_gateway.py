@@ -145,3 +145,41 @@ def test_unknown_backends_are_a_note_not_a_failure() -> None:
     found = check_route_weights(unknown, RouteWeightsConfig())
     assert found
     assert real(found) == []
+
+
+def test_an_https_listener_without_a_certificate_fails() -> None:
+    no_refs = {"name": "https", "protocol": "HTTPS", "port": 443, "tls": {"mode": "Terminate"}}
+    found = only(check_listener_tls(gateway(no_refs), ListenerTlsConfig()))
+    assert "spec.listeners[0] ('https') is HTTPS with no tls.certificateRefs" in found.message
+
+
+def test_a_certificate_from_cert_manager_or_your_own_both_pass() -> None:
+    # Your own Secret, or a cert-manager Certificate's: the listener names it either way.
+    assert check_listener_tls(gateway(HTTPS), ListenerTlsConfig()) == []
+    # The gateway-shim form: an annotated Gateway whose listener names the Secret the
+    # shim's Certificate writes.
+    shim = resource(
+        "kubernetes:gateway.networking.k8s.io/v1:Gateway",
+        "agent-gateway-gateway",
+        {
+            "metadata": {
+                "name": "agent-api",
+                "namespace": "agents",
+                "annotations": {"cert-manager.io/cluster-issuer": "agents-acme"},
+            },
+            "spec": {"gatewayClassName": "agents-agent-api", "listeners": [HTTPS]},
+        },
+    )
+    assert check_listener_tls(shim, ListenerTlsConfig()) == []
+
+
+def test_unknown_certificate_refs_are_undetermined() -> None:
+    unknown = {
+        "name": "https",
+        "protocol": "HTTPS",
+        "port": 443,
+        "tls": {"certificateRefs": UNKNOWN},
+    }
+    (found,) = check_listener_tls(gateway(unknown), ListenerTlsConfig())
+    assert "unknown" in found.message
+    assert found.undetermined

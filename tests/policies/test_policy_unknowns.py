@@ -115,6 +115,7 @@ POD_RULES = {
     "image-pinned",
     "container-security-context",
     "no-privileged-or-host-access",
+    "secrets-as-files",
 }
 APPLIES: dict[str, set[str]] = {
     **{name: set(POD_SPEC_PATHS) for name in POD_RULES},

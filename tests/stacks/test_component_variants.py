@@ -324,3 +324,43 @@ def test_dashboards_are_off_unless_the_stack_asks() -> None:
     assert not [r for r in sim.resources if r.type == "agent-platform:monitoring:GrafanaDashboards"]
     # The local stack leaves the flag at its default: off.
     assert _sidecar_dashboards(simulate("local")) == {}
+
+
+def test_prod_with_an_acme_issuer_gives_cert_manager_a_role_for_its_zone_only() -> None:
+    gateway = {
+        "enabled": True,
+        "host": "agents.example.com",
+        "tls": {"issuer": {"acme": {"email": "ops@example.com", "hostedZoneId": "Z0123ABC"}}},
+    }
+    sim = simulate("prod", overrides={"agent-platform:gateway": gateway})
+    release = sim.named("kubernetes:helm.sh/v3:Release", "operators-cert-manager").inputs
+    role_arn = release["values"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"]
+    (role,) = [r for r in sim.of_type("aws:iam/role:Role") if r.name == "cert-manager-dns01-role"]
+    assert role_arn.endswith(f":{role.name}")
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    (condition,) = [s["Condition"]["StringEquals"] for s in trust["Statement"]]
+    assert "system:serviceaccount:cert-manager:cert-manager" in condition.values()
+    (policy,) = [
+        r
+        for r in sim.of_type("aws:iam/rolePolicy:RolePolicy")
+        if r.name == "cert-manager-dns01-policy"
+    ]
+    statements = json.loads(policy.inputs["policy"])["Statement"]
+    zones = {s["Resource"] for s in statements} - {"arn:aws:route53:::change/*"}
+    assert zones == {"arn:aws:route53:::hostedzone/Z0123ABC"}
+    issuer = sim.named(
+        "kubernetes:cert-manager.io/v1:ClusterIssuer", "agent-gateway-tls-acme-issuer"
+    )
+    (solver,) = issuer.inputs["spec"]["acme"]["solvers"]
+    assert solver["dns01"]["route53"] == {"region": "us-east-1", "hostedZoneID": "Z0123ABC"}
+
+
+def test_prod_with_its_own_certificate_has_no_issuer_and_no_role() -> None:
+    gateway = {"enabled": True, "host": "agents.example.com", "tls": {"secretName": "mine"}}
+    sim = simulate("prod", overrides={"agent-platform:gateway": gateway})
+    assert sim.of_type("kubernetes:cert-manager.io/v1:Certificate") == []
+    assert not [r for r in sim.of_type("aws:iam/role:Role") if "dns01" in r.name]
+    listener = sim.named(
+        "kubernetes:gateway.networking.k8s.io/v1:Gateway", "agent-gateway-gateway"
+    ).inputs["spec"]["listeners"][0]
+    assert listener["tls"]["certificateRefs"] == [{"kind": "Secret", "name": "mine"}]

@@ -381,13 +381,53 @@ def _prod_problems(**sections: Any) -> list[str]:
 def test_prod_serves_the_gateway_over_https_only() -> None:
     gateway = {"enabled": True, "host": "agents.internal.example.com"}
     assert _prod_problems(gateway=gateway) == [
-        "agent-platform:gateway.tls.secretName: prod serves the agent API over HTTPS only "
-        "(tenant API keys cross the VPC): name the kubernetes.io/tls Secret of the Gateway's "
-        "certificate"
+        "agent-platform:gateway.tls: prod serves the agent API over HTTPS only "
+        "(tenant API keys cross the VPC): set gateway.tls.issuer (cert-manager issues the "
+        "certificate) or gateway.tls.secretName (a kubernetes.io/tls Secret you provide)"
     ]
     assert _prod_problems(gateway={**gateway, "tls": {}}) == [
-        "agent-platform:gateway.tls.secretName: required key is missing"
+        "agent-platform:gateway.tls: set exactly one of secretName (a kubernetes.io/tls "
+        "Secret you provide) and issuer (cert-manager issues the certificate)"
     ]
+
+
+def test_a_certificate_issuer_needs_cert_manager() -> None:
+    operators = {
+        "keda": {"enabled": True, "chartVersion": "2.16.0"},
+        "envoyGateway": {"enabled": True, "chartVersion": "v1.7.0"},
+        "externalSecrets": {"enabled": True, "chartVersion": "0.10.5"},
+        "flagger": {"enabled": True, "chartVersion": "1.36.1"},
+    }
+    assert _prod_problems(operators=operators) == [
+        "agent-platform:gateway.tls.issuer: needs operators.certManager.enabled: true"
+    ]
+
+
+def test_bring_your_own_certificate_needs_no_cert_manager() -> None:
+    raw, secret_keys = stack_file_config("prod")
+    raw["agent-platform:gateway"] = json.dumps(
+        {"enabled": True, "host": "agents.example.com", "tls": {"secretName": "mine"}}
+    )
+    operators = json.loads(raw["agent-platform:operators"])
+    operators["certManager"]["enabled"] = False
+    raw["agent-platform:operators"] = json.dumps(operators)
+    config = load_stack_config(raw, secret_keys)
+    assert config.gateway.tls is not None
+    assert config.gateway.tls.certificate_secret == "mine"
+
+
+def test_an_acme_issuer_needs_aws() -> None:
+    acme = {"acme": {"email": "ops@example.com", "hostedZoneId": "Z0123ABC"}}
+    raw, secret_keys = _valid_local()
+    raw["agent-platform:gateway"] = json.dumps(
+        {"enabled": True, "host": "agents.example.com", "tls": {"issuer": acme}}
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(raw, secret_keys)
+    assert (
+        "agent-platform:gateway.tls.issuer.acme: DNS-01 in Route53 needs an AWS environment: "
+        "use issuer.ca locally"
+    ) in caught.value.problems
 
 
 def test_the_gateway_needs_envoy_gateway_and_ingress_nginx_is_gone() -> None:
@@ -395,6 +435,7 @@ def test_the_gateway_needs_envoy_gateway_and_ingress_nginx_is_gone() -> None:
         "keda": {"enabled": True, "chartVersion": "2.16.0"},
         "externalSecrets": {"enabled": True, "chartVersion": "0.10.5"},
         "flagger": {"enabled": True, "chartVersion": "1.36.1"},
+        "certManager": {"enabled": True, "chartVersion": "v1.21.2"},
     }
     assert _prod_problems(operators=operators) == [
         "agent-platform:gateway.enabled: needs operators.envoyGateway.enabled: true"

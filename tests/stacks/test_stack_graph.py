@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -251,6 +252,14 @@ def test_prod_canary_takes_exactly_its_weight_through_the_gateway() -> None:
     assert (listener["protocol"], listener["port"]) == ("HTTPS", 443)
     assert listener["tls"]["certificateRefs"] == [{"kind": "Secret", "name": "agent-api-tls"}]
     assert sim.outputs["agentApiEndpoint"] == "https://agents.internal.example.com"
+    # prod's certificate comes from cert-manager (the stack's own CA) into that Secret.
+    assert "oci://quay.io/jetstack/charts/cert-manager" in charts
+    certificate = sim.named(
+        "kubernetes:cert-manager.io/v1:Certificate", "agent-gateway-tls-certificate"
+    )
+    assert certificate.inputs["spec"]["secretName"] == "agent-api-tls"
+    assert certificate.inputs["spec"]["dnsNames"] == ["agents.internal.example.com"]
+    assert certificate.inputs["spec"]["issuerRef"]["kind"] == "Issuer"
     versions = {
         d.inputs["metadata"]["name"]: d.inputs["spec"]["template"]["metadata"]["labels"][
             "app.kubernetes.io/version"
@@ -386,19 +395,30 @@ def test_agent_pods_get_settings_and_secrets_by_reference(simulated: Simulate) -
     api = sim.named("kubernetes:apps/v1:Deployment", "agent-api-stable")
     (container,) = _pod_spec(api)["containers"]
     env = {e["name"]: e for e in container["env"]}
-    for name in ("AGENT_REDIS_PASSWORD", "AGENT_API_KEYS_SHA256"):
-        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "agent-secrets"
-        assert "value" not in env[name]
+
+    def secret_files(pod: dict[str, Any]) -> dict[str, str]:
+        (volume,) = [v for v in pod["volumes"] if "secret" in v]
+        assert volume["secret"]["secretName"] == "agent-secrets"
+        return {i["path"]: i["key"] for i in volume["secret"]["items"]}
+
+    # Secrets are files in a read-only volume, none an environment variable.
+    assert not [n for n, e in env.items() if "secretKeyRef" in e.get("valueFrom", {})]
     # The model's key goes to the workers alone, the tenants' key hashes to the API alone.
-    assert "AGENT_LLM_API_KEY" not in env
+    assert secret_files(_pod_spec(api)) == {
+        "AGENT_REDIS_PASSWORD": "redis-password",
+        "AGENT_API_KEYS_SHA256": "api-keys-sha256",
+    }
     assert env["AGENT_RELEASE_TRACK"]["value"] == "stable"
     assert env["AGENT_PORT"]["value"] == "8080"
     worker = sim.named("kubernetes:apps/v1:Deployment", "agent-worker-stable")
     (worker_container,) = _pod_spec(worker)["containers"]
     worker_env = {e["name"]: e for e in worker_container["env"]}
     assert worker_env["AGENT_WORKER_PORT"]["value"] == "8081"
-    assert worker_env["AGENT_LLM_API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "llm-api-key"
-    assert "AGENT_API_KEYS_SHA256" not in worker_env
+    assert not [n for n, e in worker_env.items() if "secretKeyRef" in e.get("valueFrom", {})]
+    assert secret_files(_pod_spec(worker)) == {
+        "AGENT_REDIS_PASSWORD": "redis-password",
+        "AGENT_LLM_API_KEY": "llm-api-key",
+    }
     assert worker_container["ports"] == [{"name": "http", "containerPort": 8081}]
     assert container["envFrom"] == [{"configMapRef": {"name": "agent-settings"}}]
     assert (
@@ -566,7 +586,7 @@ def _service_links(sim: Simulation) -> dict[str, str]:
 
 @pytest.mark.parametrize("stack", ["local", "dev", "prod"])
 def test_the_worker_starts_with_the_environment_its_pod_gets(
-    simulated: Simulate, stack: str, monkeypatch: pytest.MonkeyPatch
+    simulated: Simulate, stack: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The ConfigMap, the pod's own variables (Secret references filled in) and the service
     links together pass the app's start-up checks: no unknown AGENT_* variable, and a
@@ -578,8 +598,16 @@ def test_the_worker_starts_with_the_environment_its_pod_gets(
     worker = sim.named("kubernetes:apps/v1:Deployment", "agent-worker-stable")
     pod = _pod_spec(worker)
     (container,) = pod["containers"]
-    own = {e["name"]: e.get("value", "from-a-secret") for e in container["env"]}
-    own["AGENT_API_KEYS_SHA256"] = "acme=" + "0" * 64
+    own = {e["name"]: e.get("value", "from-the-pod") for e in container["env"]}
+    # The Secret's keys as the kubelet writes them into the mounted directory.
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    for item in volume["secret"]["items"]:
+        (secrets_dir / item["path"]).write_text("from-a-secret")
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert own["AGENT_SECRETS_DIR"] == mount["mountPath"]
+    own["AGENT_SECRETS_DIR"] = str(secrets_dir)
     for name in [n for n in os.environ if n.startswith("AGENT_")]:
         monkeypatch.delenv(name)
     links = _service_links(sim) if pod.get("enableServiceLinks", True) else {}
@@ -589,6 +617,7 @@ def test_the_worker_starts_with_the_environment_its_pod_gets(
     for name, value in {**links, **settings, **own}.items():
         monkeypatch.setenv(name, str(value))
     app = load_settings()
+    assert app.llm_api_key.get_secret_value() == "from-a-secret"
     assert app.shutdown_grace_s * 1000 < app.claim_idle_ms
     # The worker exits within its grace plus a few seconds; Kubernetes kills it after this.
     assert pod["terminationGracePeriodSeconds"] >= app.shutdown_grace_s + 10

@@ -3,8 +3,10 @@
 // own files: KEDA, External Secrets and Karpenter at the app versions of the Helm charts
 // the stacks pin (components/operators.py, components/karpenter.py), Envoy Gateway's own
 // (EnvoyProxy and its policies) at the chart version the stacks pin, and the Gateway
-// API's standard channel at the version that Envoy Gateway release is built against, and
-// Flagger's (Canary, MetricTemplate, AlertProvider) at the chart version the stacks pin.
+// API's standard channel at the version that Envoy Gateway release is built against,
+// cert-manager's (deploy/crds: plain YAML, the set its chart installs with crds.enabled)
+// and Flagger's (Canary, MetricTemplate, AlertProvider) at the chart versions the stacks
+// pin.
 // Karpenter's are the AWS provider's (NodePool, NodeClaim, NodeOverlay and
 // EC2NodeClass), the set its chart installs: its NodePool is the core
 // one (sigs.k8s.io/karpenter, the version it requires) plus the AWS label rules. Nothing
@@ -15,6 +17,7 @@ go 1.26.5
 
 require (
 	github.com/aws/karpenter-provider-aws v1.13.1
+	github.com/cert-manager/cert-manager v1.21.2
 	github.com/envoyproxy/gateway v1.7.0
 	github.com/external-secrets/external-secrets v0.10.5
 	github.com/kedacore/keda/v2 v2.16.0
