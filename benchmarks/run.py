@@ -26,13 +26,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import app_load, campaign, engine, policy_eval, profiling, program_eval
+from benchmarks import app_load, campaign, engine, peer, policy_eval, profiling, program_eval
 from benchmarks.report import render_infra
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 SECTIONS_DIR = HERE / "sections"
-SECTIONS = ("infra", "app", "campaign")
+SECTIONS = ("infra", "app", "peer", "campaign")
 
 Progress = Callable[[str], None]
 
@@ -88,6 +88,9 @@ def _measured(name: str, args: argparse.Namespace, progress: Progress) -> str:
     elif name == "app":
         body = app_load.run(progress, quick=args.quick_app)
         repetitions = "quick (smoke test, not a measurement)" if args.quick_app else "see below"
+    elif name == "peer":
+        body = peer.run(progress)
+        repetitions = "see below"
     else:
         body = campaign.run(progress)
         repetitions = "one run"
