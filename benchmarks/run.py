@@ -1,14 +1,14 @@
 """`make bench`: measures the program, the policy pack, the engine, the agent app and the
 fault campaign on this machine and writes benchmarks/RESULTS.md.
 
-    python -m benchmarks.run [--only infra,app,campaign] [--program-reps 5]
+    python -m benchmarks.run [--only infra,app,peer,campaign] [--program-reps 5]
                              [--what-if-reps 3] [--policy-reps 5] [--engine-reps 5]
                              [--quick-app]
 
 Each section's measurements are kept in benchmarks/sections/<section>.md with the date
 and machine load of its own run; RESULTS.md is those sections under one machine table.
 `--only` re-measures some sections and keeps the others as last measured. About 18
-minutes for all three on a 2-core machine (infrastructure 7, agent app 10, campaign 2).
+minutes for all four on a 2-core machine (infrastructure 7, agent app 10, peer 4, campaign 2).
 Targets are goals reported in the results, never assertions in `make test`.
 """
 

@@ -30,7 +30,7 @@ from benchmarks.peer.report import Figures, render
 PAIRS = 3
 CALL_RATE = 50.0  # LLM calls/s: well below either side's saturation on one core
 WINDOW_S = 8.0
-CAPACITY_RATES = (50.0, 100.0, 150.0, 200.0, 250.0, 300.0)
+CAPACITY_RATES = (50.0, 75.0, 100.0, 125.0, 150.0, 200.0, 250.0, 300.0)
 STEP_S = 6.0
 OVERLOAD_FACTORS = (1.5, 2.0)
 
