@@ -12,6 +12,7 @@ Modules: `venv`, `proxy`, `compare` (the arithmetic), `measure`, `report`.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import tempfile
@@ -24,7 +25,7 @@ import uvloop
 from benchmarks.app_load.load import Driver
 from benchmarks.app_load.plan import Progress
 from benchmarks.app_load.processes import Stack, running_stack
-from benchmarks.peer import measure, proxy, venv
+from benchmarks.peer import attribution, measure, proxy, venv
 from benchmarks.peer.report import Figures, render
 
 PAIRS = 3
@@ -50,6 +51,7 @@ async def _measure(stack: Stack, url: str, pid: int, progress: Progress) -> Figu
         await measure.app_window(driver, driver.app_request("warm"), 20, 2)
         await peer.window(peer.request("warm", False), 20, 2)
         pairs = await measure.peer_pairs(driver, peer, PAIRS, CALL_RATE, WINDOW_S, progress)
+        profiles = await _profiles(driver, stack, progress)
         cap, steps = await measure.capacity_steps(driver, CAPACITY_RATES, STEP_S, progress)
         unloaded = await measure.app_window(
             driver, driver.app_request("u"), max(cap, CAPACITY_RATES[0]) / 2, WINDOW_S
@@ -60,7 +62,41 @@ async def _measure(stack: Stack, url: str, pid: int, progress: Progress) -> Figu
             overloads.append(
                 await measure.overload(driver, max(cap, CAPACITY_RATES[0]), factor, STEP_S)
             )
-    return Figures(pairs, cap, steps, unloaded, overloads)
+    return Figures(pairs, cap, steps, unloaded, overloads, profiles)
+
+
+async def _profiles(
+    driver: Driver, stack: Stack, progress: Progress
+) -> dict[str, attribution.Shares]:
+    """py-spy on the API and the worker under the miss load, then on the API under hits."""
+    found: dict[str, attribution.Shares] = {}
+    with tempfile.TemporaryDirectory(prefix="peer-spy-") as tmp:
+        for label, pids, request, rate in (
+            (
+                "miss",
+                {"api": stack.procs["api"].pid, "worker": stack.workers[0].pid},
+                driver.app_request("spy"),
+                CALL_RATE / measure.CALLS_PER_TASK,
+            ),
+            (
+                "hit",
+                {"api": stack.procs["api"].pid},
+                driver.app_request("", expect_cached=True),
+                CALL_RATE,
+            ),
+        ):
+            progress(f"py-spy on {', '.join(pids)} under {label} load")
+            spies = {
+                role: attribution.record(pid, int(WINDOW_S), Path(tmp) / f"{label}-{role}.txt")
+                for role, pid in pids.items()
+            }
+            await measure.app_window(driver, request, rate, WINDOW_S)
+            for role, spy in spies.items():
+                await asyncio.to_thread(spy.wait)
+                out = Path(tmp) / f"{label}-{role}.txt"
+                if out.exists():
+                    found[f"{role}, {label}"] = attribution.shares(out.read_text())
+    return found
 
 
 def run(progress: Progress) -> str:

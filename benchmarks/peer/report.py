@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmarks.peer.attribution import Shares
 from benchmarks.peer.compare import Spread, Step, pair_ratios, spread
 from benchmarks.peer.measure import CALLS_PER_TASK, FIXED_DELAY_S, Overload, PeerResults, Window
 
@@ -23,6 +24,7 @@ class Figures:
     steps: list[tuple[Step, Window]]
     unloaded: Window
     overloads: list[Overload]
+    profiles: dict[str, Shares]
 
 
 def _s(spread_: Spread, scale: float = 1.0, fmt: str = ".2f") -> str:
@@ -82,6 +84,20 @@ def render(f: Figures, date: str, elapsed_s: float, load: tuple[str, str]) -> st
             for role in ("api", "worker", "redis")
         )
         + ".",
+        "",
+        "Where the app's CPU goes (py-spy, busy samples; innermost frame's library, and "
+        "innermost agent_app module on the stack):",
+        "",
+        "| process, load | samples | by library | by agent_app module |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {sh.busy_samples} | "
+            + ", ".join(f"{lib} {frac:.0%}" for lib, frac in sh.by_library)
+            + " | "
+            + ", ".join(f"{mod} {frac:.0%}" for mod, frac in sh.by_app_module)
+            + " |"
+            for name, sh in f.profiles.items()
+        ),
         "",
         "### Capacity per app core",
         "",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.peer.attribution import shares
 from benchmarks.peer.compare import (
     Step,
     capacity,
@@ -82,3 +83,24 @@ def test_venv_is_keyed_by_the_lock_content(tmp_path: Path) -> None:
     lock.write_text("a==2\n")
     assert venv_dir(lock, tmp_path) != first
     assert venv_dir(lock, tmp_path).parent == tmp_path
+
+
+def test_profile_shares_drop_idle_frames_and_name_the_library() -> None:
+    site = "/v/lib/python3.11/site-packages"
+    collapsed = "\n".join(
+        [
+            "run (/usr/lib/python3.11/asyncio/runners.py:118) 50",  # idle loop: dropped
+            f"handle (/r/agent_app/tasks.py:10);send ({site}/redis/asyncio/connection.py:5) 30",
+            "handle (/r/agent_app/tasks.py:10);scrub (/r/agent_app/redaction.py:7) 10",
+            "write (/usr/lib/python3.11/asyncio/streams.py:3) 10",
+        ]
+    )
+    found = shares(collapsed)
+    assert found.busy_samples == 50
+    assert found.by_library[0] == ("redis", 0.6)
+    assert dict(found.by_library)["stdlib/asyncio/streams.py"] == 0.2
+    assert dict(found.by_app_module) == {
+        "agent_app/tasks.py": 0.6,
+        "agent_app/redaction.py": 0.2,
+        "(outside agent_app)": 0.2,
+    }
