@@ -1,14 +1,14 @@
 """`make bench`: measures the program, the policy pack, the engine, the agent app and the
 fault campaign on this machine and writes benchmarks/RESULTS.md.
 
-    python -m benchmarks.run [--only infra,app,campaign] [--program-reps 5]
+    python -m benchmarks.run [--only infra,app,peer,campaign] [--program-reps 5]
                              [--what-if-reps 3] [--policy-reps 5] [--engine-reps 5]
                              [--quick-app]
 
 Each section's measurements are kept in benchmarks/sections/<section>.md with the date
 and machine load of its own run; RESULTS.md is those sections under one machine table.
 `--only` re-measures some sections and keeps the others as last measured. About 18
-minutes for all three on a 2-core machine (infrastructure 7, agent app 10, campaign 2).
+minutes for all four on a 2-core machine (infrastructure 7, agent app 10, peer 4, campaign 2).
 Targets are goals reported in the results, never assertions in `make test`.
 """
 
@@ -26,13 +26,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import app_load, campaign, engine, policy_eval, profiling, program_eval
+from benchmarks import app_load, campaign, engine, peer, policy_eval, profiling, program_eval
 from benchmarks.report import render_infra
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 SECTIONS_DIR = HERE / "sections"
-SECTIONS = ("infra", "app", "campaign")
+SECTIONS = ("infra", "app", "peer", "campaign")
 
 Progress = Callable[[str], None]
 
@@ -88,6 +88,9 @@ def _measured(name: str, args: argparse.Namespace, progress: Progress) -> str:
     elif name == "app":
         body = app_load.run(progress, quick=args.quick_app)
         repetitions = "quick (smoke test, not a measurement)" if args.quick_app else "see below"
+    elif name == "peer":
+        body = peer.run(progress)
+        repetitions = "see below"
     else:
         body = campaign.run(progress)
         repetitions = "one run"
