@@ -130,7 +130,6 @@ def test_every_object_of_the_stack_is_admitted_by_the_api_server(
     if stack.startswith("prod"):
         assert {"ExternalSecret", "SecretStore"} <= kinds
         assert {"GatewayClass", "EnvoyProxy", "Gateway"} <= kinds
-        assert {"GatewayClass", "EnvoyProxy", "Gateway", "HTTPRoute"} <= kinds
         # The Gateway's certificate and the stack CA's issuers, judged by cert-manager's CRDs.
         assert {"Certificate", "Issuer"} <= kinds
         assert "Ingress" not in kinds
