@@ -106,7 +106,7 @@ prices: bootstrap
 
 # Speed and scale of the program, the policy pack, the engine and the agent app, and the
 # fault campaign's figures, and the app beside LiteLLM's proxy per core (benchmarks/peer, in a
-# locked venv of its own under ~/.cache/agent-platform); writes benchmarks/RESULTS.md (about 24
+# locked venv of its own under ~/.cache/agent-platform); writes benchmarks/RESULTS.md (about 22
 # minutes on 2 cores; `ONLY=peer` alone about 3, plus a minute the first time to install LiteLLM).
 # `make bench ONLY=app` re-measures one section and keeps the others.
 ONLY ?= infra,app,peer,campaign

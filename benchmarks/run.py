@@ -7,8 +7,8 @@ fault campaign on this machine and writes benchmarks/RESULTS.md.
 
 Each section's measurements are kept in benchmarks/sections/<section>.md with the date
 and machine load of its own run; RESULTS.md is those sections under one machine table.
-`--only` re-measures some sections and keeps the others as last measured. About 18
-minutes for all four on a 2-core machine (infrastructure 7, agent app 10, peer 4, campaign 2).
+`--only` re-measures some sections and keeps the others as last measured. About 22
+minutes for all four on a 2-core machine (infrastructure 7, agent app 10, peer 3, campaign 2).
 Targets are goals reported in the results, never assertions in `make test`.
 """
 
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from benchmarks import app_load, campaign, engine, peer, policy_eval, profiling, program_eval
 from benchmarks.report import render_infra
+from benchmarks.stats import load_average
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
@@ -51,10 +52,6 @@ def _memory_gib() -> float:
     return 0.0
 
 
-def _load() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def _redis_version() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -76,7 +73,7 @@ def _infra(args: argparse.Namespace, progress: Progress) -> str:
 
 def _measured(name: str, args: argparse.Namespace, progress: Progress) -> str:
     """The section's fragment, with when and under what load it was measured."""
-    load_before = _load()
+    load_before = load_average()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     began = time.perf_counter()
     if name == "infra":
@@ -98,7 +95,7 @@ def _measured(name: str, args: argparse.Namespace, progress: Progress) -> str:
     if rest.lstrip("\n").startswith("Measured "):
         return body  # the section stamps itself
     stamp = (
-        f"Measured {date}; load average before / after {load_before} / {_load()}; "
+        f"Measured {date}; load average before / after {load_before} / {load_average()}; "
         f"{time.perf_counter() - began:.0f} s; repetitions: {repetitions}."
     )
     return f"{heading}\n\n{stamp}\n{rest}"

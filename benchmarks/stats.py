@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages, as each section reports them."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 @dataclass

@@ -156,6 +156,8 @@ SCALING_BEHAVIOUR = HorizontalPodAutoscalerBehaviorArgs(
 
 
 class Autoscaling(pulumi.ComponentResource):
+    # What it made, as a reference names it (a Flagger Canary's autoscalerRef).
+    api_version: str
     kind: str
 
     def __init__(
@@ -172,7 +174,7 @@ class Autoscaling(pulumi.ComponentResource):
             api_version="apps/v1", kind="Deployment", name=args.deployment_name
         )
         if args.queue is None:
-            self.kind = "HorizontalPodAutoscaler"
+            self.api_version, self.kind = "autoscaling/v2", "HorizontalPodAutoscaler"
             HorizontalPodAutoscaler(
                 f"{name}-hpa",
                 metadata=metadata,
@@ -189,7 +191,7 @@ class Autoscaling(pulumi.ComponentResource):
                 opts=k8s_opts,
             )
         else:
-            self.kind = "ScaledObject"
+            self.api_version, self.kind = "keda.sh/v1alpha1", "ScaledObject"
             triggers = _queue_triggers(args.queue, args.replicas)
             k8s.apiextensions.CustomResource(
                 f"{name}-scaledobject",

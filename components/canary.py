@@ -201,11 +201,7 @@ class CanaryRelease(pulumi.ComponentResource):
                     opts=child_options(self, opts),
                 )
                 scalers[role] = Autoscaler(
-                    api_version="keda.sh/v1alpha1"
-                    if scaling.kind == "ScaledObject"
-                    else "autoscaling/v2",
-                    kind=scaling.kind,
-                    name=deployment_name,
+                    api_version=scaling.api_version, kind=scaling.kind, name=deployment_name
                 )
 
         self.endpoint = self.service.endpoint
@@ -222,13 +218,11 @@ class CanaryRelease(pulumi.ComponentResource):
                         deployment=released["api"],
                         autoscaler=scalers["api"],
                         port=SERVICE_PORT,
-                        target_port="http",
                     ),
                     worker=ReleaseTarget(
                         deployment=released["worker"],
                         autoscaler=scalers["worker"],
                         port=WORKER_PORT,
-                        target_port="http",
                     ),
                     gateway_name=GATEWAY_NAME,
                     host=args.route.host,

@@ -277,9 +277,8 @@ class Monitoring(pulumi.ComponentResource):
                 ),
                 opts=opts_k8s,
             )
-        self.prometheus_url = pulumi.Output.concat(
-            "http://", service.metadata.name, ".", ns, f".svc.cluster.local:{PROMETHEUS_PORT}"
-        )
+        # Known once the Service exists, so that clients wait for it.
+        self.prometheus_url = service.metadata.apply(lambda _: in_cluster_url(ns))
         self.register_outputs({"prometheusUrl": self.prometheus_url})
 
 

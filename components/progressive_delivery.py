@@ -142,12 +142,11 @@ class Autoscaler(ArgsModel):
 
 class ReleaseTarget(ArgsModel):
     """A Deployment Flagger releases, the autoscaler that sizes it, and the port its
-    Services forward."""
+    Services forward (to the pods' `http` port)."""
 
     deployment: InputStr
     autoscaler: Autoscaler
     port: PositiveInt
-    target_port: str
 
 
 class ProgressiveReleaseArgs(ArgsModel):
@@ -257,7 +256,7 @@ class ProgressiveRelease(pulumi.ComponentResource):
                 "service": {
                     "name": pulumi.Output.concat(target.deployment, RELEASE_SERVICE_SUFFIX),
                     "port": target.port,
-                    "targetPort": target.target_port,
+                    "targetPort": "http",
                     **service_extra,
                 },
                 "analysis": analysis,

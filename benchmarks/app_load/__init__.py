@@ -23,8 +23,9 @@ import uvloop
 
 from benchmarks.app_load.plan import FULL, QUICK, Progress
 from benchmarks.app_load.processes import running_stack
-from benchmarks.app_load.report import _load, _machine, render
+from benchmarks.app_load.report import _machine, render
 from benchmarks.app_load.scenarios import measure
+from benchmarks.stats import load_average
 
 
 def run(progress: Progress, quick: bool = False, workdir: Path | None = None) -> str:
@@ -32,10 +33,10 @@ def run(progress: Progress, quick: bool = False, workdir: Path | None = None) ->
     processes' logs go to `workdir` when given (kept), else to a temporary directory."""
     plan = QUICK if quick else FULL
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load_before = _load()
+    load_before = load_average()
     started = time.perf_counter()
     with running_stack(workdir) as stack:
         # uvloop, as the workers run: less of the generator's CPU taken from what it measures.
         results = uvloop.run(measure(stack, plan, progress))
     elapsed = time.perf_counter() - started
-    return render(results, _machine(), date, elapsed, (load_before, _load()))
+    return render(results, _machine(), date, elapsed, (load_before, load_average()))

@@ -57,10 +57,6 @@ def _machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
 
 
-def _load() -> str:
-    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
-
-
 def render(
     results: Results, machine: str, date: str, duration_s: float, load: tuple[str, str]
 ) -> str:

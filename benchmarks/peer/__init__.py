@@ -5,8 +5,8 @@
 One stack (redis-server, devllm, the API and one worker) pinned as `measure` says, plus
 LiteLLM's proxy from its own locked virtualenv (`venv`, `proxy`). Measures alternating
 app / peer pairs of CPU per LLM call and per cache hit, the app's capacity on its one
-core, CPU per task by role below it, and what 1.5x and 2x that capacity do. About 4
-minutes on 2 cores, plus a minute or two the first time to install the proxy.
+core, CPU per task by role below it, and what 1.5x and 2x that capacity do. About 3
+minutes on 2 cores (182 s on 2026-12-05), plus a minute the first time to install the proxy.
 Modules: `venv`, `proxy`, `compare` (the arithmetic), `measure`, `report`.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from benchmarks.app_load.plan import Progress
 from benchmarks.app_load.processes import Stack, running_stack
 from benchmarks.peer import attribution, measure, proxy, venv
 from benchmarks.peer.report import Figures, render
+from benchmarks.stats import load_average
 
 PAIRS = 3
 CALL_RATE = 50.0  # LLM calls/s: well below either side's saturation on one core
@@ -34,10 +34,6 @@ WINDOW_S = 8.0
 CAPACITY_RATES = (50.0, 75.0, 100.0, 125.0, 150.0, 200.0, 250.0, 300.0)
 STEP_S = 6.0
 OVERLOAD_FACTORS = (1.5, 2.0)
-
-
-def _load() -> str:
-    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 async def _measure(stack: Stack, url: str, pid: int, progress: Progress) -> Figures:
@@ -53,15 +49,13 @@ async def _measure(stack: Stack, url: str, pid: int, progress: Progress) -> Figu
         pairs = await measure.peer_pairs(driver, peer, PAIRS, CALL_RATE, WINDOW_S, progress)
         profiles = await _profiles(driver, stack, progress)
         cap, steps = await measure.capacity_steps(driver, CAPACITY_RATES, STEP_S, progress)
-        unloaded = await measure.app_window(
-            driver, driver.app_request("u"), max(cap, CAPACITY_RATES[0]) / 2, WINDOW_S
-        )
+        # No step passing still leaves the lowest rate to overload from.
+        base = max(cap, CAPACITY_RATES[0])
+        unloaded = await measure.app_window(driver, driver.app_request("u"), base / 2, WINDOW_S)
         overloads = []
         for factor in OVERLOAD_FACTORS:
             progress(f"overload {factor:g}x of {cap:g} tasks/s")
-            overloads.append(
-                await measure.overload(driver, max(cap, CAPACITY_RATES[0]), factor, STEP_S)
-            )
+            overloads.append(await measure.overload(driver, base, factor, STEP_S))
     return Figures(pairs, cap, steps, unloaded, overloads, profiles)
 
 
@@ -102,7 +96,7 @@ async def _profiles(
 def run(progress: Progress) -> str:
     python = venv.ensure(progress)
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load_before = _load()
+    load_before = load_average()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="peer-") as tmp, running_stack(Path(tmp)) as stack:
         stack.set_workers(1)
@@ -115,4 +109,4 @@ def run(progress: Progress) -> str:
             proc.terminate()
             proc.wait(30)
     elapsed = time.perf_counter() - started
-    return render(figures, date, elapsed, (load_before, _load()))
+    return render(figures, date, elapsed, (load_before, load_average()))

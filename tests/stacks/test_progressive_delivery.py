@@ -4,13 +4,12 @@ errors that keep the manual and the automatic flow apart."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
+from stack_problems import prod_problems
 
 from components.kube import WORKLOAD_LABEL
 from components.progressive_delivery import ProgressiveDeliveryConfig, analysis_checks
-from stacks.config import ConfigError, load_stack_config
 from stacks.simulate import Simulation, stack_file_config
 
 CANARY = "kubernetes:flagger.app/v1beta1:Canary"
@@ -101,17 +100,8 @@ def test_only_the_stable_track_is_declared_and_flagger_can_select_it(prod: Simul
         assert WORKLOAD_LABEL not in pdb.inputs["spec"]["selector"]["matchLabels"]
 
 
-def _problems(**sections: Any) -> list[str]:
-    raw, secret_keys = stack_file_config("prod")
-    for key, value in sections.items():
-        raw[f"agent-platform:{key}"] = json.dumps(value)
-    with pytest.raises(ConfigError) as caught:
-        load_stack_config(raw, secret_keys)
-    return caught.value.problems
-
-
 def test_a_manual_canary_and_flagger_exclude_each_other() -> None:
-    (problem,) = _problems(canary={"version": "1.5.0", "imageTag": "1.5.0", "weight": 10})
+    (problem,) = prod_problems(canary={"version": "1.5.0", "imageTag": "1.5.0", "weight": 10})
     assert problem.startswith("agent-platform:canary: progressiveDelivery.enabled releases")
 
 
@@ -119,17 +109,17 @@ def test_flagger_needs_its_operator_and_the_gateway() -> None:
     raw, _ = stack_file_config("prod")
     operators = json.loads(raw["agent-platform:operators"])
     del operators["flagger"]
-    assert _problems(operators=operators) == [
+    assert prod_problems(operators=operators) == [
         "agent-platform:progressiveDelivery.enabled: needs operators.flagger.enabled: true"
     ]
     assert (
         "agent-platform:progressiveDelivery.enabled: Flagger steps the Gateway's weights: "
-        "needs gateway.enabled: true" in _problems(gateway={"enabled": False})
+        "needs gateway.enabled: true" in prod_problems(gateway={"enabled": False})
     )
 
 
 def test_steps_above_the_ceiling_are_refused() -> None:
-    (problem,) = _problems(progressiveDelivery={"enabled": True, "stepWeight": 60})
+    (problem,) = prod_problems(progressiveDelivery={"enabled": True, "stepWeight": 60})
     assert problem.startswith("agent-platform:progressiveDelivery")
     assert "stepWeight (60) is above maxWeight (50)" in problem
 

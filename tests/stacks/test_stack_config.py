@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stack_problems import prod_problems
 
 import stacks.simulate
 from stacks.config import ConfigError, Environment, load_stack_config
@@ -369,23 +370,14 @@ def test_dashboards_flag_is_a_boolean() -> None:
     assert problems[0].startswith("agent-platform:monitoring.dashboards: ")
 
 
-def _prod_problems(**sections: Any) -> list[str]:
-    raw, secret_keys = stack_file_config("prod")
-    for key, value in sections.items():
-        raw[f"agent-platform:{key}"] = json.dumps(value)
-    with pytest.raises(ConfigError) as caught:
-        load_stack_config(raw, secret_keys)
-    return caught.value.problems
-
-
 def test_prod_serves_the_gateway_over_https_only() -> None:
     gateway = {"enabled": True, "host": "agents.internal.example.com"}
-    assert _prod_problems(gateway=gateway) == [
+    assert prod_problems(gateway=gateway) == [
         "agent-platform:gateway.tls: prod serves the agent API over HTTPS only "
         "(tenant API keys cross the VPC): set gateway.tls.issuer (cert-manager issues the "
         "certificate) or gateway.tls.secretName (a kubernetes.io/tls Secret you provide)"
     ]
-    assert _prod_problems(gateway={**gateway, "tls": {}}) == [
+    assert prod_problems(gateway={**gateway, "tls": {}}) == [
         "agent-platform:gateway.tls: set exactly one of secretName (a kubernetes.io/tls "
         "Secret you provide) and issuer (cert-manager issues the certificate)"
     ]
@@ -398,7 +390,7 @@ def test_a_certificate_issuer_needs_cert_manager() -> None:
         "externalSecrets": {"enabled": True, "chartVersion": "0.10.5"},
         "flagger": {"enabled": True, "chartVersion": "1.36.1"},
     }
-    assert _prod_problems(operators=operators) == [
+    assert prod_problems(operators=operators) == [
         "agent-platform:gateway.tls.issuer: needs operators.certManager.enabled: true"
     ]
 
@@ -437,12 +429,12 @@ def test_the_gateway_needs_envoy_gateway_and_ingress_nginx_is_gone() -> None:
         "flagger": {"enabled": True, "chartVersion": "1.36.1"},
         "certManager": {"enabled": True, "chartVersion": "v1.21.2"},
     }
-    assert _prod_problems(operators=operators) == [
+    assert prod_problems(operators=operators) == [
         "agent-platform:gateway.enabled: needs operators.envoyGateway.enabled: true"
     ]
     nginx = {**operators, "ingressNginx": {"enabled": True, "chartVersion": "4.11.3"}}
-    assert any("operators.ingressNginx" in p for p in _prod_problems(operators=nginx))
+    assert any("operators.ingressNginx" in p for p in prod_problems(operators=nginx))
     assert any(
         p.startswith("agent-platform:ingress")
-        for p in _prod_problems(ingress={"enabled": True, "host": "a.example"})
+        for p in prod_problems(ingress={"enabled": True, "host": "a.example"})
     )
