@@ -43,6 +43,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
     service = TaskService(
         settings=settings,
         metrics=runtime.metrics,
+        redis=runtime.redis,
         store=store,
         queue=queue,
         ledger=BudgetLedger(runtime.redis, settings),
