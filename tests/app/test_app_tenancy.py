@@ -85,7 +85,7 @@ def test_cost_estimates_move_only_with_the_tenants_own_tasks(
         observed = ModelUsage(
             tasks=5, input_tokens=4000, output_tokens=900, llm_calls=4, task_tokens=96
         )
-        await r.hset(usage_key("acme", "large"), mapping=observed.encode())
+        await r.hset(usage_key("acme", "large"), items=observed.hset_args())
         globex = expected_costs(
             DEFAULT_MODELS, await book.read("globex", DEFAULT_MODELS), task, 300
         )
