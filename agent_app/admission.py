@@ -25,6 +25,7 @@ measured.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -71,20 +72,22 @@ class Load:
             return "tenant_share"
         return "capacity"
 
-    def retry_after_s(self, max_latency_s: float) -> int:
+    def room_in_s(self) -> float:
         """Seconds until the backlog is back under the limit at the measured rate: the
         whole service's, or the tenant's own (its tasks finish in proportion to their
-        share of the outstanding ones). Between 1 s and the latency limit; the limit
-        itself when no task finished lately, so nothing says how fast the backlog goes."""
-        ceiling = max(1, math.ceil(max_latency_s))
+        share of the outstanding ones); infinite when no task finished lately."""
         if self.rate <= 0:
-            return ceiling
+            return math.inf
         if self.reason == "tenant_share":
             excess = self.tenant_outstanding - self.limit / self.tenants + 1
-            seconds = excess * self.outstanding / (self.tenant_outstanding * self.rate)
-        else:
-            seconds = (self.outstanding - self.limit + 1) / self.rate
-        return min(ceiling, max(1, math.ceil(seconds)))
+            return excess * self.outstanding / (self.tenant_outstanding * self.rate)
+        return (self.outstanding - self.limit + 1) / self.rate
+
+    def retry_after_s(self, max_latency_s: float) -> int:
+        """`room_in_s` in whole seconds, between 1 s and the latency limit: the limit when
+        nothing says how fast the backlog goes."""
+        ceiling = max(1, math.ceil(max_latency_s))
+        return max(1, math.ceil(min(self.room_in_s(), ceiling)))
 
     def refusal(self, tenant: str, max_latency_s: float) -> ApiError:
         """The answer: 429 for a tenant over its share, 503 for a service at capacity.
@@ -106,3 +109,39 @@ class Load:
             extra={"limit": "capacity"},
             headers=headers,
         )
+
+
+# How long a replica answers a tenant's submissions with its last load refusal, at most:
+# long enough to absorb a burst of them at hundreds a second, short enough that what
+# decided it (the backlog, the tenants with work) has hardly moved.
+RECALL_MAX_S = 0.25
+
+
+class RecentRefusals:
+    """This replica's load refusals of the last moment, per tenant. Until the backlog
+    could have room for the tenant again (`Load.room_in_s`, at most `RECALL_MAX_S`), its
+    next submissions get the same answer from `middleware.RefusalGate`, before FastAPI
+    parses them and without a Redis round trip: a refusal costs a fraction of an
+    admission, so shedding load does not take the CPU the admitted tasks need. A
+    submission with an Idempotency-Key is not refused this way (it may replay a task
+    admitted earlier), nor is any other tenant's."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, tuple[float, ApiError, Reason]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._until)
+
+    def remember(self, tenant: str, load: Load, refusal: ApiError) -> None:
+        recall = min(load.room_in_s(), RECALL_MAX_S)
+        self._until[tenant] = (time.monotonic() + recall, refusal, load.reason)
+
+    def recall(self, tenant: str) -> tuple[ApiError, Reason] | None:
+        found = self._until.get(tenant)
+        if found is None:
+            return None
+        until, refusal, reason = found
+        if time.monotonic() >= until:
+            del self._until[tenant]
+            return None
+        return refusal, reason

@@ -77,10 +77,15 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
 
 
-async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """The answer for an ApiError, wherever it is raised or remembered."""
     body = error_body(exc.message, exc.field)
     body.update(exc.extra)
     return JSONResponse(body, exc.status, headers=exc.headers)
+
+
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    return api_error_response(exc)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

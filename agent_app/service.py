@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
-from agent_app.admission import Limits
+from agent_app.admission import Limits, RecentRefusals
 from agent_app.cache import ResultCache, result_cache_key
 from agent_app.completions import Completions
 from agent_app.cost import BudgetLedger, BudgetStatus
@@ -61,6 +61,7 @@ class TaskService:
     completions: Completions
     detector: Detector
     usage: UsageBook
+    refusals: RecentRefusals
 
     async def submit(
         self,
@@ -236,6 +237,7 @@ class TaskService:
             if admission.load is not None:
                 refusal = admission.load.refusal(tenant, s.admission_max_latency_s)
                 m.admission_refusals.labels(**m.rel(reason=admission.load.reason)).inc()
+                self.refusals.remember(tenant, admission.load, refusal)
                 raise refusal
             if admission.admitted:
                 self._count(record)

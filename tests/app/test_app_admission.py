@@ -6,6 +6,7 @@ are still answered; the limit follows the rate at which tasks finish."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from agent_app.admission import Load
+from agent_app.admission import RECALL_MAX_S, Load
 from agent_app.keys import (
     RESERVED_TOTAL,
     TASK_STREAM,
@@ -112,7 +113,9 @@ def test_a_tenant_below_its_share_is_admitted_into_a_full_service(
     assert over.json()["limit"] == "tenant_share"
     assert "'globex' has 2 tasks queued or running" in over.json()["error"]
     assert int(over.headers["Retry-After"]) >= 1
-    # The tenant with the backlog is now over its share, and told so.
+    # The tenant with the backlog is now over its share, and told so (once the moment in
+    # which the API answers acme with its last refusal is over).
+    time.sleep(RECALL_MAX_S)
     again = acme.submit(_unique())
     assert again.status_code == 429
     assert again.json()["limit"] == "tenant_share"
@@ -149,9 +152,49 @@ def test_a_stored_result_is_answered_however_full_the_service_is(
     stop(worker.proc)
     statuses = [acme.submit(_unique()).status_code for _ in range(FLOOR + 1)]
     assert statuses[-1] == 503
+    # Past the moment in which the API answers acme with that refusal at once.
+    time.sleep(RECALL_MAX_S)
     again = acme.submit("compute 6 * 7")
     assert again.status_code == 200
     assert again.json()["cached"] is True
+
+
+def test_a_refused_tenant_is_answered_at_once_for_a_moment(
+    clients: dict[str, Client], clean_redis: redis.Redis, limited_api: Service
+) -> None:
+    """After a load refusal, the API answers the tenant's next submissions the same way
+    without parsing them or asking Redis, until the backlog could have room for it (here,
+    with nothing finishing, for RECALL_MAX_S); other tenants, and requests that may replay
+    an admitted task, still go to Redis."""
+    acme, globex = clients["acme"], clients["globex"]
+    assert [acme.submit(_unique()).status_code for _ in range(FLOOR)] == [202] * FLOOR
+    first = acme.submit(_unique())
+    assert first.status_code == 503
+    clean_redis.config_resetstat()
+    started = time.monotonic()
+    answers = [acme.submit(_unique()) for _ in range(20)]
+    elapsed = time.monotonic() - started
+    admissions = _admissions(clean_redis)
+    assert {(a.status_code, a.headers["Retry-After"]) for a in answers} == {
+        (503, first.headers["Retry-After"])
+    }
+    assert {a.json()["limit"] for a in answers} == {"capacity"}
+    # One admission in Redis per moment at most (each refusal starts a new one).
+    assert admissions <= 1 + elapsed / RECALL_MAX_S
+    assert _refusals(limited_api, "capacity") == 21
+    # Another tenant is below its share: admitted, by Redis.
+    assert globex.submit(_unique()).status_code == 202
+    # A submission with an Idempotency-Key goes to Redis, whatever it gets there.
+    clean_redis.config_resetstat()
+    replay = acme.submit(_unique(), idempotency_key="k1")
+    assert replay.status_code in (429, 503)
+    assert _admissions(clean_redis) == 1
+
+
+def _admissions(r: redis.Redis) -> int:
+    """Admission scripts run since the statistics were reset."""
+    stats = r.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 def test_retry_after_is_how_long_the_backlog_takes_to_fall_under_the_limit() -> None:
