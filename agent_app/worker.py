@@ -241,7 +241,7 @@ class Worker:
         m = self.runtime.metrics
         period = current_period()
         attempt, record, spent_usd, shared_open = await self.store.start(
-            task_id, self.consumer, ledger_key(period), [m.name for m in s.models]
+            task_id, self.consumer, ledger_key(period), [spec.name for spec in s.models]
         )
         if record is None:
             log.info(

@@ -16,8 +16,8 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from agent_app.cost import BudgetLedger, current_period
 from agent_app.admission import Limits
+from agent_app.cost import BudgetLedger, current_period
 from agent_app.keys import (
     RESERVED_TOTAL,
     ledger_key,
