@@ -17,6 +17,7 @@ from agent_app.keys import history_key
 from agent_app.llm import ChatResult, LLMClient, LLMError
 from agent_app.logging import get_logger
 from agent_app.metrics import Metrics
+from agent_app.queue import FinalWrite
 from agent_app.records import AnswerStep, CachedAnswer, PlanStep, Status, Step, Tokens, ToolStep
 from agent_app.redaction import Redacted, redact, redact_json
 from agent_app.runtime import text
@@ -67,6 +68,9 @@ class AgentResult:
     redactions: int = 0
     # Only deterministic tools were called, so the request alone decides the result.
     deterministic: bool = True
+    # Made with the task's final write (`queue.FinalWrite`): its turn in the session's
+    # history, or its result for the result cache.
+    writes: list[FinalWrite] = field(default_factory=list)
 
     @property
     def tokens(self) -> Tokens:
@@ -158,7 +162,7 @@ class Agent:
                 answer = self._clean(result, reply.content, "answer")
                 result.answer = answer
                 result.steps.append(AnswerStep(content=answer))
-                await self._remember(ctx, result)
+                self._remember(ctx, result)
                 return
             messages.append(
                 {
@@ -232,14 +236,19 @@ class Agent:
     ) -> ChatResult:
         result.llm_calls += 1
         key = cache_key(ctx.tenant, ctx.model, messages, tools)
-        cached = await self._cache.get(key)
+        # The spend is checked before every call, not once per task: a task that waited in
+        # the queue or for its tenant's slot, or ran alongside others of the tenant, may
+        # find the budget spent by now. A cached answer costs nothing and needs no check;
+        # both are read in one round trip all the same.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            cached_of = self._cache.read(pipe, key)
+            budget_of = self._ledger.read_status(pipe, ctx.tenant, reservations=False)
+            replies = iter(await pipe.execute())
+        cached, budget = cached_of(replies), budget_of(replies)
         if cached is not None:
             result.cached_calls += 1
             return cached
-        # Checked before every call, not once per task: a task that waited in the queue or
-        # for its tenant's slot, or ran alongside others of the tenant, may find the budget
-        # spent by now. A cached answer costs nothing and needs no check.
-        await self._ledger.check(ctx.tenant)
+        budget.stop_if_exhausted()
         asked = ctx.model
         reply = await self._chat_or_fall_back(ctx, messages, tools)
         if ctx.model != asked:
@@ -251,10 +260,9 @@ class Agent:
             self._settings.model(ctx.model), reply.prompt_tokens, reply.completion_tokens
         )
         self._metrics.cost.labels(**self._metrics.rel(model=ctx.model)).inc(usd)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            await self._ledger.charge(pipe, ctx.tenant, ctx.task_id, usd)
-            self._cache.put(pipe, key, reply, ctx.cache_ttl_s)
-            await pipe.execute()
+        await self._ledger.charge(
+            ctx.tenant, ctx.task_id, usd, key, self._cache.entry(reply), ctx.cache_ttl_s
+        )
         return reply
 
     async def _chat_or_fall_back(
@@ -289,28 +297,32 @@ class Agent:
         )
         return [json.loads(text(item)) for item in raw]
 
-    async def _remember(self, ctx: TaskContext, result: AgentResult) -> None:
+    def _remember(self, ctx: TaskContext, result: AgentResult) -> None:
         """Adds the turn to a shared session's history (a task's own session has no later
-        turn to read it) and, for a task that depends on nothing but its request, stores
-        its result for the API to answer the same task with."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if not ctx.own_session:
-                key = history_key(ctx.tenant, ctx.session_id)
-                pipe.rpush(
-                    key,
-                    json.dumps({"role": "user", "content": ctx.task}),
-                    json.dumps({"role": "assistant", "content": result.answer}),
+        turn to read it) or, for a task that depends on nothing but its request, stores
+        its result for the API to answer the same task with: both with the task's final
+        write, so only the attempt whose result counts leaves them."""
+        if not ctx.own_session:
+            result.writes.append(
+                FinalWrite(
+                    history_key(ctx.tenant, ctx.session_id),
+                    {
+                        "list": [
+                            json.dumps({"role": "user", "content": ctx.task}),
+                            json.dumps({"role": "assistant", "content": result.answer}),
+                        ],
+                        "keep": 2 * _HISTORY_TURNS,
+                        "ttl": self._settings.memory_ttl_s,
+                    },
                 )
-                pipe.ltrim(key, -2 * _HISTORY_TURNS, -1)
-                pipe.expire(key, self._settings.memory_ttl_s)
-            elif result.deterministic and result.answer is not None:
-                self._results.put(
-                    pipe,
+            )
+        elif result.deterministic and result.answer is not None:
+            result.writes.append(
+                self._results.write(
                     result_cache_key(ctx.tenant, ctx.model, ctx.variant, ctx.task),
                     CachedAnswer.saving(
                         result.answer, list(result.steps), result.redactions, result.llm_calls
                     ),
                     ctx.cache_ttl_s,
                 )
-            if len(pipe):
-                await pipe.execute()
+            )

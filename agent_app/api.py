@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import SpanProcessor
 
+from agent_app.admission import RecentRefusals
 from agent_app.auth import Authenticator
 from agent_app.cache import ResultCache
 from agent_app.completions import Completions
@@ -21,7 +22,7 @@ from agent_app.errors import install_error_handlers
 from agent_app.idempotency import IdempotencyKeys
 from agent_app.injection.detector import build_detector
 from agent_app.logging import get_logger
-from agent_app.middleware import BodyLimit, ReleaseAndInflight
+from agent_app.middleware import BodyLimit, RefusalGate, ReleaseAndInflight
 from agent_app.probes import Probes
 from agent_app.queue import TaskQueue
 from agent_app.routes import health, metrics, tasks
@@ -40,9 +41,12 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
     store = TaskStore(runtime.redis, settings.task_ttl_s)
     queue = TaskQueue(runtime.redis, settings)
     completions = Completions(runtime.redis, queue.done_channel, store)
+    refusals = RecentRefusals()
+    authenticator = Authenticator(settings.api_keys_sha256)
     service = TaskService(
         settings=settings,
         metrics=runtime.metrics,
+        redis=runtime.redis,
         store=store,
         queue=queue,
         ledger=BudgetLedger(runtime.redis, settings),
@@ -51,6 +55,7 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
         completions=completions,
         detector=build_detector(settings),
         usage=UsageBook(runtime.redis),
+        refusals=refusals,
     )
     circuits = functools.partial(
         _every_circuit_open, BreakerBoard(runtime.redis, settings), len(settings.models)
@@ -63,7 +68,15 @@ def create_app(settings: Settings, span_processor: SpanProcessor | None = None) 
     app.state.runtime = runtime
     app.state.service = service
     app.state.probes = Probes(runtime, queue, circuits)
-    app.state.authenticator = Authenticator(settings.api_keys_sha256)
+    app.state.authenticator = authenticator
+    # Innermost: the body is read (and bounded) by then, so the connection stays usable.
+    app.add_middleware(
+        RefusalGate,
+        refusals=refusals,
+        authenticator=authenticator,
+        metrics=runtime.metrics,
+        path=tasks.router.prefix,
+    )
     app.add_middleware(
         BodyLimit, limit=settings.max_body_bytes, read_timeout_s=settings.body_read_timeout_s
     )

@@ -10,14 +10,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from agent_app import keys
 from agent_app.llm import ChatResult
 from agent_app.metrics import Metrics
+from agent_app.queue import FinalWrite
 from agent_app.records import CachedAnswer
 from agent_app.redaction import redact, redact_json
 from agent_app.runtime import text
@@ -48,20 +49,27 @@ def cache_key(
 
 
 class ResponseCache:
-    def __init__(self, redis: Redis, metrics: Metrics) -> None:
-        self._redis = redis
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    async def get(self, key: str) -> ChatResult | None:
-        raw = await self._redis.get(key)
-        result = "hit" if raw is not None else "miss"
-        self._metrics.cache.labels(**self._metrics.rel(result=result)).inc()
-        if raw is None:
-            return None
-        return ChatResult.from_json(text(raw))
+    def read(self, pipe: Pipeline, key: str) -> Callable[[Iterator[Any]], ChatResult | None]:
+        """Queues the lookup on the caller's pipeline (the call's budget check reads in the
+        same round trip); the function returned takes the cached reply, if any, from the
+        replies in the order queued, and counts the hit or miss."""
+        pipe.get(key)
 
-    def put(self, transaction: Pipeline, key: str, value: ChatResult, ttl_s: int) -> None:
-        transaction.set(key, _without_credentials(value).to_json(), ex=ttl_s)
+        def cached(replies: Iterator[Any]) -> ChatResult | None:
+            raw = next(replies)
+            result = "hit" if raw is not None else "miss"
+            self._metrics.cache.labels(**self._metrics.rel(result=result)).inc()
+            return None if raw is None else ChatResult.from_json(text(raw))
+
+        return cached
+
+    @staticmethod
+    def entry(value: ChatResult) -> str:
+        """A reply as it is cached (`BudgetLedger.charge` writes it with the call's cost)."""
+        return _without_credentials(value).to_json()
 
 
 def _without_credentials(reply: ChatResult) -> ChatResult:
@@ -101,7 +109,7 @@ class ResultCache:
     the worker, which is most of a task's cost when every call would be a cache hit.
 
     A result is stored as the task record fields it gives a task answered from it, so the
-    API reads it and writes that record in one step (`TaskStore.create_from_result`)."""
+    API reads it and writes that record in its admission step (`TaskStore.admit`)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -111,6 +119,7 @@ class ResultCache:
             **self._metrics.rel(result="hit" if hit else "miss")
         ).inc()
 
-    def put(self, transaction: Pipeline, key: str, value: CachedAnswer, ttl_s: int) -> None:
-        transaction.hset(key, items=value.hset_args())
-        transaction.expire(key, ttl_s)
+    @staticmethod
+    def write(key: str, value: CachedAnswer, ttl_s: int) -> FinalWrite:
+        """The result stored with the task's final write (`queue.FinalWrite`)."""
+        return FinalWrite(key, {"hash": value.hset_args(), "ttl": ttl_s})

@@ -15,12 +15,8 @@ from agent_app.tasks import TaskStore, completion
 
 log = get_logger(__name__)
 
-# A waiting request re-reads its task at least this often, so a completion message lost
-# while the subscription reconnects (or never sent by an older worker) delays it only so long.
-_RECHECK_S = 0.5
 
-
-class _Waiter:
+class Waiter:
     """One request waiting for a task: woken by its completion message, which hands over
     the final record when it carries one."""
 
@@ -35,14 +31,18 @@ class _Waiter:
 
 class Completions:
     """Wakes requests waiting for a task when a worker announces on the task done channel
-    that it is final. Polling the record instead cost a Redis round trip per waiting
-    request every 50 ms and added up to 50 ms to every answer."""
+    that it is final. A waiting request costs nothing while it waits beyond its entry
+    here: no Redis command, no timer but its deadline. It reads the task only when it
+    starts waiting on a task it did not just queue, when woken without the final record
+    (the subscription came back after a break, in which a message may have been lost),
+    and once at its deadline. (Polling the record instead cost a Redis round trip per
+    waiting request every 50 ms, and later every 0.5 s, which a backlog multiplied.)"""
 
     def __init__(self, redis: Redis, channel: str, store: TaskStore) -> None:
         self._redis = redis
         self._channel = channel
         self._store = store
-        self._waiters: dict[str, set[_Waiter]] = {}
+        self._waiters: dict[str, set[Waiter]] = {}
 
     async def listen(self) -> None:
         while True:
@@ -54,31 +54,45 @@ class Completions:
                     async for message in pubsub.listen():
                         self._deliver(message["data"])
             except Exception as exc:
-                # Never give up: without the listener every wait degrades to re-reading.
+                # Never give up: without the listener every wait lasts until its deadline.
                 log.warning("task done channel unavailable; retrying", error=type(exc).__name__)
                 await asyncio.sleep(1)
 
-    async def wait_final(self, task_id: str, wait_s: float, queued: bool) -> TaskRecord | None:
+    @contextlib.contextmanager
+    def waiting(self, task_id: str) -> Iterator[Waiter]:
+        """Registers a request waiting for the task: before the task is queued, so no
+        completion message can come before it is there to hear it."""
+        waiter = Waiter()
+        self._waiters.setdefault(task_id, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            waiters = self._waiters[task_id]
+            waiters.discard(waiter)
+            if not waiters:
+                del self._waiters[task_id]
+
+    async def wait_final(
+        self, waiter: Waiter, task_id: str, wait_s: float, queued: bool
+    ) -> TaskRecord | None:
         """The task once final, or as it is after `wait_s`; None if it is gone. A task
-        `queued` just now is not read before its completion message (or the first
-        re-check): it cannot be final yet."""
+        `queued` by this request, with `waiter` registered before, is not read before its
+        completion message: it cannot be final sooner."""
         deadline = time.monotonic() + wait_s
-        with self._waiting(task_id) as waiter:
-            if queued:
-                # The waiter was registered before any await since the enqueue, so only a
-                # task finished faster than that Redis reply came back could be announced
-                # unheard, and it costs one re-check.
-                await _woken(waiter.event, deadline)
-            while True:
-                announced = waiter.take()
-                if announced is not None and announced.final:
-                    return announced
-                # Cleared before the read: a message arriving after it is never missed.
-                waiter.event.clear()
-                record = await self._store.get(task_id)
-                if record is None or record.final or time.monotonic() >= deadline:
-                    return record
-                await _woken(waiter.event, deadline)
+        if not queued:
+            record = await self._store.get(task_id)
+            if record is None or record.final:
+                return record
+        while await _woken(waiter.event, deadline):
+            announced = waiter.take()
+            if announced is not None and announced.final:
+                return announced
+            # Cleared before the read: a message arriving after it is never missed.
+            waiter.event.clear()
+            record = await self._store.get(task_id)
+            if record is None or record.final:
+                return record
+        return await self._store.get(task_id)
 
     def _deliver(self, message: str) -> None:
         # Every replica hears every task: only a waited-for one is worth decoding.
@@ -96,20 +110,16 @@ class Completions:
             for waiter in waiters:
                 waiter.event.set()
 
-    @contextlib.contextmanager
-    def _waiting(self, task_id: str) -> Iterator[_Waiter]:
-        waiter = _Waiter()
-        self._waiters.setdefault(task_id, set()).add(waiter)
-        try:
-            yield waiter
-        finally:
-            waiters = self._waiters[task_id]
-            waiters.discard(waiter)
-            if not waiters:
-                del self._waiters[task_id]
 
-
-async def _woken(event: asyncio.Event, deadline: float) -> None:
-    """Until the event is set, the next re-check is due or the deadline passes."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), max(0.0, min(deadline - time.monotonic(), _RECHECK_S)))
+async def _woken(event: asyncio.Event, deadline: float) -> bool:
+    """Until the event is set (True) or the deadline passes (False): one timer, not one
+    per interval."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return event.is_set()
+    try:
+        async with asyncio.timeout(remaining):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -5,17 +5,20 @@ How the budget holds under concurrency (see the README, "Budgets"):
 
 - Admission (`TaskStore.admit`) reserves a task's expected cost, atomically with writing
   and queueing it, and only if spend plus every reservation plus this one fits the budget.
-- Each LLM call is charged (`BudgetLedger.charge`): to the spend, to the task, and off its
-  reservation; the task's final write releases what is left of it.
-- Before each LLM call the spend is read again (`BudgetLedger.check`), and a task whose
-  tenant has spent its budget stops there. So the budget can be exceeded only by the
-  calls already in flight when it was reached.
+- Each LLM call is charged (`BudgetLedger.charge`, with the caching of its reply): to the
+  spend, to the task, and off its reservation; the task's final write releases what is
+  left of it.
+- Before each LLM call the spend is read again (with the call's cache lookup), and a task
+  whose tenant has spent its budget stops there (`BudgetStatus.stop_if_exhausted`). So
+  the budget can be exceeded only by the calls already in flight when it was reached.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -77,6 +80,12 @@ class BudgetStatus:
     def exhausted(self) -> bool:
         return self.spent_usd >= self.budget_usd
 
+    def stop_if_exhausted(self) -> None:
+        """The check before each LLM call: only the spend counts, since the calling task
+        was admitted and its own reservation is among the rest."""
+        if self.exhausted:
+            raise BudgetExhaustedError(self.message())
+
     def message(self) -> str:
         return (
             f"tenant {self.tenant!r} has used ${self.spent_usd:.4f} of its "
@@ -114,14 +123,27 @@ class BudgetLedger:
     async def status(self, tenant: str, reservations: bool = True) -> BudgetStatus:
         """Spent in the current period and, unless told otherwise (for a task admitted
         already), reserved, read together."""
-        period = current_period()
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hget(ledger_key(period), tenant)
-            if reservations:
-                pipe.hget(reservations_key(tenant), RESERVED_TOTAL)
-            spent, *reserved = await pipe.execute()
-        held = float(reserved[0] or 0.0) if reserved else 0.0
-        return self.status_of(tenant, float(spent or 0.0), period, held)
+            status_of = self.read_status(pipe, tenant, reservations)
+            return status_of(iter(await pipe.execute()))
+
+    def read_status(
+        self, pipe: Pipeline, tenant: str, reservations: bool = True
+    ) -> Callable[[Iterator[Any]], BudgetStatus]:
+        """Queues the reads of `status` on the caller's pipeline, which reads more in the
+        same round trip; the function returned takes the status from the replies, in the
+        order queued."""
+        period = current_period()
+        pipe.hget(ledger_key(period), tenant)
+        if reservations:
+            pipe.hget(reservations_key(tenant), RESERVED_TOTAL)
+
+        def status_of(replies: Iterator[Any]) -> BudgetStatus:
+            spent = next(replies)
+            held = float(next(replies) or 0.0) if reservations else 0.0
+            return self.status_of(tenant, float(spent or 0.0), period, held)
+
+        return status_of
 
     def status_of(
         self, tenant: str, spent_usd: float, period: str, reserved_usd: float = 0.0
@@ -146,22 +168,18 @@ class BudgetLedger:
             usd=usd,
         )
 
-    async def check(self, tenant: str) -> None:
-        """Raises BudgetExhaustedError if the tenant has spent its budget this period: the
-        check before each LLM call. Only the spend counts: the calling task was admitted,
-        and its own reservation is among the rest."""
-        period = current_period()
-        spent = await self._redis.hget(ledger_key(period), tenant)
-        status = self.status_of(tenant, float(spent or 0.0), period)
-        if status.exhausted:
-            raise BudgetExhaustedError(status.message())
-
-    async def charge(self, transaction: Pipeline, tenant: str, task_id: str, usd: float) -> None:
-        """Adds an LLM call's cost to the tenant's period and to the task record, and takes
-        it off the task's reservation, as part of the caller's transaction (which also
-        caches the call that cost it)."""
+    async def charge(
+        self, tenant: str, task_id: str, usd: float, cache_key: str, reply: str, cache_ttl_s: int
+    ) -> None:
+        """Adds an LLM call's cost to the tenant's period and to the task record, takes it
+        off the task's reservation and caches the call's reply (`reply`, as the response
+        cache stores it, at `cache_key`), in one step."""
         await self._charge(
-            keys=[ledger_key(current_period()), task_key(task_id), reservations_key(tenant)],
-            args=[tenant, task_id, repr(usd), _LEDGER_TTL_S],
-            client=transaction,
+            keys=[
+                ledger_key(current_period()),
+                task_key(task_id),
+                reservations_key(tenant),
+                cache_key,
+            ],
+            args=[tenant, task_id, repr(usd), _LEDGER_TTL_S, reply, cache_ttl_s],
         )

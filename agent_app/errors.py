@@ -6,7 +6,7 @@ OpenAPI document."""
 from __future__ import annotations
 
 import email.message
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -49,12 +49,14 @@ class ErrorBody(BaseModel):
     """Every error answer. `fields` names each input at fault (a body field, a query
     parameter, a header such as `Content-Type` or `Authorization`), empty when none is;
     a task refused as a likely prompt injection also has the heuristics' `reasons` and
-    `score`."""
+    `score`; a task refused for the service's load names the `limit` it met
+    (`capacity`, `tenant_share`: see `admission`)."""
 
     error: str
     fields: list[FieldError]
     reasons: list[str] | None = None
     score: float | None = None
+    limit: Literal["capacity", "tenant_share"] | None = None
 
 
 def error_body(message: str, field: str | None = None) -> dict[str, Any]:
@@ -75,10 +77,15 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
 
 
-async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """The answer for an ApiError, wherever it is raised or remembered."""
     body = error_body(exc.message, exc.field)
     body.update(exc.extra)
     return JSONResponse(body, exc.status, headers=exc.headers)
+
+
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    return api_error_response(exc)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,6 +18,18 @@ def done_channel(task_stream: str) -> str:
     return f"{task_stream}:done"
 
 
+def outstanding_key(task_stream: str) -> str:
+    """Tasks admitted and not yet final, per tenant (a hash tenant -> count; a tenant
+    with none has no field): what bounded admission shares out (`scripts.ADMIT`)."""
+    return f"{task_stream}:outstanding"
+
+
+def throughput_key(task_stream: str) -> str:
+    """The rate at which tasks leave the stream, final (a hash: `rate`, per second,
+    decaying exponentially, and `at`, when it was last updated, by Redis' clock)."""
+    return f"{task_stream}:throughput"
+
+
 def task_key(task_id: str) -> str:
     """The task record (a hash, see `records.TaskRecord`)."""
     return f"{PREFIX}:task:{task_id}"

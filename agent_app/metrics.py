@@ -125,6 +125,13 @@ class Metrics:
             labels("action"),
             registry=r,
         )
+        self.admission_refusals = Counter(
+            "agent_admission_refusals",
+            "Tasks refused at once for the service's load, by the limit met: capacity (503) "
+            "or tenant_share (429).",
+            labels("reason"),
+            registry=r,
+        )
         self.budget_used = Gauge(
             "agent_tenant_budget_used_ratio",
             "Share of the tenant's budget for the current period already spent.",

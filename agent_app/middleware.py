@@ -11,7 +11,10 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent_app.errors import error_body
+from agent_app.admission import RecentRefusals
+from agent_app.auth import Authenticator, key_from_headers
+from agent_app.errors import api_error_response, error_body
+from agent_app.metrics import Metrics
 
 
 class BodyLimit:
@@ -93,3 +96,55 @@ class ReleaseAndInflight:
             await self.app(scope, receive, send_with_headers)
         finally:
             self.gauge.dec()
+
+
+class RefusalGate:
+    """Answers a task submission with the tenant's load refusal of the last moment, if
+    there is one (`admission.RecentRefusals`), before the route parses it. Anything it
+    cannot decide cheaply and for sure (no key or two, an unknown key, an Idempotency-Key)
+    goes on to the route, which answers it in full."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        refusals: RecentRefusals,
+        authenticator: Authenticator,
+        metrics: Metrics,
+        path: str,
+    ) -> None:
+        self.app = app
+        self.refusals = refusals
+        self.authenticator = authenticator
+        self.metrics = metrics
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.refusals
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == self.path
+        ):
+            tenant = self._tenant(scope["headers"])
+            found = self.refusals.recall(tenant) if tenant is not None else None
+            if found is not None:
+                refusal, reason = found
+                m = self.metrics
+                m.admission_refusals.labels(**m.rel(reason=reason)).inc()
+                await api_error_response(refusal)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _tenant(self, headers: list[tuple[bytes, bytes]]) -> str | None:
+        x_api_key = authorization = None
+        for name, value in headers:
+            if name == b"idempotency-key":
+                return None
+            if name == b"x-api-key":
+                x_api_key = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+        if x_api_key is not None and authorization is not None:
+            return None
+        key = key_from_headers(x_api_key, authorization)
+        return self.authenticator.tenant_for(key) if key is not None else None

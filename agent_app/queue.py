@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from agent_app import scripts
-from agent_app.keys import done_channel, reservations_key, task_key
+from agent_app.keys import (
+    done_channel,
+    outstanding_key,
+    reservations_key,
+    task_key,
+    throughput_key,
+)
 from agent_app.records import Outcome
 from agent_app.runtime import text
 from agent_app.settings import Settings
 from agent_app.tasks import stream_entry
 
 Entry = tuple[str, dict[str, str]]
+
+
+class FinalWrite(NamedTuple):
+    """A write made with a task's first final write, in the same step (`scripts.FINISH`):
+    at `key`, what `spec` says, one of `{"hash": [field, value…], "ttl": s}`,
+    `{"list": [item…], "keep": n, "ttl": s}` or `{"means": [field, value…], "window": n}`
+    (see `scripts._FINAL_WRITES`)."""
+
+    key: str
+    spec: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -103,27 +121,66 @@ class TaskQueue:
             pipe.xdel(self.stream, entry_id)
             await pipe.execute()
 
-    async def finish(self, entry_id: str, task_id: str, tenant: str, outcome: Outcome) -> bool:
-        """Writes the task's final result, announces it, acknowledges the entry and releases
-        the task's budget reservation; False if the task already had a final result, which
-        is then kept."""
+    async def finish(
+        self,
+        entry_id: str,
+        task_id: str,
+        tenant: str,
+        outcome: Outcome,
+        writes: Sequence[FinalWrite] = (),
+    ) -> bool:
+        """Writes the task's final result and what goes with it (`writes`), announces it,
+        acknowledges the entry and releases the task's budget reservation, in one step;
+        False if the task already had a final result, which is then kept, and `writes`
+        are not made."""
         written = await self._finish(
-            keys=[task_key(task_id), self.stream, reservations_key(tenant)],
-            args=[self.group, entry_id, self.done_channel, task_id, *_final(outcome)],
+            keys=[
+                task_key(task_id),
+                self.stream,
+                reservations_key(tenant),
+                outstanding_key(self.stream),
+                throughput_key(self.stream),
+                *(w.key for w in writes),
+            ],
+            args=[
+                self.group,
+                entry_id,
+                self.done_channel,
+                task_id,
+                tenant,
+                json.dumps([w.spec for w in writes]),
+                *_final(outcome),
+            ],
         )
         return bool(written)
 
     async def dead_letter(
         self, entry_id: str, task_id: str, tenant: str, fields: dict[str, str]
     ) -> bool:
-        """Marks the task dead-lettered, moves its entry to the dead-letter stream and
-        releases its budget reservation, unless the task already has a final result; False
-        then, and the entry is only acknowledged."""
+        """Marks the task dead-lettered, moves its entry to the dead-letter stream, announces
+        it and releases its budget reservation, unless the task already has a final result;
+        False then, and the entry is only acknowledged."""
         final = _final(Outcome(status="dead_lettered", error=fields.get("error")))
         entry = [item for pair in fields.items() for item in pair]
         written = await self._dead_letter(
-            keys=[task_key(task_id), self.stream, self.dead_stream, reservations_key(tenant)],
-            args=[self.group, entry_id, len(final), *final, *entry, task_id],
+            keys=[
+                task_key(task_id),
+                self.stream,
+                self.dead_stream,
+                reservations_key(tenant),
+                outstanding_key(self.stream),
+                throughput_key(self.stream),
+            ],
+            args=[
+                self.group,
+                entry_id,
+                self.done_channel,
+                task_id,
+                tenant,
+                len(final),
+                *final,
+                *entry,
+            ],
         )
         return bool(written)
 

@@ -2,23 +2,36 @@
 writes that must not interleave with another worker's live here, side by side, so the
 rule they share (a record with `finished_at` is final and never written again) is
 visible in one place; so do the budget's (a reservation made with the task's admission,
-charged by its calls, released with its final write: see `cost`)."""
+charged by its calls, released with its final write: see `cost`) and bounded admission's
+(the tenants' outstanding tasks counted with the reservations, the rate at which tasks
+finish updated by their final write: see `admission`).
+
+Each step of a task is one script, so one round trip: the admission, a worker's start,
+each LLM call's charge, the final write."""
 
 from __future__ import annotations
 
 from agent_app.keys import RESERVED_TOTAL
 
+# The time constant, in seconds, of the finishing rate's exponential decay: long enough
+# to smooth bursts, short enough to follow the workers scaling or the LLM slowing down.
+THROUGHPUT_WINDOW_S = 10
 
-def _with_total(script: str) -> str:
-    """The reservation hash's sum field (`keys.RESERVED_TOTAL`) put in for `@TOTAL@`."""
-    return script.replace("@TOTAL@", RESERVED_TOTAL)
+
+def _filled(script: str) -> str:
+    """The reservation hash's sum field (`keys.RESERVED_TOTAL`) put in for `@TOTAL@`,
+    the throughput's time constant for `@WINDOW@`."""
+    return script.replace("@TOTAL@", RESERVED_TOTAL).replace("@WINDOW@", str(THROUGHPUT_WINDOW_S))
 
 
 # A task's reservation released (its final write, see FINISH and DEAD_LETTER): the rest of
-# what was set aside for it and not charged goes back to the tenant. A hash left with its
-# sum alone is deleted, so the float sum restarts from zero and rounding cannot pile up.
+# what was set aside for it and not charged goes back to the tenant, and it no longer
+# counts among the tenant's outstanding tasks. A hash left with its sum alone is deleted,
+# so the float sum restarts from zero and rounding cannot pile up. The reservation exists
+# from admission to the first final write, so a second final write (a redelivered task)
+# releases nothing and counts nothing twice.
 _RELEASE = """
-local function release(reservations, task_id)
+local function release(reservations, task_id, outstanding, tenant)
   local held = redis.call('HGET', reservations, task_id)
   if not held then return end
   redis.call('HDEL', reservations, task_id)
@@ -27,21 +40,87 @@ local function release(reservations, task_id)
   else
     redis.call('HINCRBYFLOAT', reservations, '@TOTAL@', string.format('%.17g', -tonumber(held)))
   end
+  if redis.call('HINCRBY', outstanding, tenant, -1) <= 0 then
+    redis.call('HDEL', outstanding, tenant)
+  end
 end
 """
 
-# KEYS[1] task record, KEYS[2] budget ledger; ARGV worker, started_at.
+# The rate at which tasks finish (per second), by Redis' clock, so every replica reads
+# and writes the same one: each final write adds 1/window, and the sum decays by
+# exp(-elapsed/window). With tasks finishing at a steady rate it settles on that rate.
+_THROUGHPUT = """
+local function clock()
+  local now = redis.call('TIME')
+  return tonumber(now[1]) + tonumber(now[2]) / 1e6
+end
+local function rate_at(key, now)
+  local stored = redis.call('HMGET', key, 'rate', 'at')
+  if not stored[1] then return 0 end
+  return tonumber(stored[1]) * math.exp(-math.max(0, now - tonumber(stored[2])) / @WINDOW@)
+end
+local function finished_one(key)
+  local now = clock()
+  local rate = rate_at(key, now) + 1 / @WINDOW@
+  redis.call('HSET', key, 'rate', string.format('%.17g', rate), 'at', string.format('%.17g', now))
+end
+"""
+
+# Running means of one task's figures (`usage`): the plain mean over the first `window`
+# tasks, then exponentially weighted, so the estimate follows a workload that changes.
+_OBSERVE = """
+local function observe(key, window, figures)
+  local n = redis.call('HINCRBY', key, 'tasks', 1)
+  local weight = 1 / math.min(n, tonumber(window))
+  for i = 1, #figures, 2 do
+    local mean = tonumber(redis.call('HGET', key, figures[i]) or '0')
+    local value = mean + weight * (tonumber(figures[i + 1]) - mean)
+    redis.call('HSET', key, figures[i], string.format('%.17g', value))
+  end
+end
+"""
+
+# What a task's first final write also writes (`queue.FinalWrite`), as a JSON list; the
+# i-th write's key is the i-th key after the script's own. `hash`: fields stored with a
+# ttl (a result for the result cache); `list`: items appended, the last `keep` kept, with
+# a ttl (a session's history); `means`: figures folded into running means (usage).
+_FINAL_WRITES = (
+    _OBSERVE
+    + """
+local function final_writes(writes, first_key)
+  for i, w in ipairs(cjson.decode(writes)) do
+    local key = KEYS[first_key + i - 1]
+    if w.hash then
+      redis.call('HSET', key, unpack(w.hash))
+      redis.call('EXPIRE', key, w.ttl)
+    elseif w.list then
+      redis.call('RPUSH', key, unpack(w.list))
+      redis.call('LTRIM', key, -w.keep, -1)
+      redis.call('EXPIRE', key, w.ttl)
+    elseif w.means then
+      observe(key, w.window, w.means)
+    end
+  end
+end
+"""
+)
+
+# KEYS[1] task record, KEYS[2] budget ledger, KEYS[3…] the models' breaker keys; ARGV
+# worker, started_at.
 # {-2} for an unknown task, {-1} for one that already has its final result, else the new
-# attempt count, the tenant's spend so far in the budget ledger, then the record as
-# HGETALL gives it: the worker needs all three, and one round trip instead of three is a
-# fifth of its Redis traffic per task.
+# attempt count, the tenant's spend so far in the budget ledger, which of the breaker keys
+# exist (1 or 0 each: circuits open on some replica), then the record as HGETALL gives
+# it: the worker needs all four before its first call, in one round trip.
 START = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-2} end
 if redis.call('HEXISTS', KEYS[1], 'finished_at') == 1 then return {-1} end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'worker', ARGV[1], 'started_at', ARGV[2])
 local spent = redis.call('HGET', KEYS[2], redis.call('HGET', KEYS[1], 'tenant') or '') or '0'
+local open = {}
+for i = 3, #KEYS do open[#open + 1] = redis.call('EXISTS', KEYS[i]) end
 local record = redis.call('HGETALL', KEYS[1])
+table.insert(record, 1, open)
 table.insert(record, 1, spent)
 table.insert(record, 1, attempts)
 return record
@@ -57,65 +136,67 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
-# KEYS[1] stored result, KEYS[2] task record; ARGV ttl, then field, value, field, value…
-# {} when no result is stored at KEYS[1]; else the task record KEYS[2] is written from
-# ARGV and the result's fields, and those fields returned. Read and write in one round trip
-# is most of what a cache hit costs the API.
-CREATE_FROM_RESULT = """
-local stored = redis.call('HGETALL', KEYS[1])
-if #stored == 0 then return false end
-redis.call('HSET', KEYS[2], unpack(ARGV, 2))
-redis.call('HSET', KEYS[2], unpack(stored))
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-return stored
-"""
-
-# KEYS[1] task record, KEYS[2] task stream, KEYS[3] the tenant's budget reservations;
-# ARGV group, entry id, done channel, task id, then the final fields: field, value…
+# KEYS[1] task record, KEYS[2] task stream, KEYS[3] the tenant's budget reservations,
+# KEYS[4] the outstanding tasks, KEYS[5] the throughput, KEYS[6…] the keys of the final
+# writes; ARGV group, entry id, done channel, task id, tenant, the final writes (JSON,
+# see _FINAL_WRITES), then the final fields: field, value…
 # Final record (the first final write wins: a redelivered task cannot overwrite it; an
-# earlier attempt's `error` goes unless the final fields have one), the completion message
-# for the API requests waiting on the task, the acknowledgement and the release of the
-# task's budget reservation, in one step: a worker dying in between cannot leave a final
-# task holding budget. The message carries the final record (see
-# `tasks.completion`), so a waiting request answers without reading it back.
-FINISH = (
-    _with_total(_RELEASE)
+# earlier attempt's `error` goes unless the final fields have one), what goes with it
+# (its result for the result cache or its turn in the session's history, its usage), the
+# completion message for the API requests waiting on the task, the acknowledgement, the
+# release of the task's budget reservation and the finishing rate, in one step: a worker
+# dying in between cannot leave a final task holding budget or a history without the
+# turn. The message carries the final record (see `tasks.completion`), so a waiting
+# request answers without reading it back.
+FINISH = _filled(
+    _RELEASE
+    + _THROUGHPUT
+    + _FINAL_WRITES
     + """
-release(KEYS[3], ARGV[4])
+release(KEYS[3], ARGV[4], KEYS[4], ARGV[5])
 local written = 0
 if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then
   -- An earlier attempt's error is not this result's: the final fields carry their own.
   redis.call('HDEL', KEYS[1], 'error')
-  redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+  redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+  finished_one(KEYS[5])
   written = 1
 end
 local record = redis.call('HGETALL', KEYS[1])
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. '\\n' .. cjson.encode(record))
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
+-- Last: a script's writes before an error stay written, and a key of the wrong type here
+-- must not keep the task from being final, announced and acknowledged.
+if written == 1 then final_writes(ARGV[6], 6) end
 return written
 """
 )
 
 # KEYS[1] task record, KEYS[2] task stream, KEYS[3] dead-letter stream, KEYS[4] the
-# tenant's budget reservations; ARGV group, entry id, n, then n final fields (field,
-# value…), then the dead-letter entry (field, value…), then the task id.
-# Final record, dead-letter entry, acknowledgement and release of the task's budget
-# reservation in one step. A task that another worker finished in the meantime (a
-# reclaimed entry racing its first owner) is only acknowledged: dead-lettering it too would
-# give it two outcomes. A worker dying half way cannot leave a dead-lettered record
-# without its dead-letter entry either.
-DEAD_LETTER = (
-    _with_total(_RELEASE)
+# tenant's budget reservations, KEYS[5] the outstanding tasks, KEYS[6] the throughput;
+# ARGV group, entry id, done channel, task id, tenant, n, then n final fields (field,
+# value…), then the dead-letter entry (field, value…).
+# Final record, dead-letter entry, completion message, acknowledgement and release of the
+# task's budget reservation in one step. A task that another worker finished in the
+# meantime (a reclaimed entry racing its first owner) is only acknowledged: dead-lettering
+# it too would give it two outcomes. A worker dying half way cannot leave a dead-lettered
+# record without its dead-letter entry either.
+DEAD_LETTER = _filled(
+    _RELEASE
+    + _THROUGHPUT
     + """
-release(KEYS[4], ARGV[#ARGV])
-local n = tonumber(ARGV[3])
+release(KEYS[4], ARGV[4], KEYS[5], ARGV[5])
+local n = tonumber(ARGV[6])
 local written = 0
 if redis.call('HEXISTS', KEYS[1], 'finished_at') == 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
-  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4 + n, #ARGV - 1))
+  redis.call('HSET', KEYS[1], unpack(ARGV, 7, 6 + n))
+  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7 + n))
+  finished_one(KEYS[6])
   written = 1
 end
+local record = redis.call('HGETALL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. '\\n' .. cjson.encode(record))
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
 return written
@@ -156,15 +237,50 @@ return 0
 """
 
 # KEYS[1] budget ledger of the period, KEYS[2] the tenant's reservations, KEYS[3] task
-# record, KEYS[4] task stream; ARGV tenant, task id, budget, the task's expected cost, ttl,
+# record, KEYS[4] task stream, KEYS[5] the outstanding tasks, KEYS[6] the throughput,
+# KEYS[7] (optional) the task's stored result; ARGV tenant, task id, budget, the task's
+# expected cost, ttl, the admission's latency limit (s), its floor (tasks), n, then n
+# fields (field, value…) that make the record final when answered from the stored result,
 # then the record's fields (field, value…).
-# Admission: the task is written and queued (as `tasks.stream_entry`) with its expected
-# cost reserved, only if spend plus every reservation plus this one fits the budget. Check
-# and reservation in one step, so concurrent submissions cannot each see the same room.
-# {1} admitted; {2} the record exists already (admitted by an earlier try whose answer
-# was lost); {0, spent, reserved} refused, with the figures to choose again from.
-ADMIT = _with_total("""
+# Admission, in the order of what decides: a record that exists already ({2}: admitted by
+# an earlier try whose answer was lost); the stored result ({3, its fields…}: the record
+# is written final, answered from it, with no reservation, queue or load); the load
+# ({4, outstanding, limit, the tenant's outstanding, tenants with outstanding tasks,
+# rate}: refused, see `admission`); the budget ({0, spent, reserved}: refused, with the
+# figures to choose again from). Else the task is written and queued (as
+# `tasks.stream_entry`) with its expected cost reserved and counted as the tenant's
+# ({1}). Checks and writes in one step, so concurrent submissions cannot each see the
+# same room, in the budget or in the queue.
+ADMIT = _filled(
+    _THROUGHPUT
+    + """
 if redis.call('EXISTS', KEYS[3]) == 1 then return {2} end
+local n = tonumber(ARGV[8])
+if KEYS[7] then
+  local stored = redis.call('HGETALL', KEYS[7])
+  if #stored > 0 then
+    redis.call('HSET', KEYS[3], unpack(ARGV, 9 + n))
+    redis.call('HSET', KEYS[3], unpack(ARGV, 9, 8 + n))
+    redis.call('HSET', KEYS[3], unpack(stored))
+    redis.call('EXPIRE', KEYS[3], ARGV[5])
+    table.insert(stored, 1, 3)
+    return stored
+  end
+end
+local outstanding = redis.call('XLEN', KEYS[4])
+local rate = rate_at(KEYS[6], clock())
+local limit = math.max(tonumber(ARGV[7]), rate * tonumber(ARGV[6]))
+if outstanding >= limit then
+  -- Full. A tenant below its fair share of the limit (among the tenants with work) is
+  -- still admitted, up to twice the limit: one tenant's backlog cannot lock out another.
+  local mine = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0')
+  local tenants = redis.call('HLEN', KEYS[5])
+  if mine == 0 then tenants = tenants + 1 end
+  if mine >= limit / tenants or outstanding >= 2 * limit then
+    return {4, outstanding, string.format('%.17g', limit), mine, tenants,
+      string.format('%.17g', rate)}
+  end
+end
 local spent = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
 local reserved = redis.call('HGET', KEYS[2], '@TOTAL@') or '0'
 -- The tolerance keeps a cost that fills the rest exactly from failing on rounding.
@@ -178,17 +294,21 @@ redis.call('XADD', KEYS[4], '*', 'task_id', ARGV[2], 'tenant', ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
 redis.call('HINCRBYFLOAT', KEYS[2], '@TOTAL@', ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('HSET', KEYS[3], unpack(ARGV, 6))
+redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
+redis.call('HSET', KEYS[3], unpack(ARGV, 9 + n))
 redis.call('EXPIRE', KEYS[3], ARGV[5])
 return {1}
-""")
+"""
+)
 
 # KEYS[1] budget ledger of the period, KEYS[2] task record, KEYS[3] the tenant's
-# reservations; ARGV tenant, task id, USD, ledger ttl.
+# reservations, KEYS[4] the call's response cache entry; ARGV tenant, task id, USD,
+# ledger ttl, the reply as cached, its ttl.
 # One LLM call's cost: added to the tenant's spend and the task's cost, and taken off the
 # task's reservation (down to zero: what a task spends beyond it was never set aside), so
-# spend plus reservations stays what admission counted with.
-CHARGE = _with_total("""
+# spend plus reservations stays what admission counted with; and the reply cached, in the
+# same step, so a reply is never cached without its cost charged.
+CHARGE = _filled("""
 redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('HINCRBYFLOAT', KEYS[2], 'cost_usd', ARGV[3])
@@ -198,17 +318,5 @@ if held > 0 then
   redis.call('HSET', KEYS[3], ARGV[2], string.format('%.17g', held - used))
   redis.call('HINCRBYFLOAT', KEYS[3], '@TOTAL@', string.format('%.17g', -used))
 end
+redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6])
 """)
-
-# KEYS[1] a model's observed usage; ARGV window, then one task's figures: field, value…
-# A running mean of each figure per task: the plain mean over the first `window` tasks,
-# then exponentially weighted, so the estimate follows a workload that changes.
-OBSERVE_USAGE = """
-local n = redis.call('HINCRBY', KEYS[1], 'tasks', 1)
-local weight = 1 / math.min(n, tonumber(ARGV[1]))
-for i = 2, #ARGV, 2 do
-  local mean = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
-  local value = mean + weight * (tonumber(ARGV[i + 1]) - mean)
-  redis.call('HSET', KEYS[1], ARGV[i], string.format('%.17g', value))
-end
-"""

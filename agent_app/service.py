@@ -7,6 +7,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from redis.asyncio import Redis
+
+from agent_app.admission import Limits, RecentRefusals
 from agent_app.cache import ResultCache, result_cache_key
 from agent_app.completions import Completions
 from agent_app.cost import BudgetLedger, BudgetStatus
@@ -16,7 +19,7 @@ from agent_app.injection.detector import Detector
 from agent_app.logging import get_logger
 from agent_app.metrics import Metrics
 from agent_app.queue import TaskQueue
-from agent_app.records import TaskRecord
+from agent_app.records import ModelUsage, TaskRecord
 from agent_app.redaction import redact
 from agent_app.releases import assign_variant
 from agent_app.selection import select_model
@@ -49,6 +52,7 @@ class Submitted:
 class TaskService:
     settings: Settings
     metrics: Metrics
+    redis: Redis
     store: TaskStore
     queue: TaskQueue
     ledger: BudgetLedger
@@ -57,6 +61,7 @@ class TaskService:
     completions: Completions
     detector: Detector
     usage: UsageBook
+    refusals: RecentRefusals
 
     async def submit(
         self,
@@ -80,15 +85,23 @@ class TaskService:
                     return replayed
                 # The first request was refused or died before creating the task.
                 task_id = earlier
-        # After the idempotency check, so replaying an accepted task still works at 100%.
-        budget = await self._budget(tenant)
-        record = await self._admit(task_id, tenant, body, verdict, budget, redactions)
-        if record.final:  # answered from the result cache
-            return Submitted(record, 200)
-        log.info("task accepted", task_id=task_id, tenant=tenant, model=record.model)
-        if not wait:
-            return Submitted(record, 202)
-        found = await self._wait(task_id, wait, queued=True)
+        # Waiting is registered before the task is queued, so a worker cannot announce it
+        # final unheard however fast it is.
+        with self.completions.waiting(task_id) as waiter:
+            # After the idempotency check, so replaying an accepted task still works at
+            # 100% of the budget, or with the service at capacity.
+            budget, observed = await self._budget(tenant)
+            record, queued = await self._admit(
+                task_id, tenant, body, verdict, budget, observed, redactions
+            )
+            if record.final:  # answered from the result cache
+                return Submitted(record, 200)
+            log.info("task accepted", task_id=task_id, tenant=tenant, model=record.model)
+            if not wait:
+                return Submitted(record, 202)
+            found = await self.completions.wait_final(waiter, task_id, wait, queued)
+        if found is None:  # expired or deleted while we waited
+            raise _not_found(task_id)
         return Submitted(found, 200 if found.final else 202)
 
     async def get(self, tenant: str, task_id: str) -> TaskRecord:
@@ -148,23 +161,27 @@ class TaskService:
         if record is None:
             return None
         if wait:
-            record = await self._wait(task_id, wait)
+            with self.completions.waiting(task_id) as waiter:
+                found = await self.completions.wait_final(waiter, task_id, wait, queued=False)
+            if found is None:  # expired or deleted while we waited
+                raise _not_found(task_id)
+            record = found
         return Submitted(record, 200, replayed=True)
 
-    async def _wait(self, task_id: str, wait: float, queued: bool = False) -> TaskRecord:
-        record = await self.completions.wait_final(task_id, wait, queued)
-        if record is None:  # expired or deleted while we waited
-            raise _not_found(task_id)
-        return record
-
-    async def _budget(self, tenant: str) -> BudgetStatus:
+    async def _budget(self, tenant: str) -> tuple[BudgetStatus, dict[str, ModelUsage]]:
+        """The tenant's budget, and its observed usage to estimate the task's cost from,
+        read in one round trip."""
         m = self.metrics
-        budget = await self.ledger.status(tenant)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            budget_of = self.ledger.read_status(pipe, tenant)
+            usage_of = self.usage.read_usage(pipe, tenant, self.settings.models)
+            replies = iter(await pipe.execute())
+        budget, observed = budget_of(replies), usage_of(replies)
         m.budget_used.labels(**m.rel(tenant=tenant)).set(budget.ratio)
         if budget.exhausted:
             m.budget_actions.labels(**m.rel(action="reject")).inc()
             raise ApiError(429, budget.message(), headers={"Retry-After": str(_until_next_month())})
-        return budget
+        return budget, observed
 
     async def _admit(
         self,
@@ -173,30 +190,30 @@ class TaskService:
         body: TaskRequest,
         verdict: InjectionVerdict,
         budget: BudgetStatus,
+        observed: dict[str, ModelUsage],
         redactions: int,
-    ) -> TaskRecord:
+    ) -> tuple[TaskRecord, bool]:
         """The task queued with its expected cost reserved (`TaskStore.admit`), or answered
-        from the result cache (final then). The model is chosen on the budget neither
-        spent nor reserved; when another submission reserved part of it in between, the
-        choice is made again on the new figures."""
+        from the result cache (final then); and whether this admission queued it (not an
+        earlier try's). The model is chosen on the budget neither spent nor reserved; when
+        another submission reserved part of it in between, the choice is made again on the
+        new figures. Refused at once when the service is at capacity (`admission`)."""
         s, m = self.settings, self.metrics
-        expected = expected_costs(
-            s.models,
-            await self.usage.read(tenant, s.models),
-            body.task,
-            s.expected_completion_tokens,
-        )
+        expected = expected_costs(s.models, observed, body.task, s.expected_completion_tokens)
         for attempt in range(_ADMIT_TRIES):
             record = self._new_record(task_id, tenant, body, verdict, budget, expected)
             if redactions:
                 record = record.model_copy(update={"redactions": redactions})
-            if attempt == 0 and body.session_id is None:
-                answered = await self._answer_from_results(record)
-                if answered is not None:
-                    self._count(record)
-                    return answered
+            # A task without a session may be answered from a stored result: looked up in
+            # the same step, on the first try only (the model chosen then is the one a
+            # stored result would have been made with, as often as not).
+            result_key = (
+                result_cache_key(record.tenant, record.model, record.variant, record.request.task)
+                if attempt == 0 and body.session_id is None
+                else None
+            )
             cost = record.selection.expected_cost_usd
-            if cost > budget.remaining_usd:
+            if cost > budget.remaining_usd and result_key is None:
                 m.budget_actions.labels(**m.rel(action="reject")).inc()
                 raise ApiError(
                     429,
@@ -204,11 +221,35 @@ class TaskService:
                     headers={"Retry-After": str(_COMMITTED_RETRY_AFTER_S)},
                 )
             admission = await self.store.admit(
-                record, self.queue.stream, self.ledger.reservation(budget, cost)
+                record,
+                self.queue.stream,
+                self.ledger.reservation(budget, cost),
+                Limits.of(s),
+                result_key,
             )
+            if result_key is not None:
+                self.results.count(hit=admission.answered is not None)
+            if admission.answered is not None:
+                self._count(record)
+                m.tasks.labels(**m.rel(status="completed", variant=record.variant)).inc()
+                log.info("task answered from the result cache", task_id=task_id, tenant=tenant)
+                return admission.answered, False
+            if admission.load is not None:
+                refusal = admission.load.refusal(tenant, s.admission_max_latency_s)
+                m.admission_refusals.labels(**m.rel(reason=admission.load.reason)).inc()
+                self.refusals.remember(tenant, admission.load, refusal)
+                raise refusal
             if admission.admitted:
                 self._count(record)
-                return record
+                return record, not admission.existed
+            if cost > budget.remaining_usd:
+                # Checked after the result lookup, which needs no budget.
+                m.budget_actions.labels(**m.rel(action="reject")).inc()
+                raise ApiError(
+                    429,
+                    budget.committed_message(cost),
+                    headers={"Retry-After": str(_COMMITTED_RETRY_AFTER_S)},
+                )
             budget = self.ledger.status_of(
                 tenant, admission.spent_usd, budget.period, admission.reserved_usd
             )
@@ -262,22 +303,6 @@ class TaskService:
             budget_limited=budget.limited,
             created_at=time.time(),
         )
-
-    async def _answer_from_results(self, record: TaskRecord) -> TaskRecord | None:
-        """The task answered from a stored result, final at once, as a waited-for task that
-        finished in time; None when there is none to answer it from."""
-        m = self.metrics
-        key = result_cache_key(record.tenant, record.model, record.variant, record.request.task)
-        now = time.time()
-        final = record.model_copy(
-            update={"status": "completed", "created_at": now, "finished_at": now}
-        )
-        answered = await self.store.create_from_result(final, key)
-        self.results.count(hit=answered is not None)
-        if answered is not None:
-            m.tasks.labels(**m.rel(status="completed", variant=record.variant)).inc()
-            log.info("task answered from the result cache", task_id=record.id, tenant=record.tenant)
-        return answered
 
 
 def _not_found(task_id: str) -> ApiError:

@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     task_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     max_wait_s: float = Field(default=30.0, ge=0)
+    # Bounded admission (`admission`): a task is refused at once (503; 429 for a tenant
+    # over its fair share) when the tasks queued and running would take longer than this
+    # to finish at the rate tasks finish, and there are at least `admission_min_tasks` of
+    # them (an idle service has no rate to go by).
+    admission_max_latency_s: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    admission_min_tasks: int = Field(default=100, ge=1)
 
     otlp_endpoint: str | None = None
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from agent_app import scripts
+from agent_app.admission import Limits, Load
 from agent_app.cost import Reservation
-from agent_app.keys import task_key
+from agent_app.keys import breaker_key, outstanding_key, task_key, throughput_key
 from agent_app.logging import get_logger
 from agent_app.records import Outcome, TaskRecord
 from agent_app.runtime import text
@@ -21,20 +23,28 @@ log = get_logger(__name__)
 
 class Started(NamedTuple):
     """-2: unknown task, -1: already final (no record then), else the attempt now starting,
-    with the task's record and its tenant's spend in the ledger the worker named."""
+    with the task's record, its tenant's spend in the ledger the worker named and the
+    models whose circuit some replica published open."""
 
     attempt: int
     record: TaskRecord | None
     spent_usd: float = 0.0
+    open_models: frozenset[str] = frozenset()
 
 
 class Admission(NamedTuple):
-    """Whether `TaskStore.admit` wrote the task; if not, the spend and reservations it
-    found, to choose again from."""
+    """What `TaskStore.admit` did: wrote and queued the task (or found it written by an
+    earlier try), answered it from a stored result (`answered`, its final record), refused
+    it for the load (`load`), or refused it for the budget (`admitted` false, with the
+    spend and reservations it found, to choose again from)."""
 
     admitted: bool
     spent_usd: float = 0.0
     reserved_usd: float = 0.0
+    answered: TaskRecord | None = None
+    load: Load | None = None
+    # Admitted, by an earlier try whose answer was lost: it may have run since.
+    existed: bool = False
 
 
 class TaskStore:
@@ -43,7 +53,6 @@ class TaskStore:
         self._ttl_s = ttl_s
         self._start = redis.register_script(scripts.START)
         self._update = redis.register_script(scripts.UPDATE)
-        self._create_from_result = redis.register_script(scripts.CREATE_FROM_RESULT)
         self._admit = redis.register_script(scripts.ADMIT)
 
     async def create(self, record: TaskRecord) -> None:
@@ -55,43 +64,58 @@ class TaskStore:
             pipe.expire(key, self._ttl_s)
             await pipe.execute()
 
-    async def admit(self, record: TaskRecord, stream: str, reservation: Reservation) -> Admission:
+    async def admit(
+        self,
+        record: TaskRecord,
+        stream: str,
+        reservation: Reservation,
+        limits: Limits,
+        result_key: str | None = None,
+    ) -> Admission:
         """Writes a new task record and queues it on `stream`, with its expected cost
-        reserved, if that fits the tenant's budget beside its spend and its other
-        reservations; nothing is written otherwise. Check and writes are one step
-        (`scripts.ADMIT`): Redis failing between separate writes would leave a record no
-        worker ever sees, or budget reserved for a task that does not exist."""
+        reserved, if the service's load (`admission`) and the tenant's budget, beside its
+        spend and its other reservations, allow it; nothing is written otherwise. With
+        `result_key`, a result stored there answers the task instead: its record is
+        written final from it, and nothing is queued, reserved or limited. Checks and
+        writes are one step (`scripts.ADMIT`): Redis failing between separate writes would
+        leave a record no worker ever sees, or budget reserved for a task that does not
+        exist."""
+        answered = Outcome(status="completed", finished_at=record.created_at).hset_args()
+        keys = [
+            reservation.ledger_key,
+            reservation.reservations_key,
+            task_key(record.id),
+            stream,
+            outstanding_key(stream),
+            throughput_key(stream),
+        ]
+        if result_key is not None:
+            keys.append(result_key)
         reply = await self._admit(
-            keys=[
-                reservation.ledger_key,
-                reservation.reservations_key,
-                task_key(record.id),
-                stream,
-            ],
+            keys=keys,
             args=[
                 reservation.tenant,
                 record.id,
                 repr(reservation.budget_usd),
                 repr(reservation.usd),
                 self._ttl_s,
+                repr(limits.max_latency_s),
+                limits.min_tasks,
+                len(answered) if result_key is not None else 0,
+                *(answered if result_key is not None else []),
                 *record.hset_args(),
             ],
         )
-        if int(reply[0]) == 0:
+        code = int(reply[0])
+        if code == 0:
             return Admission(False, float(reply[1]), float(reply[2]))
-        return Admission(True)
-
-    async def create_from_result(self, record: TaskRecord, result_key: str) -> TaskRecord | None:
-        """Writes `record`, final from the start, with its answer taken from the stored
-        result at `result_key` in the same step, and returns it as `get` would; None, and
-        nothing written, when no result is stored there."""
-        fields = record.encode()
-        stored = await self._create_from_result(
-            keys=[result_key, task_key(record.id)], args=[self._ttl_s, *record.hset_args()]
-        )
-        if stored is None:
-            return None
-        return TaskRecord.decode({**fields, **dict(zip(stored[::2], stored[1::2], strict=True))})
+        if code == 3:
+            stored = dict(zip(answered[::2], answered[1::2], strict=True))
+            stored.update(zip(reply[1::2], reply[2::2], strict=True))
+            return Admission(False, answered=TaskRecord.decode({**record.encode(), **stored}))
+        if code == 4:
+            return Admission(False, load=Load.from_reply(reply))
+        return Admission(True, existed=code == 2)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         raw = await self._redis.hgetall(task_key(task_id))
@@ -105,14 +129,21 @@ class TaskStore:
             log.warning("task record undecodable", task_id=task_id, error=type(exc).__name__)
             return None
 
-    async def start(self, task_id: str, worker: str, ledger: str) -> Started:
+    async def start(
+        self, task_id: str, worker: str, ledger: str, models: Sequence[str] = ()
+    ) -> Started:
         """Counts a new attempt and marks the task running, unless it is unknown or final;
-        reads the tenant's spend in the budget ledger hash `ledger` in the same step."""
-        reply = await self._start(keys=[task_key(task_id), ledger], args=[worker, time.time()])
+        reads the tenant's spend in the budget ledger hash `ledger` and which of `models`
+        have their circuit open (`runtime.BreakerBoard`) in the same step."""
+        reply = await self._start(
+            keys=[task_key(task_id), ledger, *(breaker_key(m) for m in models)],
+            args=[worker, time.time()],
+        )
         attempt = int(reply[0])
         if attempt < 0:
             return Started(attempt, None)
-        return Started(attempt, TaskRecord.decode_pairs(reply[2:]), float(reply[1]))
+        open_models = frozenset(m for m, flag in zip(models, reply[2], strict=True) if flag)
+        return Started(attempt, TaskRecord.decode_pairs(reply[3:]), float(reply[1]), open_models)
 
     async def update(self, task_id: str, progress: Outcome) -> bool:
         """False if the task is unknown or already final, and nothing was written."""

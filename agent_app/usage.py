@@ -19,13 +19,15 @@ deployment reserves too much rather than too little.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
-from agent_app import scripts
 from agent_app.cost import call_cost
 from agent_app.keys import usage_key
+from agent_app.queue import FinalWrite
 from agent_app.records import ModelUsage
 from agent_app.runtime import text
 from agent_app.settings import ModelSpec
@@ -85,40 +87,53 @@ def expected_costs(
 
 
 class UsageBook:
-    """The observed usage in Redis: updated by workers, read by the API and workers."""
+    """The observed usage in Redis: updated by workers with a task's final write
+    (`observation`), read by the API and workers."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._observe = redis.register_script(scripts.OBSERVE_USAGE)
 
-    async def observe(
-        self,
+    @staticmethod
+    def observation(
         tenant: str,
         model: str,
         input_tokens: int,
         output_tokens: int,
         llm_calls: int,
         task: str,
-    ) -> None:
+    ) -> FinalWrite:
         """One task of the tenant's that ran in full on `model` (no call answered from the
-        cache, which would make it look cheaper than a new task will be)."""
+        cache, which would make it look cheaper than a new task will be), folded into the
+        means by the task's final write."""
         figures = ModelUsage(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             llm_calls=llm_calls,
             task_tokens=estimate_tokens(task),
         ).model_dump(exclude={"tasks"})
-        args = [WINDOW, *(item for pair in figures.items() for item in pair)]
-        await self._observe(keys=[usage_key(tenant, model)], args=args)
+        means = [item for pair in figures.items() for item in pair]
+        return FinalWrite(usage_key(tenant, model), {"means": means, "window": WINDOW})
 
     async def read(self, tenant: str, models: list[ModelSpec]) -> dict[str, ModelUsage]:
         """Model name -> the tenant's observed usage, for the models it has any on."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for spec in models:
-                pipe.hgetall(usage_key(tenant, spec.name))
-            replies: list[dict[str, str]] = await pipe.execute()
-        return {
-            spec.name: ModelUsage.decode({text(k): text(v) for k, v in raw.items()})
-            for spec, raw in zip(models, replies, strict=True)
-            if raw
-        }
+            usage_of = self.read_usage(pipe, tenant, models)
+            return usage_of(iter(await pipe.execute()))
+
+    def read_usage(
+        self, pipe: Pipeline, tenant: str, models: list[ModelSpec]
+    ) -> Callable[[Iterator[Any]], dict[str, ModelUsage]]:
+        """Queues the reads of `read` on the caller's pipeline; the function returned takes
+        the usage from the replies, in the order queued."""
+        for spec in models:
+            pipe.hgetall(usage_key(tenant, spec.name))
+
+        def usage_of(replies: Iterator[Any]) -> dict[str, ModelUsage]:
+            found = {spec.name: next(replies) for spec in models}
+            return {
+                name: ModelUsage.decode({text(k): text(v) for k, v in raw.items()})
+                for name, raw in found.items()
+                if raw
+            }
+
+        return usage_of

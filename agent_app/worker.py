@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import SpanProcessor
 from redis.exceptions import RedisError, ResponseError
 
-from agent_app.agent import Agent, AgentResult, TaskContext
+from agent_app.agent import Agent, TaskContext
 from agent_app.cache import ResponseCache, ResultCache
 from agent_app.cost import BudgetLedger, current_period
 from agent_app.keys import ledger_key
@@ -24,7 +25,7 @@ from agent_app.limits import TenantSlots
 from agent_app.llm import LLMClient
 from agent_app.logging import get_logger
 from agent_app.probes import Probes
-from agent_app.queue import Entry, TaskQueue
+from agent_app.queue import Entry, FinalWrite, TaskQueue
 from agent_app.records import Outcome, TaskRecord
 from agent_app.routes import health, metrics
 from agent_app.runtime import BreakerBoard, Runtime
@@ -59,7 +60,7 @@ class Worker:
         self.agent = Agent(
             s,
             self.llm,
-            ResponseCache(runtime.redis, runtime.metrics),
+            ResponseCache(runtime.metrics),
             ResultCache(runtime.metrics),
             default_registry(),
             self.ledger,
@@ -239,8 +240,8 @@ class Worker:
         s = self.settings
         m = self.runtime.metrics
         period = current_period()
-        attempt, record, spent_usd = await self.store.start(
-            task_id, self.consumer, ledger_key(period)
+        attempt, record, spent_usd, shared_open = await self.store.start(
+            task_id, self.consumer, ledger_key(period), [spec.name for spec in s.models]
         )
         if record is None:
             log.info(
@@ -275,6 +276,8 @@ class Worker:
             async with limit:
                 if budget.limited:
                     record = await self._cheaper_model(task_id, record)
+                    # The slot may have taken a while: circuits may have opened since.
+                    shared_open = frozenset(await self.board.open_models())
                 ctx = TaskContext(
                     task_id=task_id,
                     tenant=tenant,
@@ -291,7 +294,7 @@ class Worker:
                         if c.meets_quality and c.fits_budget and c.model != record.model
                     ),
                 )
-                await self._avoid_open_circuit(ctx)
+                self._avoid_open_circuit(ctx, shared_open)
                 log.info("task started", attempt=attempt, model=ctx.model)
                 result = await self.agent.run(ctx)
         except Exception as exc:
@@ -301,6 +304,19 @@ class Worker:
             if attempt >= s.max_attempts:
                 await self._dead_letter(entry_id, task_id, record, attempt, error)
             return
+        writes = list(result.writes)
+        if result.status == "completed" and result.cached_calls == 0 and result.llm_calls:
+            # A task that ran in full feeds the usage estimates (`usage`).
+            writes.append(
+                self.usage.observation(
+                    ctx.tenant,
+                    ctx.model,
+                    result.input_tokens,
+                    result.output_tokens,
+                    result.llm_calls,
+                    ctx.task,
+                )
+            )
         await self._final(
             entry_id,
             task_id,
@@ -315,9 +331,8 @@ class Worker:
                 redactions=result.redactions,
                 model=ctx.model if ctx.model != record.model else None,
             ),
+            writes,
         )
-        if result.status == "completed" and result.cached_calls == 0 and result.llm_calls:
-            await self._observe(ctx, result)
 
     async def _cheaper_model(self, task_id: str, record: TaskRecord) -> TaskRecord:
         """A task chosen a model for before its tenant neared the budget (queued then, or
@@ -356,25 +371,9 @@ class Worker:
             update={"model": selection.model, "selection": selection, "budget_limited": True}
         )
 
-    async def _observe(self, ctx: TaskContext, result: AgentResult) -> None:
-        """Feeds the usage estimates (`usage`) with a task that ran in full; the task is
-        final already, so a failure here is only logged."""
-        try:
-            await self.usage.observe(
-                ctx.tenant,
-                ctx.model,
-                result.input_tokens,
-                result.output_tokens,
-                result.llm_calls,
-                ctx.task,
-            )
-        except RedisError as exc:
-            log.warning("task usage not recorded", error=type(exc).__name__)
-
-    async def _avoid_open_circuit(self, ctx: TaskContext) -> None:
+    def _avoid_open_circuit(self, ctx: TaskContext, shared_open: frozenset[str]) -> None:
         """Starts the task on a fallback when its model's circuit is open here or, as
-        another replica's workers published it, in Redis."""
-        shared_open = set(await self.board.open_models())
+        another replica's workers published it, in Redis (`shared_open`)."""
 
         def usable(model: str) -> bool:
             return model not in shared_open and self.llm.circuit_usable(model)
@@ -394,11 +393,16 @@ class Worker:
         record: TaskRecord,
         started: float,
         outcome: Outcome,
+        writes: Sequence[FinalWrite] = (),
     ) -> None:
         m = self.runtime.metrics
         status = outcome.status
         written = await self.queue.finish(
-            entry_id, task_id, record.tenant, outcome.model_copy(update={"worker": self.consumer})
+            entry_id,
+            task_id,
+            record.tenant,
+            outcome.model_copy(update={"worker": self.consumer}),
+            writes,
         )
         if written:
             m.tasks.labels(**m.rel(status=status, variant=record.variant)).inc()
@@ -429,7 +433,6 @@ class Worker:
                 "attempts": str(attempts),
             },
         )
-        await self.runtime.redis.publish(self.queue.done_channel, task_id)
         if not written:
             log.info("task already had a final result; not dead-lettered")
             return

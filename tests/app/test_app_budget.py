@@ -16,8 +16,16 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from agent_app.admission import Limits
 from agent_app.cost import BudgetLedger, current_period
-from agent_app.keys import RESERVED_TOTAL, ledger_key, reservations_key, task_key
+from agent_app.keys import (
+    RESERVED_TOTAL,
+    ledger_key,
+    outstanding_key,
+    reservations_key,
+    response_cache_key,
+    task_key,
+)
 from agent_app.queue import TaskQueue
 from agent_app.records import Outcome
 from agent_app.settings import Settings
@@ -112,6 +120,7 @@ def test_admission_reserves_atomically_and_the_final_write_settles(
                     new_task(f"t{n:02}", "acme", _task(100 + n)),
                     queue.stream,
                     ledger.reservation(status, 0.001),
+                    Limits.of(settings),
                 )
                 for n in range(40)
             )
@@ -122,6 +131,7 @@ def test_admission_reserves_atomically_and_the_final_write_settles(
             "records": sum([await r.exists(task_key(f"t{n:02}")) for n in range(40)]),
             "total": float(await r.hget(reservations_key("acme"), RESERVED_TOTAL) or 0),
             "refused_saw": {(a.spent_usd, a.reserved_usd) for a in admissions if not a.admitted},
+            "outstanding": await r.hget(outstanding_key(queue.stream), "acme"),
         }
         entries = dict(
             (fields["task_id"], entry_id) for entry_id, fields in await queue.read("w", 40, 100)
@@ -130,9 +140,7 @@ def test_admission_reserves_atomically_and_the_final_write_settles(
         # A call within the reservation moves it into the spend; one beyond it takes the
         # reservation to zero and no further.
         for usd in (0.0004, 0.0009):
-            async with r.pipeline(transaction=True) as pipe:
-                await ledger.charge(pipe, "acme", first, usd)
-                await pipe.execute()
+            await ledger.charge("acme", first, usd, response_cache_key("acme", "x"), "{}", 60)
         found["after_charges"] = await r.hgetall(reservations_key("acme"))
         found["spent"] = float(await r.hget(ledger_key(current_period()), "acme") or 0)
         found["task_cost"] = float(await r.hget(task_key(first), "cost_usd") or 0)
@@ -142,6 +150,7 @@ def test_admission_reserves_atomically_and_the_final_write_settles(
             if task_id != first:
                 await queue.finish(entry_id, task_id, "acme", Outcome(status="failed"))
         found["left"] = await r.exists(reservations_key("acme"))
+        found["outstanding_left"] = await r.hexists(outstanding_key(queue.stream), "acme")
         await r.aclose()
         return found
 
@@ -157,6 +166,9 @@ def test_admission_reserves_atomically_and_the_final_write_settles(
     assert found["task_cost"] == pytest.approx(0.0013)
     assert found["after_first"] == pytest.approx(0.017)
     assert found["left"] == 0
+    # Counted as the tenant's outstanding tasks from admission to the final write.
+    assert found["outstanding"] == "18"
+    assert not found["outstanding_left"]
 
 
 def test_a_concurrent_burst_is_admitted_only_as_far_as_the_budget_goes(

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from agent_app.cache import ResponseCache
+from agent_app.cost import BudgetLedger
 from agent_app.llm import ChatResult, ToolCall
 from agent_app.loopback import redis_server_command
 from agent_app.metrics import Metrics
@@ -259,11 +260,13 @@ def test_stored_records_cache_entries_and_memory_are_redacted(
                     ToolCall("c1", "memory_set", json.dumps({"key": "password", "value": PASSWORD}))
                 ],
             )
-            cache = ResponseCache(client, Metrics(Release("t", "stable")))
-            async with client.pipeline(transaction=True) as pipe:
-                cache.put(pipe, "c", reply, 60)
-                await pipe.execute()
-            cached = await cache.get("c")
+            cache = ResponseCache(Metrics(Release("t", "stable")))
+            ledger = BudgetLedger(client, settings)
+            # As a worker caches a reply: with the call's cost, in one step.
+            await ledger.charge("acme", "t", 0.001, "c", cache.entry(reply), 60)
+            async with client.pipeline(transaction=False) as pipe:
+                cached_of = cache.read(pipe, "c")
+                cached = cached_of(iter(await pipe.execute()))
             assert cached is not None
             assert cached.content == "your token is [REDACTED:github_token]"
             assert json.loads(cached.tool_calls[0].arguments)["value"] == "[REDACTED:password]"

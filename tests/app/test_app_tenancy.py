@@ -10,6 +10,8 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from agent_app.keys import usage_key
+from agent_app.records import ModelUsage
 from agent_app.settings import DEFAULT_MODELS
 from agent_app.usage import UsageBook, expected_costs
 from app.appkit import REDIS_PASSWORD, Client, DevLLM, RedisServer, Service, run_async
@@ -79,8 +81,11 @@ def test_cost_estimates_move_only_with_the_tenants_own_tasks(
         before = expected_costs(
             DEFAULT_MODELS, await book.read("globex", DEFAULT_MODELS), task, 300
         )
-        for _ in range(5):
-            await book.observe("acme", "large", 4000, 900, 4, "a much longer task " * 20)
+        # As five of acme's tasks on the large model leave the means (see `usage`).
+        observed = ModelUsage(
+            tasks=5, input_tokens=4000, output_tokens=900, llm_calls=4, task_tokens=96
+        )
+        await r.hset(usage_key("acme", "large"), items=observed.hset_args())
         globex = expected_costs(
             DEFAULT_MODELS, await book.read("globex", DEFAULT_MODELS), task, 300
         )

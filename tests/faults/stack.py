@@ -80,6 +80,11 @@ def campaign_env(redis_url: str, llm_base_url: str, **overrides: Any) -> Env:
         "llm_retry_wait_max_s": 0.2,
         "breaker_failure_threshold": 50,
         "breaker_reset_s": 1,
+        # The campaign counts what is lost of what was accepted, and its submitters send
+        # as fast as they can: admission is kept from refusing (its limits are tested in
+        # tests/app/test_app_admission.py), though every admission and final write still
+        # runs its counting.
+        "admission_min_tasks": 100_000,
     }
     return Env().with_(
         host="127.0.0.1",
