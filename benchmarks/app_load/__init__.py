@@ -35,7 +35,10 @@ def run(progress: Progress, quick: bool = False, workdir: Path | None = None) ->
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_before = load_average()
     started = time.perf_counter()
-    with running_stack(workdir) as stack:
+    # The queue phase submits its backlog at once to time how fast workers drain it:
+    # bounded admission must let all of it in (the peer bench measures shedding).
+    admission = {"AGENT_ADMISSION_MIN_TASKS": str(plan.queue_tasks + 1)}
+    with running_stack(workdir, admission) as stack:
         # uvloop, as the workers run: less of the generator's CPU taken from what it measures.
         results = uvloop.run(measure(stack, plan, progress))
     elapsed = time.perf_counter() - started

@@ -44,6 +44,8 @@ class Stack:
     """redis-server, devllm, the API and workers, each a process of its own."""
 
     workdir: Path
+    # AGENT_ADMISSION_* of the API (bounded admission, agent_app/admission.py).
+    admission: dict[str, str] = field(default_factory=dict)
     redis_port: int = 0
     devllm_url: str = ""
     api_url: str = ""
@@ -102,6 +104,7 @@ class Stack:
                 # Hundreds of thousands of tasks must not reach the cost-limiting ratio,
                 # which would change the path measured (one task at a time).
                 "AGENT_MONTHLY_BUDGET_USD": "1000000000",
+                **self.admission,
             }
         )
         return env
@@ -142,11 +145,13 @@ class Stack:
 
 
 @contextmanager
-def running_stack(workdir: Path | None = None) -> Iterator[Stack]:
+def running_stack(
+    workdir: Path | None = None, admission: dict[str, str] | None = None
+) -> Iterator[Stack]:
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="app-load-") as tmp:
-        stack = Stack(workdir or Path(tmp))
+        stack = Stack(workdir or Path(tmp), admission or {})
         try:
             stack.start()
             yield stack

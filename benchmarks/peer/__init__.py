@@ -98,7 +98,10 @@ def run(progress: Progress) -> str:
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_before = load_average()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="peer-") as tmp, running_stack(Path(tmp)) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="peer-") as tmp,
+        running_stack(Path(tmp), measure.ADMISSION) as stack,
+    ):
         stack.set_workers(1)
         measure.pin_stack(stack)
         progress("starting LiteLLM's proxy on the app's core")

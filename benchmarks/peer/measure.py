@@ -28,6 +28,12 @@ CALLS_PER_TASK = 2
 FIXED_DELAY_S = CALLS_PER_TASK * LLM_LATENCY_MS / 1000
 P99_LIMIT_S = 0.100
 
+# Bounded admission as a deployment that promises a latency sets it: the capacity steps
+# allow a task (two 50 ms calls) 100 ms of overhead, so a task is refused when the
+# backlog would hold it past 0.2 s in all; the floor, for a service whose finishing rate
+# has decayed while idle, is a few tasks' worth.
+ADMISSION = {"AGENT_ADMISSION_MAX_LATENCY_S": "0.2", "AGENT_ADMISSION_MIN_TASKS": "8"}
+
 
 def pin(pid: int, cpu: int) -> None:
     """Every thread of `pid` (threads started before the call keep their own mask)."""

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 from benchmarks.peer.attribution import Shares
 from benchmarks.peer.compare import Spread, Step, pair_ratios, spread
-from benchmarks.peer.measure import CALLS_PER_TASK, FIXED_DELAY_S, Overload, PeerResults, Window
+from benchmarks.peer.measure import (
+    ADMISSION,
+    CALLS_PER_TASK,
+    FIXED_DELAY_S,
+    Overload,
+    PeerResults,
+    Window,
+)
 
 RATIO_TARGET = 0.25
 CAPACITY_TARGET = 200.0
@@ -126,7 +133,10 @@ def render(f: Figures, date: str, elapsed_s: float, load: tuple[str, str]) -> st
         "### Overload",
         "",
         f"Unloaded reference: {f.unloaded.phase.rate:g} tasks/s, {base_cpu:.2f} ms of app CPU "
-        f"per task, p99 {base_p99 * 1000:.0f} ms. Refused = answered 429 or 503.",
+        f"per task, p99 {base_p99 * 1000:.0f} ms. Refused = answered 429 or 503, by the "
+        "app's bounded admission, set as a deployment promising a latency would set it: "
+        + ", ".join(f"`{k}={v}`" for k, v in ADMISSION.items())
+        + " (a refusal is an error in the capacity steps above).",
         "",
         "| offered | completed | refused | other errors | app CPU / completed task, ms "
         "(x unloaded) | p99 accepted, ms (x unloaded) | slowest refusal, ms |",
