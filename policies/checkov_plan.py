@@ -82,7 +82,7 @@ RENAMED: dict[str, dict[str, str]] = {
 # Map-typed properties: their keys are data (tag names, node labels), not attribute names.
 MAP_PROPERTIES = frozenset({"tags", "tagsAll", "labels"})
 
-SECRET_PLACEHOLDER = "(secret)"
+SECRET_PLACEHOLDER = "(secret)"  # noqa: S105 - stands in for one
 
 
 class PlanConversionError(ValueError):
@@ -131,52 +131,67 @@ def _as_block_path(path: str) -> str:
     return re.sub(r"([a-z0-9_])\.", r"\1[0].", path)
 
 
-def computed_values(resources: Iterable[SimulatedResource]) -> dict[str, Reference]:
+def computed_values(resource: SimulatedResource) -> dict[str, Reference]:
     """Each string the cloud computes for an AWS resource (its id, and every output that
-    is not one of its inputs) -> the reference naming it. A value two resources compute
-    alike names neither: a reference must be certain."""
+    is not one of its inputs) -> the reference naming it."""
+    address = f"{TERRAFORM_TYPES[resource.type]}.{resource_name(resource.name)}"
+    inputs = dict(_flatten(resource.inputs, ""))
+    candidates = [("id", resource.id)]
+    candidates += [
+        (_as_block_path(path), value)
+        for path, value in _flatten(resource.outputs, "")
+        if path not in inputs
+    ]
     found: dict[str, Reference] = {}
-    ambiguous: set[str] = set()
-    for resource in resources:
-        terraform_type = TERRAFORM_TYPES.get(resource.type)
-        if terraform_type is None:
-            continue
-        address = f"{terraform_type}.{resource_name(resource.name)}"
-        inputs = dict(_flatten(resource.inputs, ""))
-        candidates = [("id", resource.id)]
-        candidates += [
-            (_as_block_path(path), value)
-            for path, value in _flatten(resource.outputs, "")
-            if path not in inputs
-        ]
-        for attribute, value in candidates:
-            if not isinstance(value, str) or not value:
-                continue
-            if value in found and found[value].address != address:
-                ambiguous.add(value)
+    for attribute, value in candidates:
+        if isinstance(value, str) and value:
             found.setdefault(value, Reference(address, attribute))
-    return {value: ref for value, ref in found.items() if value not in ambiguous}
+    return found
+
+
+def _references_of(
+    resource: SimulatedResource, computed: Mapping[str, Mapping[str, Reference]]
+) -> dict[str, dict[str, Reference]]:
+    """Input property -> the computed values it may hold: those of the resources Pulumi
+    says the property's value came from (its property dependencies), so that a value two
+    resources happen to share (the mocks' ids follow the names) is never mistaken."""
+    found: dict[str, dict[str, Reference]] = {}
+    for key, urns in resource.property_dependencies.items():
+        values: dict[str, Reference] = {}
+        for urn in urns:
+            values.update(computed.get(urn, {}))
+        if values:
+            found[key] = values
+    return found
 
 
 _UNSET = object()
 
 
 class _Converter:
-    def __init__(self, terraform_type: str, computed: Mapping[str, Reference]) -> None:
+    def __init__(
+        self, terraform_type: str, references: Mapping[str, Mapping[str, Reference]]
+    ) -> None:
         self.renamed = RENAMED.get(terraform_type, {})
-        self.computed = computed
+        self.references = references
+        # The computed values of the top-level property being converted.
+        self.computed: Mapping[str, Reference] = {}
 
     def attribute(self, key: str, top_level: bool) -> str:
         if top_level and key in self.renamed:
             return self.renamed[key]
         return snake_case(key)
 
-    def block(self, value: Mapping[str, Any], top_level: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    def block(
+        self, value: Mapping[str, Any], top_level: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """(planned values, configuration expressions) of one object."""
         values: dict[str, Any] = {}
         expressions: dict[str, Any] = {}
         for key, item in value.items():
             name = self.attribute(key, top_level)
+            if top_level:
+                self.computed = self.references.get(key, {})
             if key in MAP_PROPERTIES and isinstance(item, Mapping):
                 values[name] = {k: self.scalar(v) for k, v in item.items()}
                 continue
@@ -233,7 +248,7 @@ def plan(resources: Iterable[SimulatedResource]) -> dict[str, Any]:
         raise PlanConversionError(
             "no Terraform type for " + ", ".join(unmapped) + ": add it to TERRAFORM_TYPES"
         )
-    computed = computed_values(aws)
+    computed = {r.urn: computed_values(r) for r in aws}
     planned: list[dict[str, Any]] = []
     configured: list[dict[str, Any]] = []
     addresses: dict[str, str] = {}
@@ -246,9 +261,8 @@ def plan(resources: Iterable[SimulatedResource]) -> dict[str, Any]:
                 f"{resource.urn} and {addresses[address]} both become {address}"
             )
         addresses[address] = resource.urn
-        values, expressions = _Converter(terraform_type, computed).block(
-            resource.inputs, top_level=True
-        )
+        converter = _Converter(terraform_type, _references_of(resource, computed))
+        values, expressions = converter.block(resource.inputs, top_level=True)
         common = {"address": address, "mode": "managed", "type": terraform_type, "name": name}
         planned.append({**common, "values": values})
         configured.append({**common, "expressions": expressions})

@@ -70,6 +70,8 @@ class SimulatedResource:
     # inputs plus what the cloud would compute, stacks.simulate._computed_outputs).
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Input property -> the URNs of the resources its value came from.
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,9 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     outputs=pulumi.runtime.rpc.deserialize_properties(
                         response.object, keep_unknowns=True
                     ),
+                    property_dependencies={
+                        key: list(deps.urns) for key, deps in request.propertyDependencies.items()
+                    },
                 )
             )
         return response
