@@ -1,6 +1,7 @@
-"""Fixtures every test folder may use: the Go-built tools the slow tests stand on (a
-missing tool fails in CI, where `make tools` builds them all first, and skips elsewhere),
-and each stack's simulation under mocks, evaluated once per session.
+"""Fixtures every test folder may use: the tools the slow tests stand on, Go-built or
+installed into their own virtualenv (a missing tool fails in CI, where `make tools` builds
+them all first, and skips elsewhere), and each stack's simulation under mocks, evaluated
+once per session.
 """
 
 from __future__ import annotations
@@ -48,6 +49,19 @@ def cluster_built() -> None:
         timeout=60,
     )
     _require("the local cluster", result.returncode == 0)
+
+
+@pytest.fixture(scope="session")
+def checkov_installed() -> None:
+    """checkov in its own virtualenv (scripts/checkov)."""
+    result = subprocess.run(
+        [REPO / "scripts" / "checkov", "ensure"],
+        env={**os.environ, "AGENT_PLATFORM_NO_BUILD": "1"},
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    _require("checkov", result.returncode == 0)
 
 
 @pytest.fixture(scope="session")
