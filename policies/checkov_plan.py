@@ -16,8 +16,9 @@ attributes in camelCase, so the conversion is mechanical:
 
 The plan is the one a first `terraform apply` would show: every value the cloud computes
 (an id, an ARN, a generated name) is unknown until then. A property whose whole value is
-another resource's computed output is therefore left out of `planned_values` and written
-as a reference in `configuration` (`aws_vpc.agents-prod-vpc.id`), which is how checkov
+another resource's computed output (that resource being one Pulumi recorded the property
+as depending on) is therefore left out of `planned_values` and written as a reference in
+`configuration` (`aws_vpc.agents-prod-vpc.id`), which is how checkov
 connects resources for its graph checks (a VPC and its flow log, a security group and what
 uses it). A computed value inside a longer string (an ARN in a policy document) is kept
 as the mocks resolved it, so that the policy's content stays checkable.
