@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= local
 
-.PHONY: help bootstrap tools lint test test-unit up preview destroy policy cost cost-diff prices bench lock lock-upgrade cluster-up cluster-down render diagram
+.PHONY: help bootstrap tools lint test test-unit up preview destroy policy checkov cost cost-diff prices bench lock lock-upgrade cluster-up cluster-down render diagram
 
 help:
 	@echo "make up       set up everything, start the local Kubernetes control plane, pulumi up the local stack into it"
@@ -13,6 +13,7 @@ help:
 	@echo "make diagram  redraw docs/architecture.svg from the engine's graph of the local stack"
 	@echo "make test     set up everything, then lint, type-check and run every test"
 	@echo "make policy STACK=prod   run the policy pack over a stack under mocks"
+	@echo "make checkov  checkov over dev and prod under mocks; every failure must be accepted in policies/README.md"
 	@echo "make cost STACK=prod     print the stack's estimated monthly cost"
 	@echo "make cost-diff BASE=origin/main   the cost change of dev and prod since BASE, as Markdown"
 	@echo "make prices OFFERS='AmazonEC2.json ...'   refresh the price table from AWS offer files"
@@ -38,9 +39,10 @@ lock: bootstrap
 lock-upgrade: bootstrap
 	scripts/lock --upgrade
 
-# Tools built from Go modules on first use (minutes cold, cached after): built here so
-# that no test spends its timeout compiling.
+# Tools built from Go modules, or installed into their own virtualenv (checkov), on first
+# use (minutes cold, cached after): built here so that no test spends its timeout on it.
 tools: bootstrap
+	scripts/checkov ensure
 	scripts/promtool --version >/dev/null
 	scripts/actionlint -version >/dev/null
 	scripts/pulumi-engine ensure
@@ -87,6 +89,14 @@ destroy: bootstrap
 policy: bootstrap
 	$(PY) -m policies.harness --stack $(STACK)
 	$(PY) -m policies.harness --stack $(STACK) --preview
+
+# checkov (pinned in tools/checkov/requirements.lock, its own virtualenv) over the dev and
+# prod stacks under mocks: Kubernetes objects and the AWS resources as a Terraform plan.
+# Fails on a failed check that policies/README.md does not accept, or an accepted one
+# that passes now.
+checkov: bootstrap
+	scripts/checkov ensure
+	$(PY) -m policies.checkov_scan
 
 cost: bootstrap
 	$(PY) -m policies.cost --stack $(STACK)

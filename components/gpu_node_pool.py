@@ -28,6 +28,7 @@ from pulumi_kubernetes.core.v1 import (
     EnvVarArgs,
     HostPathVolumeSourceArgs,
     HTTPGetActionArgs,
+    PodSecurityContextArgs,
     PodSpecArgs,
     PodTemplateSpecArgs,
     ProbeArgs,
@@ -57,7 +58,7 @@ from components.kube import (
 )
 from components.node_template import hardened_launch_template
 from components.simulated_nodes import SimulatedNodes, SimulatedNodesArgs, SimulatedPool, Taint
-from components.values import ArgsModel, InputStr, NonNegativeInt, Scaling
+from components.values import ArgsModel, ImageReference, InputStr, NonNegativeInt, Scaling
 
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04"
@@ -71,6 +72,9 @@ class GpuPoolConfig(ArgsModel):
     instance_types: Annotated[list[str], Field(min_length=1)]
     capacity_type: Literal["SPOT", "ON_DEMAND"]
     scaling: Scaling
+    # The pool's NVIDIA DaemonSets; pin them by digest with `<image>:<tag>@sha256:<digest>`.
+    device_plugin_image: ImageReference = DEVICE_PLUGIN_IMAGE
+    dcgm_exporter_image: ImageReference = DCGM_EXPORTER_IMAGE
 
     @field_validator("instance_types")
     @classmethod
@@ -215,7 +219,7 @@ class GpuNodePool(pulumi.ComponentResource):
         plugin_name = f"nvidia-device-plugin-{pool.name}"
         plugin = ContainerArgs(
             name="device-plugin",
-            image=DEVICE_PLUGIN_IMAGE,
+            image=pool.device_plugin_image,
             env=[EnvVarArgs(name="FAIL_ON_INIT_ERROR", value="false")],
             security_context=_security_context(),
             resources=ResourceRequirementsArgs(
@@ -243,6 +247,7 @@ class GpuNodePool(pulumi.ComponentResource):
                         node_selector=on_this_pool,
                         tolerations=gpu_tolerations(),
                         automount_service_account_token=False,
+                        security_context=_pod_security_context(),
                         containers=[plugin],
                         # The kubelet's device-plugin socket directory is the plugin's
                         # whole interface; it cannot work without this hostPath.
@@ -264,7 +269,7 @@ class GpuNodePool(pulumi.ComponentResource):
         exporter_labels = labels(exporter_name, "gpu-metrics")
         exporter = ContainerArgs(
             name="dcgm-exporter",
-            image=DCGM_EXPORTER_IMAGE,
+            image=pool.dcgm_exporter_image,
             ports=[ContainerPortArgs(name="metrics", container_port=DCGM_PORT)],
             # DCGM reads GPU counters through the driver, which needs SYS_ADMIN; nothing
             # else is added.
@@ -304,6 +309,7 @@ class GpuNodePool(pulumi.ComponentResource):
                         node_selector=on_this_pool,
                         tolerations=gpu_tolerations(),
                         automount_service_account_token=False,
+                        security_context=_pod_security_context(),
                         containers=[exporter],
                     ),
                 ),
@@ -458,6 +464,12 @@ class GpuNodePool(pulumi.ComponentResource):
             ),
         )
         return node_group.node_group_name
+
+
+def _pod_security_context() -> PodSecurityContextArgs:
+    """The pod's default for what its containers do not set: the runtime's seccomp
+    profile (the containers set it too)."""
+    return PodSecurityContextArgs(seccomp_profile=SeccompProfileArgs(type="RuntimeDefault"))
 
 
 def _security_context(add: list[str] | None = None) -> SecurityContextArgs:

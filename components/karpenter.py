@@ -247,10 +247,17 @@ def controller_policy(cluster_name: str, node_role_arn: str) -> str:
                     "Resource": "arn:aws:iam::*:instance-profile/*",
                     "Condition": {"StringEquals": {tagged: "owned"}},
                 },
+                # Reading one profile takes a profile ARN; listing them takes none.
                 {
                     "Sid": "ReadInstanceProfiles",
                     "Effect": "Allow",
-                    "Action": ["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
+                    "Action": "iam:GetInstanceProfile",
+                    "Resource": "arn:aws:iam::*:instance-profile/*",
+                },
+                {
+                    "Sid": "ListInstanceProfiles",
+                    "Effect": "Allow",
+                    "Action": "iam:ListInstanceProfiles",
                     "Resource": "*",
                 },
                 {

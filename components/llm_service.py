@@ -61,6 +61,7 @@ from components.kube import (
 )
 from components.values import (
     ArgsModel,
+    ImageReference,
     InputStr,
     PositiveInt,
     Resources,
@@ -137,7 +138,7 @@ class LlmConfig(ArgsModel):
     hub_token_secret: str | None = None
     # How long vLLM may take to load its weights before liveness checks begin.
     startup_timeout_seconds: Annotated[int, Field(ge=60, le=7200, strict=True)] = 1800
-    vllm_image: str = VLLM_IMAGE
+    vllm_image: ImageReference = VLLM_IMAGE
     gpus_per_replica: PositiveInt = 1
     replicas: PositiveInt = 1
     autoscaling: LlmAutoscaling | None = None

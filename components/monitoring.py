@@ -56,7 +56,7 @@ from components.kube import (
     tcp_ports,
 )
 from components.prometheus_rules import AlertThresholds, alert_rules, scrape_config, to_yaml
-from components.values import ArgsModel, PositiveInt, Resources, VolumeClaim
+from components.values import ArgsModel, ImageReference, PositiveInt, Resources, VolumeClaim
 
 PROMETHEUS_PORT = 9090
 PROMETHEUS_NAME = "prometheus"
@@ -66,7 +66,7 @@ PROMETHEUS_UID = 65534
 class MonitoringConfig(ArgsModel):
     """Prometheus: the stack file's `monitoring` section."""
 
-    prometheus_image: str = "prom/prometheus:v2.55.1"
+    prometheus_image: ImageReference = "prom/prometheus:v2.55.1"
     retention: Annotated[str, Field(pattern=r"^\d+[hdwy]$")] = "15d"
     storage_gi: PositiveInt = 20
     scrape_interval: Annotated[str, Field(pattern=r"^\d+[smh]$")] = "30s"

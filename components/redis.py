@@ -54,7 +54,15 @@ from components.kube import (
     secret,
     selector,
 )
-from components.values import ArgsModel, InputStr, PositiveInt, Resources, SecretKeyRef, VolumeClaim
+from components.values import (
+    ArgsModel,
+    ImageReference,
+    InputStr,
+    PositiveInt,
+    Resources,
+    SecretKeyRef,
+    VolumeClaim,
+)
 
 REDIS_PORT = 6379
 REDIS_APP = "redis"
@@ -81,7 +89,7 @@ class RedisConfig(ArgsModel):
 
     mode: Literal["in-cluster", "elasticache"]
     # In-cluster.
-    image: str = "redis:7.4.1-alpine3.20"
+    image: ImageReference = "redis:7.4.1-alpine3.20"
     storage_gi: PositiveInt = 8
     resources: Resources = Resources(
         cpu_request="100m", cpu_limit="500m", memory_request="256Mi", memory_limit="512Mi"

@@ -8,6 +8,7 @@ each check is written once and a bad stack file is reported under its config key
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Self
 
 import pulumi
@@ -43,6 +44,25 @@ def _quantity(value: str) -> str:
 
 
 Quantity = Annotated[str, AfterValidator(_quantity)]
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _image_reference(value: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError("an image reference has no spaces: `repository:tag[@sha256:<digest>]`")
+    _, at, digest = value.partition("@")
+    if at and not _DIGEST.match(digest):
+        raise ValueError(
+            f"the digest '{digest}' is not `sha256:` and 64 lower-case hex digits "
+            "(`docker buildx imagetools inspect <image>` prints it)"
+        )
+    return value
+
+
+# A container image: `repository:tag`, or pinned to its content as
+# `repository:tag@sha256:<digest>` (the tag then only documents the version).
+ImageReference = Annotated[str, AfterValidator(_image_reference)]
 # Strict: lax ints would read `true` as 1 and "2" as 2, hiding a wrong type in the file.
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
 NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]

@@ -37,6 +37,27 @@ _PLACEHOLDER_SECRETS = {
 }
 
 
+# Pulumi's wire form of a secret: {SECRET_SIG: <its value>, "value": ...}.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 - a marker, not a secret
+# Registered resources that are not Kubernetes API objects: Helm releases (the operators'
+# charts) and the provider itself.
+_NOT_API_OBJECTS = ("kubernetes:helm.sh/", "pulumi:providers:")
+
+
+def as_sent(value: Any) -> Any:
+    """A wire-form value as a provider would send it: the mocks hand numbers over as floats
+    (protobuf's only number) and secrets wrapped in Pulumi's secret envelope."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return as_sent(value["value"])
+        return {k: as_sent(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_sent(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class SimulatedResource:
     urn: str
@@ -45,6 +66,12 @@ class SimulatedResource:
     inputs: dict[str, Any]
     parent_urn: str | None
     custom: bool
+    # What the mocks answered for a custom resource: its physical id and its state (the
+    # inputs plus what the cloud would compute, stacks.simulate._computed_outputs).
+    id: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    # Input property -> the URNs of the resources its value came from.
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,6 +98,17 @@ class Simulation:
             if resource.urn == urn:
                 return resource
         raise KeyError(urn)
+
+    def kubernetes_objects(self) -> list[dict[str, Any]]:
+        """Every Kubernetes API object the program declares, as the provider would send
+        it (Helm releases are left out: they are not API objects)."""
+        return [
+            as_sent(r.inputs)
+            for r in self.resources
+            if r.custom
+            and r.type.startswith("kubernetes:")
+            and not r.type.startswith(_NOT_API_OBJECTS)
+        ]
 
 
 def _computed_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -208,6 +246,13 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     ),
                     parent_urn=request.parent or None,
                     custom=bool(request.custom),
+                    id=response.id,
+                    outputs=pulumi.runtime.rpc.deserialize_properties(
+                        response.object, keep_unknowns=True
+                    ),
+                    property_dependencies={
+                        key: list(deps.urns) for key, deps in request.propertyDependencies.items()
+                    },
                 )
             )
         return response

@@ -1,6 +1,7 @@
-"""Fixtures every test folder may use: the Go-built tools the slow tests stand on (a
-missing tool fails in CI, where `make tools` builds them all first, and skips elsewhere),
-and each stack's simulation under mocks, evaluated once per session.
+"""Fixtures every test folder may use: the tools the slow tests stand on, Go-built or
+installed into their own virtualenv (a missing tool fails in CI, where `make tools` builds
+them all first, and skips elsewhere), and each stack's simulation under mocks, evaluated
+once per session.
 """
 
 from __future__ import annotations
@@ -37,17 +38,28 @@ def engine_built() -> None:
     _require("the Pulumi engine", (engine_dir / "bin" / "pulumi").exists())
 
 
-@pytest.fixture(scope="session")
-def cluster_built() -> None:
-    """The local control plane's binaries (scripts/local-cluster)."""
+def _script_ready(script: str, verb: str) -> bool:
+    """`scripts/<script> <verb>` with building forbidden: is the tool there already?"""
     result = subprocess.run(
-        [REPO / "scripts" / "local-cluster", "build"],
+        [REPO / "scripts" / script, verb],
         env={**os.environ, "AGENT_PLATFORM_NO_BUILD": "1"},
         capture_output=True,
         check=False,
         timeout=60,
     )
-    _require("the local cluster", result.returncode == 0)
+    return result.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def cluster_built() -> None:
+    """The local control plane's binaries (scripts/local-cluster)."""
+    _require("the local cluster", _script_ready("local-cluster", "build"))
+
+
+@pytest.fixture(scope="session")
+def checkov_installed() -> None:
+    """checkov in its own virtualenv (scripts/checkov)."""
+    _require("checkov", _script_ready("checkov", "ensure"))
 
 
 @pytest.fixture(scope="session")

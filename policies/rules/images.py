@@ -1,4 +1,5 @@
-"""Container images: never `latest` or untagged; immutable references where required."""
+"""Container images: never `latest` or untagged; immutable references where required;
+third-party images pinned by digest where required."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from policies.violation import Violation, undetermined, violation
 from policies.workloads import containers, containers_unknown, is_pod_bearing
 
 IMAGE_PINNED = "image-pinned"
+THIRD_PARTY_DIGEST = "third-party-image-digest"
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class ImageConfig(RuleConfig):
@@ -101,6 +104,45 @@ def check_image_pinned(resource: ResourceView, cfg: ImageConfig) -> list[Violati
     return found
 
 
+class ThirdPartyDigestConfig(RuleConfig):
+    # The repositories of the images the project builds (components/app_image.py): the
+    # stack's own registry keeps their tags immutable, so a tag names one image there.
+    first_party_repositories: tuple[Pattern, ...] = (r"(^|/)agent-platform/agent-app$",)
+
+
+def check_third_party_digest(
+    resource: ResourceView, cfg: ThirdPartyDigestConfig
+) -> list[Violation]:
+    if not is_pod_bearing(resource):
+        return []
+    if containers_unknown(resource):
+        return [undetermined(THIRD_PARTY_DIGEST, resource, "containers unknown at preview.")]
+    found: list[Violation] = []
+    for container in containers(resource):
+        image: Any = dig(container.spec, "image")
+        path = f"{container.path}.image"
+        if image is UNKNOWN:
+            message = f"{container.label}: {path} is unknown at preview."
+            found.append(undetermined(THIRD_PARTY_DIGEST, resource, message))
+            continue
+        if not isinstance(image, str) or not image:
+            continue  # image-pinned reports a missing image
+        repository, _, digest = split_image(image)
+        if any(re.search(pattern, repository) for pattern in cfg.first_party_repositories):
+            continue
+        if digest is None or not DIGEST.match(digest):
+            found.append(
+                violation(
+                    THIRD_PARTY_DIGEST,
+                    resource,
+                    f"{container.label}: {path} '{image}' is a third-party image not pinned "
+                    "by digest; configure it as '<repository>:<tag>@sha256:<64 hex digits>' "
+                    "(the README's config reference names each image's key).",
+                )
+            )
+    return found
+
+
 RULES: list[Rule] = [
     ResourceRule(
         IMAGE_PINNED,
@@ -110,5 +152,13 @@ RULES: list[Rule] = [
         check_image_pinned,
         "An unknown image fails when require_immutable is set (prod); otherwise it is "
         "skipped with an advisory note.",
+    ),
+    ResourceRule(
+        THIRD_PARTY_DIGEST,
+        "Images the project does not build are pinned by digest (@sha256:...).",
+        "advisory",
+        ThirdPartyDigestConfig,
+        check_third_party_digest,
+        "An unknown image is skipped with an advisory note.",
     ),
 ]

@@ -28,7 +28,6 @@ from stacks.simulate import Simulation
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
 SCRIPT = REPO / "scripts" / "local-cluster"
-NOT_API_OBJECTS = ("kubernetes:helm.sh/", "pulumi:providers:")
 
 
 class Cluster:
@@ -68,34 +67,6 @@ def cluster(cluster_built: None, tmp_path_factory: pytest.TempPathFactory) -> It
     started.run("delete")
 
 
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
-
-
-def _as_sent(value: Any) -> Any:
-    """What the provider would send: the mocks hand numbers over as floats (protobuf's
-    only number) and secrets wrapped in Pulumi's secret envelope."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        if SECRET_SIG in value:
-            return _as_sent(value["value"])
-        return {k: _as_sent(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_sent(v) for v in value]
-    return value
-
-
-def manifests(simulation: Simulation) -> list[dict[str, Any]]:
-    objects = []
-    for resource in simulation.resources:
-        if not resource.custom or not resource.type.startswith("kubernetes:"):
-            continue
-        if resource.type.startswith(NOT_API_OBJECTS):
-            continue
-        objects.append(_as_sent(resource.inputs))
-    return objects
-
-
 def chart_namespaces(simulation: Simulation) -> list[dict[str, Any]]:
     """The namespaces the operators' Helm releases create, where the program puts
     objects of its own (network policies for the operators, for example)."""
@@ -123,7 +94,7 @@ def test_every_object_of_the_stack_is_admitted_by_the_api_server(
         simulation = simulate("prod", overrides=MANUAL_CANARY)
     else:
         simulation = simulated(stack, False)
-    objects = manifests(simulation)
+    objects = simulation.kubernetes_objects()
     kinds = {o["kind"] for o in objects}
     # The kinds that only the real CRDs can judge are among them.
     assert {"ScaledObject", "TriggerAuthentication", "NodePool", "EC2NodeClass"} <= kinds

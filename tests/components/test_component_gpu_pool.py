@@ -70,9 +70,53 @@ def test_a_tainted_node_group_with_its_device_plugin_and_exporter() -> None:
         # Only this pool's nodes, despite their taint.
         assert pod["nodeSelector"] == {GPU_POOL_NAME_LABEL: "inference"}
         assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+        # A pod-level security context as well as the containers' (checkov CKV_K8S_29).
+        assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
     # g5.2xlarge carries one GPU, like g5.xlarge: 3 nodes at most.
     assert pool.max_gpus == 3
     assert graph.outputs_of(component)["maxGpus"] == 3
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_the_pools_images_are_configurable_by_digest() -> None:
+    plugin = f"nvcr.io/nvidia/k8s-device-plugin:v0.17.0@{DIGEST}"
+    exporter = f"nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04@{DIGEST}"
+
+    def program() -> GpuNodePool:
+        return GpuNodePool(
+            "gpu-inference",
+            GpuNodePoolArgs(
+                pool=_pool(device_plugin_image=plugin, dcgm_exporter_image=exporter),
+                nodes=SimulatedNodeGroup(zones=["zone-a"]),
+                system_namespace="gpu-system",
+                provider=provider(),
+            ),
+        )
+
+    _, graph = evaluate(program)
+    images = {
+        d.name: d.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
+        for d in graph.of_type("kubernetes:apps/v1:DaemonSet")
+    }
+    assert images == {
+        "gpu-inference-device-plugin": plugin,
+        "gpu-inference-dcgm-exporter": exporter,
+    }
+
+
+@pytest.mark.parametrize(
+    ("image", "error"),
+    [
+        ("nvcr.io/nvidia/k8s-device-plugin:v0.17.0@sha256:abc", "is not `sha256:` and 64"),
+        ("nvcr.io/nvidia/k8s-device-plugin:v0.17.0@" + "ab" * 32, "is not `sha256:` and 64"),
+        ("nvcr.io/nvidia/k8s-device-plugin v0.17.0", "has no spaces"),
+    ],
+)
+def test_a_malformed_image_reference_is_refused_by_its_key(image: str, error: str) -> None:
+    with pytest.raises(ValueError, match=f"device_plugin_image\n  Value error, .*{error}"):
+        _pool(device_plugin_image=image)
 
 
 def test_the_pool_refuses_unknown_instance_types_and_no_subnets() -> None:

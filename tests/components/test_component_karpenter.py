@@ -73,6 +73,15 @@ def test_the_controller_is_the_pinned_chart_with_its_own_role_on_the_system_pool
         "StringEquals": {"aws:ResourceTag/kubernetes.io/cluster/agents-dev": "owned"}
     }
     assert statements["DescribeThisCluster"]["Resource"] == "arn:aws:eks:*:*:cluster/agents-dev"
+    # Only listing, which names no resource, is allowed on "*" without a condition
+    # (checkov CKV_AWS_355).
+    unrestricted = [
+        s["Action"] for s in policy["Statement"] if s["Resource"] == "*" and "Condition" not in s
+    ]
+    assert all(
+        a.startswith(("ec2:Describe", "pricing:", "iam:List")) for a in _actions(unrestricted)
+    )
+    assert statements["ReadInstanceProfiles"]["Resource"] == "arn:aws:iam::*:instance-profile/*"
     # Its namespace has a default-deny ingress policy, metrics excepted.
     netpol = graph.named("kubernetes:networking.k8s.io/v1:NetworkPolicy", "karpenter-ingress")
     assert netpol.inputs["metadata"]["namespace"] == "karpenter"
@@ -113,6 +122,10 @@ def _karpenter_pool(pool: GpuPoolConfig, expected_gpus: int = 0) -> tuple[GpuNod
         )
 
     return evaluate(program)
+
+
+def _actions(actions: list[str | list[str]]) -> list[str]:
+    return [a for item in actions for a in ([item] if isinstance(item, str) else item)]
 
 
 def test_the_pool_is_a_node_pool_and_node_class_instead_of_a_node_group() -> None:

@@ -83,7 +83,10 @@ def test_every_whole_number_setting_takes_the_engines_floats(stack: str) -> None
 
 def test_prod_enforces_everything_and_requires_immutability() -> None:
     configured = {c.rule.name: c for c in configure(RULES, load_raw("prod"))}
-    assert {c.enforcement for c in configured.values()} == {"mandatory"}
+    # Third-party digests become mandatory once the stack file pins them (README).
+    advisory = {name for name, c in configured.items() if c.enforcement != "mandatory"}
+    assert advisory == {"third-party-image-digest"}
+    assert configured["third-party-image-digest"].enforcement == "advisory"
     assert configured["image-pinned"].config.model_dump()["require_immutable"] is True
 
 
@@ -270,6 +273,8 @@ def _analyze(require_immutable: bool) -> list[tuple[str, int, str]]:
     configure_request.policyConfig["image-pinned"].properties.update(
         {"require_immutable": require_immutable}
     )
+    # The other image rule would note the same unknown image.
+    configure_request.policyConfig["third-party-image-digest"].enforcementLevel = proto.DISABLED
     _rpc(servicer.Configure, configure_request)
     request = proto.AnalyzeRequest(
         type="kubernetes:apps/v1:Deployment", urn="urn:x", name="agent-api"

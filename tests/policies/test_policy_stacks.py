@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,11 +13,11 @@ from costing.model import estimate
 from costing.view import ResourceView
 from policies.catalog import RULES
 from policies.cost import main as cost_main
-from policies.harness import Report, evaluate, simulated_views, views_of
+from policies.harness import Report, evaluate, run_stack, simulated_views, views_of
 from policies.harness import main as harness_main
 from policies.pack_config import configure, load_raw
 from policies.rules.scaling import BoundsConfig, check_autoscaler_bounds
-from stacks.simulate import Simulation, simulate
+from stacks.simulate import Simulation, simulate, stack_file_config
 
 STACKS = ["local", "dev", "prod"]
 
@@ -207,3 +208,52 @@ def test_prods_vllm_scaled_object_without_a_max_fails_the_bounds_rule() -> None:
     unbounded = ResourceView(scaled.type, scaled.name, scaled.urn, {**scaled.props, "spec": spec})
     (found,) = check_autoscaler_bounds(unbounded, BoundsConfig(max_replicas=20))
     assert "spec.maxReplicaCount is 100, above the cap 20" in found.message
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def test_prod_reports_each_third_party_image_until_it_is_pinned_by_digest() -> None:
+    # Advisory in prod until the digests are filled in (they cannot be looked up here).
+    flagged = sorted(
+        v.message.split("'")[5]
+        for v in run("prod").advisory
+        if v.rule == "third-party-image-digest"
+    )
+    assert flagged == [
+        "nvcr.io/nvidia/k8s-device-plugin:v0.17.0",
+        "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04",
+        "prom/prometheus:v2.55.1",
+        "vllm/vllm-openai:v0.34.0",
+        "vllm/vllm-openai:v0.34.0",
+    ]
+
+
+def test_prod_with_its_images_configured_by_digest_passes_the_rule_as_mandatory() -> None:
+    raw, _ = stack_file_config("prod")
+
+    def section(name: str) -> Any:
+        return json.loads(raw[f"agent-platform:{name}"])
+
+    overrides = {
+        "agent-platform:llm": {
+            **section("llm"),
+            "vllmImage": f"vllm/vllm-openai:v0.34.0@{DIGEST}",
+        },
+        "agent-platform:monitoring": {
+            **section("monitoring"),
+            "prometheusImage": f"prom/prometheus:v2.55.1@{DIGEST}",
+        },
+        "agent-platform:gpuPools": [
+            {
+                **pool,
+                "devicePluginImage": f"nvcr.io/nvidia/k8s-device-plugin:v0.17.0@{DIGEST}",
+                "dcgmExporterImage": f"nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9@{DIGEST}",
+            }
+            for pool in section("gpuPools")
+        ],
+    }
+    policy = {**load_raw("prod"), "third-party-image-digest": "mandatory"}
+    report = run_stack("prod", raw_config=policy, overrides=overrides)
+    assert report.mandatory == [], report.render()
+    assert not [v for v in report.advisory if v.rule == "third-party-image-digest"]

@@ -113,6 +113,7 @@ POD_RULES = {
     "gpu-pods-on-gpu-nodes",
     "gpu-taint-reserved",
     "image-pinned",
+    "third-party-image-digest",
     "container-security-context",
     "no-privileged-or-host-access",
     "secrets-as-files",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -657,3 +658,25 @@ def test_every_workload_has_the_egress_it_needs_and_no_more(
     scraped = {where for where, _ in destinations("prometheus")}
     assert {"agent-api", "agent-worker"} <= scraped
     assert ("llm" in scraped) == (sim.config.llm.mode == "vllm")
+
+
+def test_the_kubernetes_objects_are_what_the_provider_would_send(simulated: Simulate) -> None:
+    sim = simulated("prod")
+    objects = sim.kubernetes_objects()
+    declared = [
+        r
+        for r in sim.resources
+        if r.custom and r.type.startswith("kubernetes:") and "helm.sh" not in r.type
+    ]
+    assert len(objects) == len(declared) > 0
+    # Helm releases are not API objects; every object names its kind.
+    assert all({"apiVersion", "kind", "metadata"} <= set(o) for o in objects)
+    # Whole numbers as integers (the mocks hand floats over), secrets unwrapped.
+    [api] = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "agent-api"
+    ]
+    port = api["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert type(port) is int
+    assert "4dabf18193072939515e22adb298388d" not in json.dumps(objects)
+    # Every resource the mocks created carries its id and state.
+    assert all(r.id and r.outputs for r in declared)
