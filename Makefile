@@ -114,12 +114,13 @@ cost-diff: bootstrap
 prices: bootstrap
 	$(PY) -m costing.update_prices $(foreach f,$(OFFERS),--offer $(f))
 
-# Speed and scale of the program, the policy pack, the engine and the agent app, and the
-# fault campaign's figures, and the app beside LiteLLM's proxy per core (benchmarks/peer, in a
-# locked venv of its own under ~/.cache/agent-platform); writes benchmarks/RESULTS.md (about 22
-# minutes on 2 cores; `ONLY=peer` alone about 3, plus a minute the first time to install LiteLLM).
+# Speed and scale of the program, the policy pack, the engine, `make up` into a local control
+# plane of its own against render mode, the agent app, and the fault campaign's figures, and
+# the app beside LiteLLM's proxy per core (benchmarks/peer, in a locked venv of its own under
+# ~/.cache/agent-platform); writes benchmarks/RESULTS.md (about 24 minutes on 2 cores;
+# `ONLY=peer` alone about 3, plus a minute the first time to install LiteLLM; `ONLY=up` 2).
 # `make bench ONLY=app` re-measures one section and keeps the others.
-ONLY ?= infra,app,peer,campaign
+ONLY ?= infra,up,app,peer,campaign
 bench: bootstrap
 	scripts/pulumi-engine ensure
 	$(PY) -m benchmarks.run --only $(ONLY)

@@ -1,14 +1,15 @@
 """`make bench`: measures the program, the policy pack, the engine, the agent app and the
 fault campaign on this machine and writes benchmarks/RESULTS.md.
 
-    python -m benchmarks.run [--only infra,app,peer,campaign] [--program-reps 5]
+    python -m benchmarks.run [--only infra,up,app,peer,campaign] [--program-reps 5]
                              [--what-if-reps 3] [--policy-reps 5] [--engine-reps 5]
                              [--quick-app]
 
 Each section's measurements are kept in benchmarks/sections/<section>.md with the date
 and machine load of its own run; RESULTS.md is those sections under one machine table.
-`--only` re-measures some sections and keeps the others as last measured. About 22
-minutes for all four on a 2-core machine (infrastructure 7, agent app 10, peer 3, campaign 2).
+`--only` re-measures some sections and keeps the others as last measured. About 24
+minutes for all five on a 2-core machine (infrastructure 7, make up 2, agent app 10,
+peer 3, campaign 2).
 Targets are goals reported in the results, never assertions in `make test`.
 """
 
@@ -20,20 +21,30 @@ import importlib.metadata
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import app_load, campaign, engine, peer, policy_eval, profiling, program_eval
+from benchmarks import (
+    app_load,
+    campaign,
+    engine,
+    local_up,
+    peer,
+    policy_eval,
+    profiling,
+    program_eval,
+)
 from benchmarks.report import render_infra
 from benchmarks.stats import load_average
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 SECTIONS_DIR = HERE / "sections"
-SECTIONS = ("infra", "app", "peer", "campaign")
+SECTIONS = ("infra", "up", "app", "peer", "campaign")
 
 Progress = Callable[[str], None]
 
@@ -82,6 +93,9 @@ def _measured(name: str, args: argparse.Namespace, progress: Progress) -> str:
             f"program {args.program_reps} (default-GC comparison {args.what_if_reps}), "
             f"policy {args.policy_reps}, engine {args.engine_reps}"
         )
+    elif name == "up":
+        body = local_up.render(local_up.run(args.engine_reps, progress))
+        repetitions = f"no-op up and preview {args.engine_reps} each"
     elif name == "app":
         body = app_load.run(progress, quick=args.quick_app)
         repetitions = "quick (smoke test, not a measurement)" if args.quick_app else "see below"
@@ -144,6 +158,11 @@ def assemble() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Started in the background by a shell (`make bench &`), this process inherits SIGINT
+    # ignored, and so would every `pulumi` it runs: the engine stops its Python plugins (the
+    # program's host, the policy pack) with SIGINT and kills them 5 s later, so each command
+    # would take 5 s longer than it does for a user. Exec resets a handled signal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument(
         "--only",
