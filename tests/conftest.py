@@ -7,6 +7,7 @@ once per session.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,13 @@ if TYPE_CHECKING:
     from stacks.simulate import Simulation
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Run in the background by a shell (`make test &`), pytest inherits SIGINT ignored and
+    # so would every `pulumi` the engine tests run: the engine stops its Python plugins
+    # with SIGINT and kills them 5 s later, adding 5 s to each command.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _require(what: str, built: bool) -> None:
