@@ -69,6 +69,12 @@ memory costs about 0.25 ms of API CPU, against 1.3 ms for one decided in Redis.
 load and admission refused work the service had room for: this section's capacity steps
 refused 31 of 450 tasks at 75 tasks/s (p99 overhead 54 ms) and capacity read 50 tasks/s;
 with 2 s, 0 refusals up to 100 tasks/s (2026-12-05 05:29 and 05:33 UTC, the same bench).
+
+**Tried and left out: hiredis** (redis-py's C reply parser, `hiredis` 3.5.0). This whole
+section, alternating without / with, 2026-12-05 06:20-06:35 UTC: app / LiteLLM per LLM
+call 0.33 / 0.35 then 0.37 / 0.36 (median per run), cache hit API CPU 1.80 / 1.72 then
+2.03 / 2.05 ms. No gain beyond the run-to-run spread: the replies are a few short fields,
+and the time is in the event loop's socket reads around them, not in parsing.
 """
 
 
