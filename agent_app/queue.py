@@ -137,9 +137,7 @@ class TaskQueue:
             keys=[
                 task_key(task_id),
                 self.stream,
-                reservations_key(tenant),
-                outstanding_key(self.stream),
-                throughput_key(self.stream),
+                *self._release_keys(tenant),
                 *(w.key for w in writes),
             ],
             args=[
@@ -154,6 +152,11 @@ class TaskQueue:
         )
         return bool(written)
 
+    def _release_keys(self, tenant: str) -> list[str]:
+        """The keys a final write releases the task from (`scripts._RELEASE`) and counts
+        it finished in (`scripts._THROUGHPUT`), in the order FINISH and DEAD_LETTER take."""
+        return [reservations_key(tenant), outstanding_key(self.stream), throughput_key(self.stream)]
+
     async def dead_letter(
         self, entry_id: str, task_id: str, tenant: str, fields: dict[str, str]
     ) -> bool:
@@ -167,9 +170,7 @@ class TaskQueue:
                 task_key(task_id),
                 self.stream,
                 self.dead_stream,
-                reservations_key(tenant),
-                outstanding_key(self.stream),
-                throughput_key(self.stream),
+                *self._release_keys(tenant),
             ],
             args=[
                 self.group,

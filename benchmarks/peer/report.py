@@ -67,8 +67,9 @@ memory costs about 0.25 ms of API CPU, against 1.3 ms for one decided in Redis.
 
 **The finishing rate's time constant, 10 s to 2 s.** With 10 s the rate lagged a rising
 load and admission refused work the service had room for: this section's capacity steps
-refused 31 of 450 tasks at 75 tasks/s (p99 overhead 54 ms) and capacity read 50 tasks/s;
-with 2 s, 0 refusals up to 100 tasks/s (2026-12-05 05:29 and 05:33 UTC, the same bench).
+refused 31 of 450 tasks at 75 tasks/s (p99 overhead 54 ms) and capacity read 50 tasks/s
+(2026-12-05 05:29 UTC); with 2 s, 0 refusals up to 100 tasks/s (05:33 UTC, the same bench
+and admission settings).
 
 **Tried and left out: hiredis** (redis-py's C reply parser, `hiredis` 3.5.0). This whole
 section, alternating without / with, 2026-12-05 06:20-06:35 UTC: app / LiteLLM per LLM
